@@ -1,0 +1,37 @@
+"""hybridq: prove (or refute with an exactly re-checked counterexample) that a feed-forward
+network stays reliable when its parameters are quantized.
+
+Public API (see README.md): the network model and loaders, perturbation models, properties and
+input sets, the bound pass, the SMT backends, the verifier and quantification.
+"""
+
+from hybridq.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    HybridqError,
+    ModelFormatError,
+    PerturbationError,
+    UnsupportedLayerError,
+)
+from hybridq.inputs import InputBox
+from hybridq.network import Layer, Network
+from hybridq.perturbation import Perturbation
+from hybridq.properties import Decision, Deviation, OutputConstraint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailableError",
+    "ConfigError",
+    "Decision",
+    "Deviation",
+    "HybridqError",
+    "InputBox",
+    "Layer",
+    "ModelFormatError",
+    "Network",
+    "OutputConstraint",
+    "Perturbation",
+    "PerturbationError",
+    "UnsupportedLayerError",
+]

@@ -1,0 +1,1 @@
+"""Network file formats: ``.nnet``, ONNX, ``.npz``; VNNLIB properties."""

@@ -1,0 +1,231 @@
+"""Properties a verifier decides (DESIGN.md §1).
+
+A *violation* is a pair ``(x, theta)`` in ``X x Theta`` that breaks the property.  Every property
+offers
+
+* :meth:`margin` -- a float64 *violation margin* of perturbed logits against nominal logits,
+  vectorised over a batch; ``>= 0`` means the float evaluation violates (used by attacks and for
+  best-first ordering, never as proof);
+* :meth:`check_exact` -- the exact re-check of a candidate counterexample with
+  :meth:`hybridq.Network.exact_logits`; only a ``True`` here makes a verdict ``not_robust``;
+* :meth:`spec_rows` -- the linear forms of the logits whose bounds decide it (used by the bound pass).
+
+Properties
+----------
+Deviation(delta, space, outputs)
+    violated iff ``|s_j(x; theta) - s_j(x; theta0)| > delta`` for some chosen output ``j``,
+    with ``s`` the logits (``space="logit"``) or the scores (``space="score"``).
+Decision(label, kappa)
+    violated iff ``y_c(x; theta) - y_j(x; theta) <= kappa`` for some ``j != c`` (``c = label``):
+    the class is kept only when it wins by more than ``kappa`` (``kappa = 0``: a tie already counts
+    as a flip, the sound reading of argmax).
+OutputConstraint(disjuncts)
+    a VNNLIB unsafe set ``OR_d (A_d y <= c_d)`` of the perturbed logits; violated iff some ``theta``
+    and ``x`` reach it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+
+__all__ = ["Deviation", "Decision", "OutputConstraint", "Property"]
+
+
+def _to_iv(v):
+    if isinstance(v, Fraction):
+        return mpmath.iv.mpf(v.numerator) / v.denominator
+    return v
+
+
+@dataclass(frozen=True)
+class Deviation:
+    """Deviation property ``|s_j(x; theta) - s_j(x; theta0)| <= delta``.
+
+    Parameters
+    ----------
+    delta : float
+        Tolerance, ``>= 0`` (units of the chosen space).
+    space : {"logit", "score"}
+        Compare logits or scores (``out(y)``).
+    outputs : tuple of int, optional
+        Output indices checked (default: all).
+
+    Raises
+    ------
+    ValueError
+        Negative or non-finite delta, unknown space.
+    """
+
+    delta: float
+    space: str = "logit"
+    outputs: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.delta) or self.delta < 0:
+            raise ValueError(f"delta must be finite and >= 0, got {self.delta}")
+        if self.space not in ("logit", "score"):
+            raise ValueError(f"space must be 'logit' or 'score', got {self.space!r}")
+        if self.outputs is not None:
+            object.__setattr__(self, "outputs", tuple(int(j) for j in self.outputs))
+
+    def selected(self, n_out: int) -> tuple[int, ...]:
+        out = tuple(range(n_out)) if self.outputs is None else self.outputs
+        for j in out:
+            if not 0 <= j < n_out:
+                raise ValueError(f"output index {j} out of range for {n_out} outputs")
+        return out
+
+    def margin(self, network, y_pert: np.ndarray, y_nom: np.ndarray) -> np.ndarray:
+        """``max_j |s'_j - s_j| - delta`` per row; arrays ``(n, n_out)`` -> ``(n,)``."""
+        from hybridq.network import output_transform
+
+        if self.space == "score":
+            y_pert = output_transform(y_pert, network.output)
+            y_nom = output_transform(y_nom, network.output)
+        sel = list(self.selected(y_pert.shape[1]))
+        return np.max(np.abs(y_pert[:, sel] - y_nom[:, sel]), axis=1) - self.delta
+
+    def check_exact(self, network, x, params) -> bool:
+        """True iff ``(x, params)`` violates the property in exact arithmetic."""
+        if self.space == "score":
+            sp, sn = network.exact_scores(x, params), network.exact_scores(x, None)
+        else:
+            sp, sn = network.exact_logits(x, params), network.exact_logits(x, None)
+        d = Fraction(self.delta)
+        for j in self.selected(network.n_out):
+            a, b = sp[j], sn[j]
+            if isinstance(a, Fraction) and isinstance(b, Fraction):
+                if abs(a - b) > d:
+                    return True
+                continue
+            with mpmath.iv.workprec(200):
+                dev = _to_iv(a) - _to_iv(b)
+                dd = mpmath.iv.mpf(d.numerator) / d.denominator
+                if dev.a > dd.b or dev.b < -dd.b:
+                    return True
+        return False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Decision property: class ``label`` keeps winning by more than ``kappa`` logits.
+
+    Parameters
+    ----------
+    label : int
+        The protected class ``c``.
+    kappa : float
+        Required margin ``>= 0`` (default 0: ties count as flips).
+
+    Raises
+    ------
+    ValueError
+        Negative or non-finite kappa, negative label.
+    """
+
+    label: int
+    kappa: float = 0.0
+
+    def __post_init__(self) -> None:
+        if int(self.label) < 0:
+            raise ValueError(f"label must be >= 0, got {self.label}")
+        if not np.isfinite(self.kappa) or self.kappa < 0:
+            raise ValueError(f"kappa must be finite and >= 0, got {self.kappa}")
+        object.__setattr__(self, "label", int(self.label))
+
+    def spec_matrix(self, n_out: int) -> np.ndarray:
+        """Rows ``e_c - e_j`` (``j != c``), shape ``(n_out - 1, n_out)``: robust iff every row > kappa."""
+        if self.label >= n_out:
+            raise ValueError(f"label {self.label} out of range for {n_out} outputs")
+        rows = []
+        for j in range(n_out):
+            if j != self.label:
+                r = np.zeros(n_out)
+                r[self.label], r[j] = 1.0, -1.0
+                rows.append(r)
+        return np.array(rows).reshape(-1, n_out)
+
+    def margin(self, network, y_pert: np.ndarray, y_nom: np.ndarray | None = None) -> np.ndarray:
+        """``kappa - min_j (y'_c - y'_j)`` per row; ``>= 0`` means a flip."""
+        C = self.spec_matrix(y_pert.shape[1])
+        if C.shape[0] == 0:
+            return np.full(y_pert.shape[0], -np.inf)
+        return self.kappa - np.min(y_pert @ C.T, axis=1)
+
+    def check_exact(self, network, x, params) -> bool:
+        y = network.exact_logits(x, params)
+        c = self.label
+        k = Fraction(self.kappa)
+        for j in range(len(y)):
+            if j == c:
+                continue
+            if isinstance(y[c], Fraction):
+                if y[c] - y[j] <= k:
+                    return True
+            else:
+                with mpmath.iv.workprec(200):
+                    m = y[c] - y[j]
+                    if m.b <= mpmath.iv.mpf(k.numerator) / k.denominator:
+                        return True
+        return False
+
+
+@dataclass(frozen=True)
+class OutputConstraint:
+    """A VNNLIB unsafe set on the perturbed logits: ``OR_d (A_d y <= c_d)``.
+
+    Parameters
+    ----------
+    disjuncts : tuple of (A (m_d, n_out) float64, c (m_d,) float64)
+        Each disjunct is a conjunction of linear constraints ``A y <= c``.
+    """
+
+    disjuncts: tuple[tuple[np.ndarray, np.ndarray], ...]
+
+    def __post_init__(self) -> None:
+        ds = []
+        for A, c in self.disjuncts:
+            A = np.array(A, dtype=np.float64, ndmin=2)
+            c = np.array(c, dtype=np.float64).reshape(-1)
+            if A.shape[0] != c.shape[0]:
+                raise ValueError(f"constraint rows {A.shape[0]} and right-hand sides {c.shape[0]} differ")
+            if not (np.all(np.isfinite(A)) and np.all(np.isfinite(c))):
+                raise ValueError("output constraint contains NaN or inf")
+            ds.append((A, c))
+        if not ds:
+            raise ValueError("output constraint has no disjunct")
+        object.__setattr__(self, "disjuncts", tuple(ds))
+
+    def margin(self, network, y_pert: np.ndarray, y_nom: np.ndarray | None = None) -> np.ndarray:
+        """``max_d min_i (c_d - A_d y)_i`` per row; ``>= 0`` means inside the unsafe set."""
+        vals = [np.min(c[None, :] - y_pert @ A.T, axis=1) for A, c in self.disjuncts]
+        return np.max(np.stack(vals, axis=1), axis=1)
+
+    def check_exact(self, network, x, params) -> bool:
+        y = network.exact_logits(x, params)
+        exact = all(isinstance(v, Fraction) for v in y)
+        for A, c in self.disjuncts:
+            inside = True
+            for row, rhs in zip(A, c):
+                if exact:
+                    s = sum((Fraction(float(a)) * v for a, v in zip(row, y) if a != 0.0), Fraction(0))
+                    inside = s <= Fraction(float(rhs))
+                else:
+                    with mpmath.iv.workprec(200):
+                        s = mpmath.iv.mpf(0)
+                        for a, v in zip(row, y):
+                            if a != 0.0:
+                                s = s + mpmath.iv.mpf(float(a)) * _to_iv(v)
+                        inside = bool(s.b <= mpmath.iv.mpf(float(rhs)))
+                if not inside:
+                    break
+            if inside:
+                return True
+        return False
+
+
+Property = Deviation | Decision | OutputConstraint
