@@ -18,6 +18,7 @@ occurs; every counterexample is re-checked with it before it is reported.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -51,6 +52,18 @@ Params = tuple[tuple[np.ndarray, np.ndarray], ...]
 ExactValue = Union[Fraction, "mpmath.ctx_iv.ivmpf"]
 
 _IV_PREC = 200
+
+
+@contextmanager
+def iv_precision(bits: int = _IV_PREC):
+    """Temporarily set ``mpmath.iv`` to ``bits`` of working precision (mpmath's interval context
+    has no ``workprec``)."""
+    old = mpmath.iv.prec
+    mpmath.iv.prec = max(bits, old)
+    try:
+        yield
+    finally:
+        mpmath.iv.prec = old
 
 
 def _as_f64(a, name: str, ndim: int) -> np.ndarray:
@@ -338,7 +351,7 @@ class Network:
         p = self._check_params(params)
         if self.is_piecewise_linear:
             return self._exact_fraction(x, p)
-        with mpmath.iv.workprec(_IV_PREC):
+        with iv_precision():
             return self._exact_interval(x, p)
 
     def exact_scores(self, x, params: Params | None = None) -> list:
@@ -347,7 +360,7 @@ class Network:
         y = self.exact_logits(x, params)
         if self.output == "identity":
             return y
-        with mpmath.iv.workprec(_IV_PREC):
+        with iv_precision():
             yi = [v if not isinstance(v, Fraction) else mpmath.iv.mpf(v.numerator) / v.denominator for v in y]
             if self.output == "sigmoid":
                 return [1 / (1 + mpmath.iv.exp(-v)) for v in yi]

@@ -32,6 +32,8 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from hybridq.network import iv_precision
+
 __all__ = ["Deviation", "Decision", "OutputConstraint", "Property"]
 
 
@@ -102,7 +104,7 @@ class Deviation:
                 if abs(a - b) > d:
                     return True
                 continue
-            with mpmath.iv.workprec(200):
+            with iv_precision():
                 dev = _to_iv(a) - _to_iv(b)
                 dd = mpmath.iv.mpf(d.numerator) / d.denominator
                 if dev.a > dd.b or dev.b < -dd.b:
@@ -167,7 +169,7 @@ class Decision:
                 if y[c] - y[j] <= k:
                     return True
             else:
-                with mpmath.iv.workprec(200):
+                with iv_precision():
                     m = y[c] - y[j]
                     if m.b <= mpmath.iv.mpf(k.numerator) / k.denominator:
                         return True
@@ -215,7 +217,7 @@ class OutputConstraint:
                     s = sum((Fraction(float(a)) * v for a, v in zip(row, y) if a != 0.0), Fraction(0))
                     inside = s <= Fraction(float(rhs))
                 else:
-                    with mpmath.iv.workprec(200):
+                    with iv_precision():
                         s = mpmath.iv.mpf(0)
                         for a, v in zip(row, y):
                             if a != 0.0:
