@@ -17,6 +17,7 @@ from hybridq.inputs import InputBox
 from hybridq.network import Layer, Network
 from hybridq.perturbation import Perturbation
 from hybridq.properties import Decision, Deviation, OutputConstraint
+from hybridq.io import load_network, load_vnnlib
 
 __version__ = "0.1.0"
 
@@ -34,4 +35,6 @@ __all__ = [
     "Perturbation",
     "PerturbationError",
     "UnsupportedLayerError",
+    "load_network",
+    "load_vnnlib",
 ]
