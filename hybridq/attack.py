@@ -1,0 +1,334 @@
+"""Falsification: look for a violating pair ``(x, theta)`` in a cell, re-check it exactly.
+
+The search (DESIGN.md §3) evaluates the input box's centre, corners and uniform samples, each
+paired with the parameter-box vertex that a first-order model of the violation margin prefers
+(``theta = c + r * sign(d margin / d theta)``, the maximiser of the linearised margin, exact for
+one layer by DESIGN.md §2) and with random vertices; the best starts are then improved by
+projected sign-gradient steps on ``x`` and ``theta`` jointly.  Gradients are computed by hand
+(back-propagation in NumPy through the MLP, batched with per-sample parameters).
+
+Nothing found here is reported before :func:`confirm` has re-checked it in exact arithmetic
+(``prop.check_exact``) with parameters inside the box (``perturbation.contains``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from hybridq.network import interval_bounds, output_transform
+from hybridq.properties import Decision, Deviation, OutputConstraint
+from hybridq.result import Counterexample
+
+__all__ = ["AttackResult", "attack", "confirm", "margin_and_grad", "exact_deviation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class AttackResult:
+    """Best pair found: float margin (``>= 0`` violates), the pair, and its re-checked form.
+
+    ``counterexample`` is set only when the pair re-checked exactly.
+    """
+
+    margin: float
+    x: np.ndarray
+    params: tuple
+    value: float
+    counterexample: Counterexample | None = None
+
+
+# --------------------------------------------------------------------------- activations
+def _act(z, a, alpha):
+    if a == "relu":
+        return np.maximum(z, 0.0)
+    if a == "identity":
+        return z
+    if a == "leaky_relu":
+        return np.where(z >= 0.0, z, alpha * z)
+    if a == "hardtanh":
+        return np.clip(z, -1.0, 1.0)
+    if a == "sigmoid":
+        return 0.5 * (1.0 + np.tanh(0.5 * z))
+    return np.tanh(z)
+
+
+def _dact(z, h, a, alpha):
+    if a == "relu":
+        return (z > 0.0).astype(np.float64)
+    if a == "identity":
+        return np.ones_like(z)
+    if a == "leaky_relu":
+        return np.where(z >= 0.0, 1.0, alpha)
+    if a == "hardtanh":
+        return ((z > -1.0) & (z < 1.0)).astype(np.float64)
+    if a == "sigmoid":
+        return h * (1.0 - h)
+    return 1.0 - h * h
+
+
+# --------------------------------------------------------------------------- forward / backward
+def _forward(network, x, Ws, bs):
+    """Batched forward; ``Ws[k]`` is ``(n, out, in)`` (per sample) or ``(out, in)`` (shared)."""
+    xn = network.normalize(x)
+    hs, zs = [xn], []
+    h = xn
+    for l, W, b in zip(network.layers, Ws, bs):
+        z = np.einsum("noi,ni->no", W, h) + b if W.ndim == 3 else h @ W.T + b
+        h = _act(z, l.activation, l.alpha)
+        zs.append(z)
+        hs.append(h)
+    y = h * network.output_std + network.output_mean
+    return y, (hs, zs)
+
+
+def _backward(network, x, cache, Ws, gy, want_params=True):
+    """Gradients of ``sum_n gy[n] . y[n]`` w.r.t. ``x`` (raw) and the per-sample parameters."""
+    hs, zs = cache
+    g = gy * network.output_std
+    gWs, gbs = [None] * len(Ws), [None] * len(Ws)
+    for k in range(len(Ws) - 1, -1, -1):
+        l = network.layers[k]
+        gz = g * _dact(zs[k], hs[k + 1], l.activation, l.alpha)
+        if want_params:
+            gWs[k] = gz[:, :, None] * hs[k][:, None, :]
+            gbs[k] = gz
+        W = Ws[k]
+        g = np.einsum("noi,no->ni", W, gz) if W.ndim == 3 else gz @ W
+    gx = g / network.input_std
+    if network.input_lower is not None:
+        inside = (x >= network.input_lower) & (x <= network.input_upper)
+        gx = gx * inside
+    return gx, gWs, gbs
+
+
+def _score_grad(y, s, j, output):
+    """Rows ``d s_j / d y`` for the chosen output ``j`` per row; ``y, s`` are ``(n, n_out)``."""
+    n, m = y.shape
+    rows = np.arange(n)
+    if output == "identity":
+        g = np.zeros((n, m))
+        g[rows, j] = 1.0
+        return g
+    if output == "sigmoid":
+        g = np.zeros((n, m))
+        g[rows, j] = s[rows, j] * (1.0 - s[rows, j])
+        return g
+    g = -s * s[rows, j][:, None]
+    g[rows, j] += s[rows, j]
+    return g
+
+
+def margin_and_grad(network, prop, yp, yn):
+    """Violation margin per row and its gradients w.r.t. the perturbed and nominal logits.
+
+    Parameters
+    ----------
+    yp, yn : (n, n_out) float64
+        Perturbed and nominal logits.
+
+    Returns
+    -------
+    margin : (n,) float64 (``>= 0`` violates in float64)
+    gyp, gyn : (n, n_out) float64 (``gyn`` is zero unless the property is a deviation)
+    """
+    n, m = yp.shape
+    rows = np.arange(n)
+    gyn = np.zeros_like(yp)
+    if isinstance(prop, Deviation):
+        sel = np.array(prop.selected(m))
+        if prop.space == "score":
+            sp, sn = output_transform(yp, network.output), output_transform(yn, network.output)
+        else:
+            sp, sn = yp, yn
+        d = sp[:, sel] - sn[:, sel]
+        jj = np.argmax(np.abs(d), axis=1)
+        dj = d[rows, jj]
+        sign = np.where(dj >= 0, 1.0, -1.0)
+        j = sel[jj]
+        if prop.space == "score":
+            gyp = sign[:, None] * _score_grad(yp, sp, j, network.output)
+            gyn = -sign[:, None] * _score_grad(yn, sn, j, network.output)
+        else:
+            gyp = np.zeros_like(yp)
+            gyp[rows, j] = sign
+            gyn[rows, j] = -sign
+        return np.abs(dj) - prop.delta, gyp, gyn
+    if isinstance(prop, Decision):
+        C = prop.spec_matrix(m)
+        vals = yp @ C.T
+        i = np.argmin(vals, axis=1)
+        return prop.kappa - vals[rows, i], -C[i], gyn
+    if isinstance(prop, OutputConstraint):
+        best = np.full(n, -np.inf)
+        gyp = np.zeros_like(yp)
+        for A, c in prop.disjuncts:
+            v = c[None, :] - yp @ A.T
+            i = np.argmin(v, axis=1)
+            vm = v[rows, i]
+            better = vm > best
+            best = np.where(better, vm, best)
+            gyp[better] = -A[i[better]]
+        return best, gyp, gyn
+    raise TypeError(f"unsupported property {type(prop).__name__}")
+
+
+# --------------------------------------------------------------------------- search
+def _corners(lower, upper, k, rng):
+    n = lower.size
+    free = np.flatnonzero(upper > lower)
+    if free.size == 0 or k <= 0:
+        return np.empty((0, n))
+    if 2 ** free.size <= k:
+        bits = (np.arange(2 ** free.size)[:, None] >> np.arange(free.size)[None, :]) & 1
+    else:
+        bits = rng.integers(0, 2, size=(k, free.size))
+    out = np.tile(lower, (bits.shape[0], 1))
+    out[:, free] = np.where(bits == 1, upper[free], lower[free])
+    return out
+
+
+def _evaluate(network, prop, x, Ws, bs, nominal):
+    yp, cache = _forward(network, x, Ws, bs)
+    yn, ncache = _forward(network, x, *nominal)
+    mg, gyp, gyn = margin_and_grad(network, prop, yp, yn)
+    return mg, (yp, cache, yn, ncache, gyp, gyn)
+
+
+def _grads(network, x, Ws, info, nominal, want_params=True):
+    yp, cache, yn, ncache, gyp, gyn = info
+    gx, gWs, gbs = _backward(network, x, cache, Ws, gyp, want_params)
+    if np.any(gyn):
+        gx2, _, _ = _backward(network, x, ncache, nominal[0], gyn, False)
+        gx = gx + gx2
+    return gx, gWs, gbs
+
+
+def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, restarts=2,
+           confirm_exact=True) -> AttackResult:
+    """Search a cell for a violation.
+
+    Parameters
+    ----------
+    network : Network
+    perturbation : Perturbation
+    prop : Deviation | Decision | OutputConstraint
+    lower, upper : (n_in,) float64
+        The cell's input box (raw input space).
+    rng : numpy.random.Generator
+        Source of the random samples (fix it for reproducible results).
+    samples : int
+        Random inputs besides the centre and corners.
+    steps : int
+        Projected sign-gradient steps per start.
+    restarts : int
+        Starts improved by gradient steps.
+    confirm_exact : bool
+        Re-check the best candidate exactly when its float margin is ``>= 0``.
+
+    Returns
+    -------
+    AttackResult
+        The best pair by float margin; ``counterexample`` only when re-checked exactly.
+    """
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    width = upper - lower
+    C = [np.asarray(W) for W, _ in perturbation.center]
+    Cb = [np.asarray(b) for _, b in perturbation.center]
+    R = [np.asarray(W) for W, _ in perturbation.radius]
+    Rb = [np.asarray(b) for _, b in perturbation.radius]
+    nominal = ([l.W for l in network.layers], [l.b for l in network.layers])
+
+    # 1. inputs: centre, corners, samples; each with the gradient-preferred vertex
+    xs = [0.5 * (lower + upper)[None, :], _corners(lower, upper, samples // 2, rng)]
+    xs.append(lower + width * rng.uniform(0.0, 1.0, size=(max(samples - xs[1].shape[0], 1), lower.size)))
+    X = np.clip(np.concatenate(xs), lower, upper)
+    n = X.shape[0]
+    mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
+    _, gW, gb = _grads(network, X, C, info, nominal)
+    Ws = [c[None] + r[None] * np.sign(g) for c, r, g in zip(C, R, gW)]
+    bs = [c[None] + r[None] * np.sign(g) for c, r, g in zip(Cb, Rb, gb)]
+    # half of the samples also get a random vertex
+    h = n // 2
+    for k in range(len(Ws)):
+        Ws[k][h:] = C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape)
+        bs[k][h:] = Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape)
+    mg, info = _evaluate(network, prop, X, Ws, bs, nominal)
+    best_i = int(np.argmax(mg))
+    best = (float(mg[best_i]), X[best_i].copy(), [W[best_i].copy() for W in Ws], [b[best_i].copy() for b in bs])
+    if mg0.max() > best[0]:
+        i = int(np.argmax(mg0))
+        best = (float(mg0[i]), X[i].copy(), [c.copy() for c in C], [c.copy() for c in Cb])
+
+    # 2. projected sign-gradient steps from the best starts
+    if steps > 0 and restarts > 0:
+        order = np.argsort(-mg, kind="stable")[:restarts]
+        x = X[order].copy()
+        Ws = [W[order].copy() for W in Ws]
+        bs = [b[order].copy() for b in bs]
+        lo_W = [c - r for c, r in zip(C, R)]
+        hi_W = [c + r for c, r in zip(C, R)]
+        lo_b = [c - r for c, r in zip(Cb, Rb)]
+        hi_b = [c + r for c, r in zip(Cb, Rb)]
+        mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
+        for t in range(steps):
+            ax = 0.25 * (1.0 - t / steps) + 0.02
+            at = 1.0 if t == 0 else 0.5 * (1.0 - t / steps) + 0.05
+            gx, gW, gb = _grads(network, x, Ws, info, nominal)
+            x = np.clip(x + ax * width * np.sign(gx), lower, upper)
+            for k in range(len(Ws)):
+                Ws[k] = np.clip(Ws[k] + at * 2.0 * R[k] * np.sign(gW[k]), lo_W[k], hi_W[k])
+                bs[k] = np.clip(bs[k] + at * 2.0 * Rb[k] * np.sign(gb[k]), lo_b[k], hi_b[k])
+            mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
+            i = int(np.argmax(mg))
+            if mg[i] > best[0]:
+                best = (float(mg[i]), x[i].copy(), [W[i].copy() for W in Ws], [b[i].copy() for b in bs])
+
+    margin, xb, Wb, bb = best
+    params = tuple(zip(Wb, bb))
+    value = margin + prop.delta if isinstance(prop, Deviation) else margin
+    res = AttackResult(margin, xb, params, value)
+    if confirm_exact and margin >= 0.0:
+        res.counterexample = confirm(network, perturbation, prop, xb, params, margin)
+    return res
+
+
+def confirm(network, perturbation, prop, x, params, margin: float) -> Counterexample | None:
+    """Exact re-check of a candidate: snap the parameters into the box, then
+    ``perturbation.contains`` and ``prop.check_exact``.  Returns the counterexample or None."""
+    params = perturbation.snap_inside(params)
+    if not perturbation.contains(params):
+        return None
+    x = np.asarray(x, dtype=np.float64)
+    if not prop.check_exact(network, x, params):
+        return None
+    value = exact_deviation(network, prop, x, params) if isinstance(prop, Deviation) else None
+    return Counterexample(x.copy(), params, float(margin), value)
+
+
+def exact_deviation(network, prop: Deviation, x, params) -> float:
+    """``max_j |s_j(x; params) - s_j(x; theta0)|`` over the property's outputs, evaluated exactly
+    and rounded toward zero (a certified lower bound of the true deviation)."""
+    if prop.space == "score":
+        a, b = network.exact_scores(x, params), network.exact_scores(x, None)
+    else:
+        a, b = network.exact_logits(x, params), network.exact_logits(x, None)
+    best = 0.0
+    for j in prop.selected(network.n_out):
+        if isinstance(a[j], Fraction) and isinstance(b[j], Fraction):
+            d = a[j] - b[j]
+            lo, hi = interval_bounds([d])
+        else:
+            from hybridq.network import iv_precision
+            from hybridq.properties import _to_iv
+
+            with iv_precision():
+                d = _to_iv(a[j]) - _to_iv(b[j])
+            lo, hi = interval_bounds([d])
+        best = max(best, float(lo[0]), float(-hi[0]))
+    return best

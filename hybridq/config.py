@@ -1,0 +1,171 @@
+"""Run configuration: one frozen, typed dataclass passed explicitly into every worker, and TOML
+files whose keys are the CLI options.
+
+Unknown keys and values of the wrong type raise :class:`hybridq.ConfigError` naming the key
+(a misspelled option must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+from hybridq.errors import ConfigError
+
+__all__ = ["RunConfig", "make_config", "load_toml", "JOB_KEYS"]
+
+BACKENDS = ("auto", "z3", "dreal", "none")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one branch-and-bound run (all plain, picklable values).
+
+    Parameters
+    ----------
+    backend : {"auto", "z3", "dreal", "none"}
+        SMT backend for the cells the bound pass leaves open (``none``: bounds and attacks only).
+    jobs : int
+        Worker processes (``>= 1``; ``1`` runs the same loop in-process).
+    timeout : float or None
+        Wall-clock budget of the run in seconds (``None``: unlimited).
+    seed : int
+        Seed of the attacks; results are identical for a fixed seed whatever ``jobs`` is.
+    bound_method : {"interval", "diff", "linear"}
+        Bound pass method (see :func:`hybridq.bounds`).
+    batch_size : int
+        Cells taken from the queue per round (a round's cells are processed independently, so the
+        result does not depend on how a round is shared among workers).
+    chunk_size : int
+        Cells per worker task.
+    max_depth : int
+        Cells deeper than this are not split further (they stay open if nothing decides them).
+    smt_max_unstable : int
+        A cell goes to the SMT backend when at most this many perturbed neurons are unstable.
+    smt_min_depth : int
+        ... or when it is at least this deep (0: never by depth alone).
+    smt_timeout : float
+        Seconds per SMT call.
+    attack_samples, attack_steps, attack_restarts : int
+        Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
+        (the root cell gets ``4 x`` the samples and restarts).
+    max_queue : int
+        Queue length above which cells are taken depth-first (bounds memory).
+    input_split_max_dim : int
+        Boxes with at most this many inputs are split along input dimensions, larger ones by
+        ReLU phase.
+    record_leaves : bool or None
+        Keep the leaf cells in the result (default: when the input has at most 2 dimensions).
+    """
+
+    backend: str = "auto"
+    jobs: int = 1
+    timeout: float | None = None
+    seed: int = 0
+    bound_method: str = "linear"
+    batch_size: int = 64
+    chunk_size: int = 8
+    max_depth: int = 60
+    smt_max_unstable: int = 16
+    smt_min_depth: int = 0
+    smt_timeout: float = 10.0
+    attack_samples: int = 16
+    attack_steps: int = 8
+    attack_restarts: int = 2
+    max_queue: int = 100_000
+    input_split_max_dim: int = 32
+    record_leaves: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.bound_method not in ("interval", "diff", "linear"):
+            raise ConfigError(f"bound_method must be interval, diff or linear; got {self.bound_method!r}")
+        for name in ("jobs", "batch_size", "chunk_size", "max_depth", "attack_samples", "attack_restarts",
+                     "max_queue", "input_split_max_dim"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
+        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
+        if not isinstance(self.smt_timeout, (int, float)) or not self.smt_timeout > 0:
+            raise ConfigError(f"smt_timeout must be a positive number of seconds, got {self.smt_timeout!r}")
+
+
+_RUN_KEYS = {f.name for f in fields(RunConfig)}
+
+#: Keys of a TOML job file besides the :class:`RunConfig` fields: the CLI options.
+JOB_KEYS = {
+    "network": str, "perturb": str, "point": (str, list), "box": (str, list), "ball": (float, int),
+    "center": bool, "vnnlib": str, "delta": (float, int), "decision": bool, "kappa": (float, int),
+    "label": int, "space": str, "outputs": (str, list), "json": str, "counterexample": str,
+    "what": str, "family": str, "tol": (float, int), "plot": str,
+}
+
+
+def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
+    """A :class:`RunConfig` from an optional base and keyword overrides (``None`` values are
+    ignored; ``jobs=None`` means all cores).
+
+    Raises
+    ------
+    ConfigError
+        An unknown key or an invalid value.
+    """
+    base = config if config is not None else RunConfig()
+    unknown = sorted(set(overrides) - _RUN_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown configuration key {unknown[0]!r}; known: {', '.join(sorted(_RUN_KEYS))}")
+    kw = {k: v for k, v in overrides.items() if v is not None}
+    if "jobs" in overrides and overrides["jobs"] is None and config is None:
+        kw["jobs"] = os.cpu_count() or 1
+    if "timeout" in kw:
+        kw["timeout"] = float(kw["timeout"])
+    return replace(base, **kw)
+
+
+def load_toml(path: str | Path) -> tuple[dict, dict]:
+    """Read a TOML job file: returns ``(run_options, job_options)``.
+
+    Keys are the CLI options (``perturb``, ``delta``, ``backend``, ``jobs``, ...) and the
+    :class:`RunConfig` fields; an optional ``[run]`` table may hold the latter.
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, TOML syntax error, unknown key, wrong value type.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    run, job = {}, {}
+    items = list(data.items())
+    if isinstance(data.get("run"), dict):
+        items = [(k, v) for k, v in items if k != "run"] + list(data["run"].items())
+    for k, v in items:
+        key = k.replace("-", "_")
+        if key in _RUN_KEYS:
+            run[key] = v
+        elif key in JOB_KEYS:
+            if not isinstance(v, JOB_KEYS[key]) or (isinstance(v, bool) and JOB_KEYS[key] != bool):
+                raise ConfigError(f"{p}: key {k!r} has the wrong type ({type(v).__name__})")
+            job[key] = v
+        else:
+            raise ConfigError(
+                f"{p}: unknown key {k!r}; known: {', '.join(sorted(_RUN_KEYS | set(JOB_KEYS)))}"
+            )
+    try:
+        make_config(**run)  # validate now, with the file named in the error
+    except (ConfigError, TypeError, ValueError) as e:
+        raise ConfigError(f"{p}: {e}") from None
+    return run, job
