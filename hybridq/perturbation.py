@@ -8,11 +8,14 @@ compare against the network's nominal ``theta0``, whatever the centre.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
 from hybridq.errors import PerturbationError
+from hybridq.formats import VALID_FORMATS, parse_format
 
 __all__ = ["Perturbation"]
 
@@ -132,3 +135,237 @@ def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
     for idx in zip(*np.nonzero(maybe)):
         mask[idx] = abs(Fraction(float(t[idx])) - Fraction(float(c[idx]))) > Fraction(float(r[idx]))
     return mask
+
+
+# ------------------------------------------------------------------------- spec strings
+# Spec grammar (module ``perturbation`` docstring); the number formats are in hybridq.formats.
+
+__all__ += ["perturbation", "quantize", "format_family", "SPEC_GRAMMAR"]
+
+#: The spec grammar, quoted in every spec error message.
+SPEC_GRAMMAR = """spec   := part (';' part)*
+part   := ['layerK='] model ['@weights' | '@biases' | '@all']      (K = 1..L, as in W_K)
+model  := 'abs:EPS' | 'rel:EPS' | FORMAT | 'point:FORMAT'          (EPS: a number >= 0)
+FORMAT := """ + "\n        | ".join(VALID_FORMATS)
+
+_LAYER = re.compile(r"layer(\d+)=(.*)")
+_TARGETS = {"weights": ("W",), "w": ("W",), "biases": ("b",), "b": ("b",), "all": ("W", "b")}
+
+
+def _spec_error(spec: str, why: str) -> PerturbationError:
+    return PerturbationError(f"invalid perturbation spec {spec!r}: {why}\nvalid forms:\n{SPEC_GRAMMAR}")
+
+
+def _eps(text: str, spec: str) -> float:
+    """EPS parsed exactly and rounded up to float64 (the box then covers the decimal value)."""
+    try:
+        e = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise _spec_error(spec, f"epsilon {text!r} is not a finite number") from None
+    if e < 0:
+        raise _spec_error(spec, f"epsilon {text!r} is negative")
+    try:
+        f = float(e)
+    except OverflowError:
+        raise _spec_error(spec, f"epsilon {text!r} is too large") from None
+    if Fraction(f) < e:
+        f = float(np.nextafter(f, np.inf))
+    if not np.isfinite(f):
+        raise _spec_error(spec, f"epsilon {text!r} is too large")
+    return f
+
+
+def _parse_spec(spec: str, n_layers: int) -> list:
+    """``[(layers, tensors, kind, arg)]``: kind in abs / rel / format / point."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise _spec_error(str(spec), "empty spec")
+    parts = []
+    for raw in spec.split(";"):
+        part = raw.strip().lower().replace(" ", "")
+        if not part:
+            raise _spec_error(spec, "empty part between ';'")
+        layers = tuple(range(n_layers))
+        if m := _LAYER.fullmatch(part):
+            k = int(m[1])
+            if not 1 <= k <= n_layers:
+                raise _spec_error(spec, f"layer{k}: the network has layers 1..{n_layers}")
+            layers, part = (k - 1,), m[2]
+        tensors = ("W", "b")
+        if "@" in part:
+            part, tgt = part.rsplit("@", 1)
+            if tgt not in _TARGETS:
+                raise _spec_error(spec, f"unknown target '@{tgt}' (use @weights, @biases or @all)")
+            tensors = _TARGETS[tgt]
+        if part.startswith(("abs:", "rel:")):
+            parts.append((layers, tensors, part[:3], _eps(part[4:], spec)))
+            continue
+        kind = "format"
+        if part.startswith("point:"):
+            kind, part = "point", part[len("point:"):]
+        try:
+            fmt = parse_format(part)
+        except PerturbationError as e:
+            raise _spec_error(spec, f"in part {raw.strip()!r}: {str(e).splitlines()[0]}") from None
+        parts.append((layers, tensors, kind, fmt))
+    return parts
+
+
+def _apply(spec: str, network, formats_only: bool):
+    """Centre and radius lists ``[[W, b], ...]`` for ``spec`` (later parts override earlier ones);
+    ``formats_only``: the quantized copy (every format part acts as ``point:``)."""
+    parts = _parse_spec(spec, len(network.layers))
+    center = [[l.W, l.b] for l in network.layers]
+    radius = [[np.zeros_like(l.W), np.zeros_like(l.b)] for l in network.layers]
+    for layers, tensors, kind, arg in parts:
+        if formats_only and kind in ("abs", "rel"):
+            raise _spec_error(spec, f"quantize needs number formats; '{kind}:' is a radius, not a format")
+        for k in layers:
+            for name in tensors:
+                i = 0 if name == "W" else 1
+                t = network.layers[k].W if i == 0 else network.layers[k].b
+                if kind == "abs":
+                    c, r = t, np.full(t.shape, arg)
+                elif kind == "rel":
+                    r = arg * np.abs(t)
+                    c, r = t, np.where((t != 0.0) & (arg > 0.0), np.nextafter(r, np.inf), r)
+                else:
+                    q, rq = arg.round(t, f"layer {k + 1} {name}", per_channel=(i == 0))
+                    c, r = (q, np.zeros_like(t)) if (kind == "point" or formats_only) else (t, rq)
+                center[k][i], radius[k][i] = c, r
+    return center, radius
+
+
+def perturbation(spec: str, network) -> Perturbation:
+    """The parameter box a spec string describes (DESIGN.md §1).
+
+    Grammar (the same strings as the CLI's ``--perturb`` and TOML configs)::
+
+        spec   := part (';' part)*
+        part   := ['layerK='] model ['@weights' | '@biases' | '@all']
+        model  := 'abs:EPS' | 'rel:EPS' | FORMAT | 'point:FORMAT'
+
+    ``FORMAT`` is a number format of :mod:`hybridq.formats` (``fp32``, ``fp16``, ``bf16``,
+    ``fp8_e4m3``, ``fp8_e5m2``, ``float:e=E,m=M``, ``float:p=P``, ``qM.N``, ``intB[:OPT,...]``).
+    Parts apply left to right; each sets the centre and radius of the tensors it selects
+    (all layers, or layer ``K`` counted from 1 as in ``W_K``; weights, biases or both) and
+    overrides earlier parts there.  Tensors that no part selects keep their nominal value with
+    radius 0.  Examples: ``abs:1e-3``, ``rel:1e-2@biases``, ``abs:1e-3;layer2=abs:1e-2``,
+    ``int8:per_channel,asym@weights;fp16@biases``, ``point:fp16``.
+
+    Radii:
+
+    - ``abs:EPS``: ``EPS`` (parsed exactly, rounded up to float64);
+    - ``rel:EPS``: ``EPS |t|`` rounded up by one ulp;
+    - ``FORMAT``: centre ``theta0``, radius bounding the format's rounding error of each entry
+      (sources and formulas in :mod:`hybridq.formats`: Higham 2nd ed. ch. 2 for floats and fixed
+      point, Jacob et al. 2018 for ``intB``), re-checked exactly entry by entry;
+    - ``point:FORMAT``: centre the quantized copy (:func:`quantize`), radius 0: the box is that
+      one network, to compare against ``theta0`` (equivalence checking).
+
+    Parameters
+    ----------
+    spec : str or Perturbation
+        A spec string (a ``Perturbation`` is checked against ``network`` and returned).
+    network : Network
+
+    Returns
+    -------
+    Perturbation
+        ``center``/``radius`` shaped like ``network.params``, ``spec`` the given string.
+
+    Raises
+    ------
+    PerturbationError
+        An unknown or malformed spec (the message lists the valid forms), a negative or NaN
+        epsilon, a layer out of range, overflow of a float format or saturation of fixed point
+        (naming the layer, tensor, index and value).
+    """
+    if isinstance(spec, Perturbation):
+        spec.check_network(network)
+        return spec
+    center, radius = _apply(spec, network, formats_only=False)
+    return Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), spec.strip())
+
+
+def quantize(network, spec: str):
+    """The concrete quantized network: every selected tensor rounded to its format.
+
+    ``spec`` uses the grammar of :func:`perturbation` with number formats only (``point:F`` is
+    the same as ``F``); tensors no part selects are kept, e.g. ``int8:per_channel@weights``
+    leaves the biases in float64.  Rounding: numpy / ml_dtypes (see :mod:`hybridq.formats`).
+
+    Returns
+    -------
+    Network
+        ``network.with_params(...)``, float64 parameters equal to the stored format values.
+
+    Raises
+    ------
+    PerturbationError
+        Malformed spec, ``abs:``/``rel:`` parts, overflow or saturation.
+    """
+    center, _ = _apply(spec, network, formats_only=True)
+    return network.with_params(tuple(map(tuple, center)))
+
+
+def _fixed_int_bits(network) -> int:
+    """Smallest ``M >= 0`` such that no ``qM.N`` (any ``N >= 0``) saturates on ``network``:
+    ``max t < 2^M - 1/2`` (the tie at ``N = 0``) and ``min t >= -2^M``."""
+    hi = max(max(float(l.W.max()), float(l.b.max())) for l in network.layers)
+    lo = min(min(float(l.W.min()), float(l.b.min())) for l in network.layers)
+    M = 0
+    while not (hi < 2.0**M - 0.5 and lo >= -(2.0**M)):
+        M += 1
+    return M
+
+
+def format_family(name: str, network=None, *, max_bits: int | None = None, options: str = "") -> list:
+    """A family of formats in ascending bits, for the fewest-bits search of ``quantify``.
+
+    Parameters
+    ----------
+    name : {'float', 'fixed', 'int'}
+        ``'float'``: ``float:p=P`` for ``P = 2..max_bits`` (default 24): ``P`` significand bits,
+        unbounded exponent (no overflow, no subnormals), bits = ``P``;
+        ``'fixed'``: ``qM.N`` for ``N = 0, 1, ...`` with ``M`` the fewest integer bits for which
+        no ``N`` saturates on ``network`` (required), bits = ``1 + M + N`` up to ``max_bits``
+        (default 32);
+        ``'int'``: ``intB[:options]`` for ``B = 2..min(16, max_bits)``, bits = ``B``.
+    network : Network, optional
+        Needed for ``'fixed'``.
+    max_bits : int, optional
+    options : str
+        Int options, e.g. ``'per_channel,asym'`` (validated).
+
+    Returns
+    -------
+    list of (int, str)
+        ``(bits, spec)`` pairs, bits strictly ascending; each spec is valid for
+        :func:`perturbation` and :func:`quantize`.
+
+    Raises
+    ------
+    PerturbationError
+        Unknown family, invalid options, ``'fixed'`` without a network, or no member within
+        ``max_bits``.
+    """
+    fam = name.strip().lower()
+    if fam == "float":
+        top = 24 if max_bits is None else min(max_bits, 53)
+        out = [(p, f"float:p={p}") for p in range(2, top + 1)]
+    elif fam == "fixed":
+        if network is None:
+            raise PerturbationError("format_family('fixed') needs the network to choose the integer bits M")
+        M = _fixed_int_bits(network)
+        top = 32 if max_bits is None else max_bits
+        out = [(1 + M + N, f"q{M}.{N}") for N in range(0, max(0, top - M))]
+    elif fam == "int":
+        suffix = f":{options}" if options else ""
+        parse_format(f"int8{suffix}")
+        top = 16 if max_bits is None else min(max_bits, 16)
+        out = [(B, f"int{B}{suffix}") for B in range(2, top + 1)]
+    else:
+        raise PerturbationError(f"unknown format family {name!r}; families: float, fixed, int")
+    if not out:
+        raise PerturbationError(f"format family {name!r} has no member within max_bits={max_bits}")
+    return out
