@@ -448,7 +448,7 @@ def _act_interval(v, activation: str, alpha: float):
     if activation == "sigmoid":
         return 1 / (1 + iv.exp(-v))
     if activation == "tanh":
-        return iv.tanh(v)
+        return 1 - 2 / (iv.exp(2 * v) + 1)  # tanh; mpmath.iv has no tanh (monotone, encloses)
     raise UnsupportedLayerError(f"unsupported activation {activation!r}")
 
 
