@@ -1,0 +1,223 @@
+"""The dReal backend (optional): delta-complete decisions over the reals, sigmoid/tanh/exp included.
+
+``pip install dreal`` installs the Python module, but importing it needs ``libibex.so`` from dReal's
+IBEX 2.7.4 build (dReal's install scripts / Ubuntu PPA / Homebrew tap); where the import fails the
+backend raises :class:`~hybridq.errors.BackendUnavailableError` saying what to install.  This module
+itself always imports.
+
+Soundness: an ``unsat`` from dReal is a proof for the formula it was given.  Constants that are not
+float64 values (``1/std``, folded exact sums) are passed as a fresh variable inside the enclosing
+pair of floats, so the formula dReal sees over-approximates the exact one and its ``unsat`` stays a
+proof.  A ``delta-sat`` box is never reported as a violation by itself: its midpoint is mapped to
+weights (:func:`hybridq.smt.encode.pullback`) and re-checked exactly, then the corners of its input
+box, then the driver's retries (input fixed, small margins); otherwise the outcome is
+``Unknown(kind="unconfirmed")``.
+
+Each ``check`` runs in a spawned child process so that ``timeout`` is enforced (dReal's API has no
+timeout); pass ``subprocess=False`` to run in-process without a time limit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import multiprocessing as mp
+import time
+from fractions import Fraction
+
+import numpy as np
+
+from hybridq.errors import BackendUnavailableError
+from hybridq.smt.base import Backend, SolverAnswer, Unknown
+
+__all__ = ["DrealBackend", "DrealArith", "DREAL_INSTALL"]
+
+logger = logging.getLogger(__name__)
+
+DREAL_INSTALL = (
+    "install the Python module with `pip install dreal` (or `pip install 'hybridq[dreal]'`) and dReal's "
+    "IBEX 2.7.4 build, which provides libibex.so: on Ubuntu run dReal's installer "
+    "`curl -fsSL https://raw.githubusercontent.com/dreal/dreal4/master/setup/ubuntu/22.04/install.sh | sudo bash` "
+    "(it adds dReal's PPA and installs libibex-dev), on macOS "
+    "`curl -fsSL https://raw.githubusercontent.com/dreal/dreal4/master/setup/mac/install.sh | bash` "
+    "(Homebrew tap dreal/dreal); see https://github.com/dreal/dreal4#how-to-install. "
+    "Without dReal use the z3 backend (`--backend z3`)."
+)
+
+
+def _import_dreal():
+    try:
+        import dreal  # noqa: PLC0415 - optional dependency, imported lazily
+    except ImportError as err:
+        msg = str(err)
+        if "libibex" in msg or "ibex" in msg.lower():
+            raise BackendUnavailableError(
+                f"dReal backend unavailable: the dreal module is installed but cannot load libibex.so ({msg}); "
+                + DREAL_INSTALL
+            ) from None
+        raise BackendUnavailableError(f"dReal backend unavailable: `import dreal` failed ({msg}); " + DREAL_INSTALL) from None
+    except OSError as err:  # a broken shared library
+        raise BackendUnavailableError(f"dReal backend unavailable: loading dreal failed ({err}); " + DREAL_INSTALL) from None
+    return dreal
+
+
+def _f(name: str, dr):
+    for n in (name, "logical_" + name.lower()):
+        if hasattr(dr, n):
+            return getattr(dr, n)
+    raise BackendUnavailableError(f"the installed dreal module has no {name}; " + DREAL_INSTALL)
+
+
+class DrealArith:
+    """Term builder for dReal; non-float constants become variables in their float enclosure."""
+
+    def __init__(self) -> None:
+        self.dr = _import_dreal()
+        self.side: list = []
+        self._n = itertools.count()
+        self._and, self._or = _f("And", self.dr), _f("Or", self.dr)
+
+    def real(self, name: str):
+        return self.dr.Variable(name)
+
+    def const(self, q: Fraction):
+        q = Fraction(q)
+        f = float(q)
+        if Fraction(f) == q:
+            return self.dr.Expression(f)
+        lo = f if Fraction(f) < q else float(np.nextafter(f, -math.inf))
+        hi = f if Fraction(f) > q else float(np.nextafter(f, math.inf))
+        v = self.dr.Variable(f"k{next(self._n)}")
+        self.side += [lo <= v, v <= hi]
+        return v
+
+    def sum(self, terms: list):
+        acc = terms[0]
+        for t in terms[1:]:
+            acc = acc + t
+        return acc
+
+    def scale(self, q: Fraction, t):
+        return t if q == 1 else self.const(q) * t
+
+    def mul(self, a, b):
+        return a * b
+
+    def ite(self, c, a, b):
+        return self.dr.if_then_else(c, a, b)
+
+    def and_(self, fs: list):
+        return fs[0] if len(fs) == 1 else self._and(*fs)
+
+    def or_(self, fs: list):
+        return fs[0] if len(fs) == 1 else self._or(*fs)
+
+    def abs(self, t):
+        return self.dr.if_then_else(t >= 0, t, -t)
+
+    def boolval(self, b: bool):
+        v = self.dr.Variable("true_")
+        return (v == v) if b else (v != v)
+
+    def sigmoid(self, t):
+        return 1 / (1 + self.dr.exp(-t))
+
+    def tanh(self, t):
+        return self.dr.tanh(t)
+
+    def exp(self, t):
+        return self.dr.exp(t)
+
+
+class DrealBackend(Backend):
+    """dReal (optional extra; see the module docstring).
+
+    Parameters
+    ----------
+    delta : float
+        dReal's precision ``delta > 0`` (its answers are unsat or delta-sat).
+    subprocess : bool
+        Run each check in a spawned child so that the timeout is enforced.
+
+    Raises
+    ------
+    BackendUnavailableError
+        ``import dreal`` fails (the message says what to install).
+    """
+
+    name = "dreal"
+    capabilities = frozenset({"LRA", "NRA", "delta", "transcendental"})
+
+    def __init__(self, delta: float = 1e-3, subprocess: bool = True) -> None:
+        if not (math.isfinite(delta) and delta > 0):
+            raise ValueError(f"dReal delta must be finite and > 0, got {delta}")
+        _import_dreal()
+        self.delta = float(delta)
+        self.subprocess = bool(subprocess)
+
+    def arith(self) -> DrealArith:
+        return DrealArith()
+
+    def solve(self, ar: DrealArith, formula, timeout: float) -> SolverAnswer:
+        full = ar.and_([formula] + ar.side) if ar.side else formula
+        box = ar.dr.CheckSatisfiability(full, self.delta)
+        if box is None:
+            return SolverAnswer("unsat")
+
+        def value(term):
+            try:
+                return Fraction(float(box[term].mid()))
+            except Exception:  # noqa: BLE001 - a variable missing from the box
+                return None
+
+        return SolverAnswer("sat", value=value)
+
+    def _confirm(self, q, e, ans):
+        x0, hit = super()._confirm(q, e, ans)
+        if hit is not None or not any(not isinstance(v, Fraction) for v in e.x_terms):
+            return x0, hit
+        # the delta-box midpoint failed: try the box's input corners (at most 16)
+        from hybridq.smt.encode import pullback
+
+        z_model = [[v if isinstance(v, Fraction) else ans.value(v) for v in layer] for layer in e.z_terms]
+        free = [i for i, v in enumerate(e.x_terms) if not isinstance(v, Fraction)][:4]
+        mids = [v if isinstance(v, Fraction) else ans.value(v) for v in e.x_terms]
+        for signs in itertools.product((-1, 1), repeat=len(free)):
+            x_try = list(mids)
+            for s, i in zip(signs, free):
+                x_try[i] = Fraction(float(q.upper[i] if s > 0 else q.lower[i]))
+            x, params = pullback(q, x_try, z_model)
+            if q.confirm(x, params):
+                return x, (x, params)
+        return x0, None
+
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+        """See :meth:`hybridq.smt.base.Backend.check`; a delta-sat answer is re-checked exactly."""
+        if not self.subprocess:
+            return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+        t0 = time.perf_counter()
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe(duplex=False)
+        args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+        proc = ctx.Process(target=_child, args=(child, args), daemon=True)
+        proc.start()
+        child.close()
+        try:
+            if parent.poll(max(float(timeout), 0.0) + 5.0):
+                return parent.recv()
+            return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0)
+        except EOFError:
+            return Unknown("the dReal worker process died", "unknown", time.perf_counter() - t0)
+        finally:
+            if proc.is_alive():
+                proc.terminate()
+            proc.join(1.0)
+            parent.close()
+
+
+def _child(conn, args) -> None:  # pragma: no cover - runs in the spawned process
+    delta, network, perturbation, cell, prop, timeout, bounds, encoding, ibp = args
+    backend = DrealBackend(delta, subprocess=False)
+    conn.send(backend.check(network, perturbation, cell, prop, timeout, bounds, encoding, ibp))
+    conn.close()

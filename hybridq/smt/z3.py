@@ -1,0 +1,126 @@
+"""The z3 backend: exact rational arithmetic (LRA for the reduced encoding of piecewise-linear
+networks, NRA for the pure encoding).  Sigmoid / tanh hidden layers cannot be expressed: the
+query returns ``Unknown(kind="unsupported")`` with the reason."""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+
+from hybridq.errors import BackendUnavailableError
+from hybridq.smt.base import Backend, SolverAnswer
+from hybridq.smt.encode import EncodingUnsupported
+
+__all__ = ["Z3Backend", "Z3Arith"]
+
+logger = logging.getLogger(__name__)
+
+
+def _import_z3():
+    try:
+        import z3  # noqa: PLC0415 - lazy: only when the backend is used
+    except ImportError as err:  # pragma: no cover - z3-solver is a hard dependency
+        raise BackendUnavailableError(
+            f"z3 backend unavailable: `import z3` failed ({err}); install it with `pip install z3-solver`"
+        ) from None
+    return z3
+
+
+class Z3Arith:
+    """Term builder on a private ``z3.Context`` (so queries may run in threads)."""
+
+    def __init__(self) -> None:
+        self.z3 = _import_z3()
+        self.ctx = self.z3.Context()
+
+    def real(self, name: str):
+        return self.z3.Real(name, self.ctx)
+
+    def const(self, q: Fraction):
+        q = Fraction(q)
+        return self.z3.RealVal(f"{q.numerator}/{q.denominator}", self.ctx)
+
+    def sum(self, terms: list):
+        return terms[0] if len(terms) == 1 else self.z3.Sum(terms)
+
+    def scale(self, q: Fraction, t):
+        if q == 1:
+            return t
+        if q == -1:
+            return -t
+        return self.const(q) * t
+
+    def mul(self, a, b):
+        return a * b
+
+    def ite(self, c, a, b):
+        return self.z3.If(c, a, b)
+
+    def and_(self, fs: list):
+        return self.z3.And(fs) if fs else self.z3.BoolVal(True, self.ctx)
+
+    def or_(self, fs: list):
+        return self.z3.Or(fs) if fs else self.z3.BoolVal(False, self.ctx)
+
+    def abs(self, t):
+        return self.z3.If(t >= 0, t, -t)
+
+    def boolval(self, b: bool):
+        return self.z3.BoolVal(bool(b), self.ctx)
+
+    def sigmoid(self, t):
+        raise EncodingUnsupported("z3 cannot express sigmoid (transcendental); use the dreal backend "
+                                  "or let the bound pass refine the cell")
+
+    def tanh(self, t):
+        raise EncodingUnsupported("z3 cannot express tanh (transcendental); use the dreal backend "
+                                  "or let the bound pass refine the cell")
+
+    def exp(self, t):
+        raise EncodingUnsupported("z3 cannot express exp (transcendental); use the dreal backend")
+
+
+class Z3Backend(Backend):
+    """z3 (``pip install z3-solver``): exact rationals; sound Unsat, models re-checked exactly.
+
+    Parameters
+    ----------
+    seed : int
+        z3's random seed (``smt.random_seed``), for reproducible runs.
+    """
+
+    name = "z3"
+    capabilities = frozenset({"LRA", "NRA"})
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+        _import_z3()
+
+    def arith(self) -> Z3Arith:
+        return Z3Arith()
+
+    def solve(self, ar: Z3Arith, formula, timeout: float) -> SolverAnswer:
+        z3 = ar.z3
+        s = z3.Solver(ctx=ar.ctx)
+        s.set("timeout", max(1, int(timeout * 1000)))
+        s.set("random_seed", self.seed)
+        s.add(formula)
+        r = s.check()
+        if r == z3.unsat:
+            return SolverAnswer("unsat")
+        if r == z3.unknown:
+            why = s.reason_unknown()
+            to = why in ("timeout", "canceled") or "timeout" in why
+            return SolverAnswer("unknown", reason=f"z3: {why}", timeout=to)
+        model = s.model()
+
+        def value(term):
+            v = model.eval(term, model_completion=True)
+            if z3.is_rational_value(v):
+                return Fraction(v.numerator_as_long(), v.denominator_as_long())
+            if z3.is_algebraic_value(v):
+                a = v.approx(40)
+                return Fraction(a.numerator_as_long(), a.denominator_as_long())
+            return None
+
+        return SolverAnswer("sat", value=value)
