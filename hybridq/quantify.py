@@ -1,0 +1,188 @@
+"""Quantities: the maximum deviation as ``[witnessed, proved]``, the largest epsilon for which a
+property holds, the fewest bits of a format family for which it holds (DESIGN.md §1).
+
+* ``deviation``: branch and bound *maximizing* the deviation (:func:`hybridq.bab.run_bab` in
+  ``maximize`` mode): the attacks raise the witnessed value (each witness evaluated exactly), the
+  best-first queue's largest certified bound is the proved value; it stops when they are within
+  ``tol`` (``proved <= witnessed * (1 + tol)``) or the budget is spent.
+* ``epsilon``: bisection (geometric) on ``EPS`` of ``abs:EPS`` / ``rel:EPS``; every step is a
+  :func:`hybridq.verify` run, so the reported largest epsilon is certified.
+* ``bits``: bisection over a format family (:func:`hybridq.perturbation.format_family`); assumes
+  that more bits never hurt (monotone radii) and certifies each step with :func:`hybridq.verify`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+from hybridq.bab import check_problem, run_bab, verify
+from hybridq.config import RunConfig, make_config
+from hybridq.errors import ConfigError
+from hybridq.properties import Deviation
+from hybridq.result import Quantity, Stats
+
+__all__ = ["quantify"]
+
+logger = logging.getLogger(__name__)
+
+
+def quantify(network, perturbation, inputs, property=None, what: str = "deviation", *,
+             space: str = "logit", outputs=None, tol: float = 0.1, family: str = "abs",
+             eps_range: tuple[float, float] = (1e-8, 1.0), max_steps: int = 30,
+             backend: str = "auto", jobs: int | None = None, timeout: float | None = None, seed: int = 0,
+             config: RunConfig | None = None, progress=None, **options) -> Quantity:
+    """Compute a certified quantity.
+
+    Parameters
+    ----------
+    network : Network
+    perturbation : Perturbation or str
+        The parameter box (``what="deviation"``); ignored for ``epsilon`` and ``bits`` (the family
+        gives the boxes), where ``None`` is allowed.
+    inputs : InputBox, (n_in,) point or (lower, upper)
+    property : Deviation | Decision | OutputConstraint, optional
+        Required for ``epsilon`` and ``bits``.  For ``deviation`` a :class:`Deviation` only
+        contributes its ``space`` and ``outputs``.
+    what : {"deviation", "epsilon", "bits"}
+    space, outputs
+        Deviation space and outputs for ``what="deviation"`` without a property.
+    tol : float
+        Relative tolerance: ``proved <= witnessed * (1 + tol)`` (deviation); ``upper / lower <=
+        1 + tol`` (epsilon bisection).
+    family : str
+        ``epsilon``: ``"abs"`` or ``"rel"``.  ``bits``: ``"float"``, ``"fixed"`` or ``"int"``, with
+        int options after a colon (``"int:per_channel"``).
+    eps_range : (float, float)
+        Bracket of the epsilon bisection (``0 < lo < hi``).
+    max_steps : int
+        Most verify runs of a bisection.
+    backend, jobs, timeout, seed, config, **options
+        As for :func:`hybridq.verify`; ``timeout`` is the budget of the whole quantification.
+
+    Returns
+    -------
+    Quantity
+        ``lower``/``upper`` as documented in :class:`hybridq.result.Quantity`.
+
+    Raises
+    ------
+    ConfigError
+        Unknown ``what`` or ``family``, a missing property, a bad tolerance or bracket.
+    PerturbationError, ValueError
+        As for :func:`hybridq.verify`.
+    """
+    if not (isinstance(tol, (int, float)) and tol > 0):
+        raise ConfigError(f"tol must be a positive number, got {tol!r}")
+    given = {"backend": backend, "jobs": jobs, "timeout": timeout, "seed": seed}
+    if config is not None:
+        given = {k: v for k, v in given.items() if v != {"backend": "auto", "seed": 0}.get(k)}
+    cfg = make_config(config, **given, **options)
+    if what == "deviation":
+        return _max_deviation(network, perturbation, inputs, property, space, outputs, tol, cfg, progress)
+    if property is None:
+        raise ConfigError(f"quantify(what={what!r}) needs a property (a Deviation, Decision or OutputConstraint)")
+    if what == "epsilon":
+        return _largest_epsilon(network, inputs, property, family, eps_range, tol, max_steps, cfg, progress)
+    if what == "bits":
+        return _fewest_bits(network, inputs, property, family, cfg, progress)
+    raise ConfigError(f"what must be 'deviation', 'epsilon' or 'bits', got {what!r}")
+
+
+def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg, progress) -> Quantity:
+    from hybridq.perturbation import perturbation as make_perturbation
+
+    pert = make_perturbation(perturbation, network)
+    if prop is not None and not isinstance(prop, Deviation):
+        raise ConfigError("quantify(what='deviation') takes a Deviation property (or none)")
+    dev = Deviation(0.0, prop.space, prop.outputs) if prop is not None else Deviation(0.0, space, outputs)
+    box = check_problem(network, pert, inputs, dev)
+    out = run_bab(network, pert, box, dev, cfg, mode="maximize", rtol=tol, progress=progress)
+    msg = out.message
+    if not msg and out.proved > out.witnessed * (1 + tol) + 1e-12:
+        msg = "tolerance not reached"
+    return Quantity("deviation", float(out.witnessed), float(out.proved), [], out.witness, out.stats, msg)
+
+
+def _run_step(network, spec, inputs, prop, cfg, t_end, progress):
+    from hybridq.perturbation import perturbation as make_perturbation
+
+    remaining = None if t_end is None else max(0.5, t_end - time.perf_counter())
+    step_cfg = make_config(cfg, timeout=remaining) if remaining is not None else cfg
+    t0 = time.perf_counter()
+    res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress)
+    return res, time.perf_counter() - t0
+
+
+def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress) -> Quantity:
+    if family not in ("abs", "rel"):
+        raise ConfigError(f"epsilon family must be 'abs' or 'rel', got {family!r}")
+    lo, hi = (float(v) for v in eps_range)
+    if not (0 < lo < hi and math.isfinite(hi)):
+        raise ConfigError(f"eps_range must satisfy 0 < lo < hi, got {eps_range!r}")
+    t_start = time.perf_counter()
+    t_end = None if cfg.timeout is None else t_start + cfg.timeout
+    stats, steps = Stats(), []
+
+    def test(eps):
+        res, dt = _run_step(network, f"{family}:{eps!r}", inputs, prop, cfg, t_end, progress)
+        stats.add(res.stats)
+        steps.append({"epsilon": eps, "verdict": res.verdict, "seconds": dt})
+        return res.verdict == "robust"
+
+    proved, refuted, msg = 0.0, math.inf, ""
+    if test(hi):
+        proved = hi
+    elif not test(lo):
+        refuted = lo
+    else:
+        proved, refuted = lo, hi
+        while refuted / proved > 1 + tol and len(steps) < max_steps:
+            if t_end is not None and time.perf_counter() > t_end:
+                msg = "timeout"
+                break
+            mid = math.sqrt(proved * refuted)
+            if test(mid):
+                proved = mid
+            else:
+                refuted = mid
+    stats.time["total"] = time.perf_counter() - t_start
+    return Quantity("epsilon", proved, refuted, steps, None, stats, msg)
+
+
+def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
+    from hybridq.perturbation import format_family
+
+    name, _, opts = family.partition(":")
+    members = format_family(name, network, options=opts)
+    t_start = time.perf_counter()
+    t_end = None if cfg.timeout is None else t_start + cfg.timeout
+    stats, steps = Stats(), []
+
+    def test(i):
+        bits, spec = members[i]
+        res, dt = _run_step(network, spec, inputs, prop, cfg, t_end, progress)
+        stats.add(res.stats)
+        steps.append({"bits": bits, "spec": spec, "verdict": res.verdict, "seconds": dt})
+        return res.verdict == "robust"
+
+    # invariant: members[good] proved robust, members[bad] not proved (bad < good)
+    good, bad, msg = None, -1, ""
+    if test(len(members) - 1):
+        good = len(members) - 1
+        while good - bad > 1:
+            if t_end is not None and time.perf_counter() > t_end:
+                msg = "timeout"
+                break
+            mid = (good + bad) // 2
+            if test(mid):
+                good = mid
+            else:
+                bad = mid
+    else:
+        bad = len(members) - 1
+    stats.time["total"] = time.perf_counter() - t_start
+    upper = float(members[good][0]) if good is not None else math.inf
+    lower = float(members[bad][0]) if bad >= 0 else 0.0
+    return Quantity("bits", lower, upper, steps, None, stats, msg)
