@@ -45,7 +45,7 @@ def _numbers(path: Path, lineno: int, text: str) -> np.ndarray:
 def _finite(path: Path, arr: np.ndarray, what: str, lineno: int) -> None:
     if not np.all(np.isfinite(arr)):
         bad = arr[~np.isfinite(arr)][0]
-        raise ModelFormatError(f"{path}: line {lineno}: {what} contains the non-finite value {bad!r}")
+        raise ModelFormatError(f"{path}: line {lineno}: {what} contains the non-finite value {float(bad)!r}")
 
 
 def load_nnet(path: str | Path) -> Network:

@@ -86,15 +86,20 @@ def load_npz(path: str | Path) -> Network:
         raise ModelFormatError(f"{path}: no such file")
     arrays: dict[str, np.ndarray] = {}
     try:
-        z = np.load(path, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ModelFormatError(f"{path}: a single .npy array, not an .npz archive of network arrays")
-        with z:
-            for key in z.files:
-                arrays[key] = np.asarray(z[key])
+        with open(path, "rb") as fh:
+            z = np.load(fh, allow_pickle=False)
+            if not isinstance(z, np.lib.npyio.NpzFile):
+                raise ModelFormatError(f"{path}: a single .npy array, not an .npz archive of network arrays")
+            with z:
+                for key in z.files:
+                    arrays[key] = np.asarray(z[key])
     except ModelFormatError:
         raise
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, MemoryError, TypeError) as e:
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise ModelFormatError(f"{path}: not an .npz archive of plain arrays (pickled data; hybridq never unpickles)") from None
+        raise ModelFormatError(f"{path}: not a readable .npz network file: ValueError: {e}") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError, MemoryError, TypeError) as e:
         raise ModelFormatError(f"{path}: not a readable .npz network file: {type(e).__name__}: {e}") from None
     except Exception as e:  # zlib.error, struct.error, ... from a corrupt archive
         raise ModelFormatError(f"{path}: corrupt .npz archive: {type(e).__name__}: {e}") from None

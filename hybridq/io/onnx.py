@@ -77,7 +77,7 @@ class _Graph:
         a = self.consts[name]
         if finite and a.dtype.kind in "fc" and not np.all(np.isfinite(a)):
             bad = a[~np.isfinite(a)].reshape(-1)[0]
-            raise self.fail(f"tensor {name!r} contains the non-finite value {bad!r}")
+            raise self.fail(f"tensor {name!r} contains the non-finite value {float(bad)!r}")
         return a
 
     def fconst(self, name: str, what: str) -> np.ndarray:
