@@ -18,6 +18,7 @@ from hybridq.network import Layer, Network
 from hybridq.perturbation import Perturbation
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.io import load_network, load_vnnlib
+from hybridq.perturbation import format_family, perturbation, quantize
 
 __version__ = "0.1.0"
 
@@ -37,4 +38,7 @@ __all__ = [
     "UnsupportedLayerError",
     "load_network",
     "load_vnnlib",
+    "perturbation",
+    "quantize",
+    "format_family",
 ]
