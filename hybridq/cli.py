@@ -1,0 +1,405 @@
+"""The ``hybridq`` command line: ``verify``, ``bounds``, ``quantify``, ``backends``.
+
+The CLI only calls the library.  Exit codes: 0 robust, 1 not robust, 2 unknown (budget spent or
+interrupted), 3 usage or input error (one line on stderr, no traceback).  A progress bar goes to
+stderr, the one-line verdict to stdout.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+
+try:  # typer >= 0.22 vendors its own copy of click
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as _cx
+
+from hybridq.errors import ConfigError, HybridqError
+
+__all__ = ["app", "main"]
+
+EXIT_USAGE = 3
+
+app = typer.Typer(
+    name="hybridq",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Prove or refute (with an exactly re-checked counterexample) that a network stays robust "
+    "when its weights and biases are perturbed, e.g. by quantization.\n\n"
+    "Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error.",
+)
+
+# ------------------------------------------------------------------ shared options
+NetworkArg = typer.Argument(..., help="Network file (.nnet, .onnx or .npz).", show_default=False)
+O = typer.Option
+PERTURB = O(None, "--perturb", "-p", help="Perturbation spec: abs:EPS, rel:EPS, fp16, bf16, int8[:per_channel], qM.N, point:FORMAT, ...")
+POINT = O(None, "--point", help="Input point: comma-separated values or a .npy/.txt file.")
+BOX = O(None, "--box", help="Input box: 'lo:hi,lo:hi,...' or a .npy file of shape (2, n_in).")
+BALL = O(None, "--ball", help="L-inf radius of a ball around --point (or the VNNLIB box centre).")
+CENTER = O(None, "--center/--no-center", help="Use the centre of the --vnnlib input box as a point input.")
+VNNLIB = O(None, "--vnnlib", help="VNNLIB file: input box and output constraints.")
+DELTA = O(None, "--delta", help="Deviation property: |s(x;theta) - s(x;theta0)| <= DELTA.")
+DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax at the centre) is kept.")
+KAPPA = O(None, "--kappa", help="Decision margin: the class must win by more than KAPPA logits.")
+LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or nominal argmax).")
+SPACE = O(None, "--space", help="Deviation space: logit or score.")
+OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
+BACKEND = O(None, "--backend", help="SMT backend: auto, z3, dreal or none.")
+JOBS = O(None, "--jobs", "-j", help="Worker processes (default: all cores).")
+TIMEOUT = O(None, "--timeout", help="Wall-clock budget in seconds.")
+SEED = O(None, "--seed", help="Attack seed (results are deterministic for a fixed seed).")
+JSON = O(None, "--json", help="Write the full result as JSON to this file.")
+CEX = O(None, "--counterexample", help="Write a counterexample (.npz of x and every parameter) to this file.")
+CONFIG = O(None, "--config", help="TOML file whose keys are these options.")
+PLOT = O(None, "--plot", help="Draw the cell map of a 2-input run to this PNG file.")
+PROGRESS = O(True, "--progress/--no-progress", help="Progress bar on stderr.")
+
+
+def _fail(msg: str):
+    raise ConfigError(msg)
+
+
+def _merge(toml: dict, **cli):
+    """CLI values win; missing ones come from the TOML job file."""
+    return {k: (v if v is not None else toml.get(k)) for k, v in cli.items()}
+
+
+def _vector(text, what: str) -> np.ndarray:
+    if isinstance(text, (list, tuple)):
+        vals = text
+    else:
+        p = Path(text)
+        if p.suffix.lower() in (".npy", ".txt", ".csv"):
+            if not p.is_file():
+                _fail(f"{what} file not found: {p}")
+            try:
+                arr = np.load(p) if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None)
+            except (OSError, ValueError) as e:
+                _fail(f"{what} file {p} is unreadable: {e}")
+            return np.asarray(arr, dtype=np.float64).reshape(-1)
+        vals = [v for v in str(text).replace(";", ",").split(",") if v.strip()]
+    try:
+        out = np.array([float(v) for v in vals], dtype=np.float64)
+    except (TypeError, ValueError):
+        _fail(f"{what} must be comma-separated numbers, got {text!r}")
+    if out.size == 0 or not np.all(np.isfinite(out)):
+        _fail(f"{what} must be finite numbers, got {text!r}")
+    return out
+
+
+def _box(text):
+    from hybridq.inputs import InputBox
+
+    if isinstance(text, (list, tuple)):
+        parts = [str(v) for v in text]
+    else:
+        p = Path(text)
+        if p.suffix.lower() == ".npy":
+            if not p.is_file():
+                _fail(f"box file not found: {p}")
+            arr = np.asarray(np.load(p), dtype=np.float64)
+            if arr.ndim != 2 or 2 not in arr.shape:
+                _fail(f"box file {p} must hold an array of shape (2, n_in), got {arr.shape}")
+            arr = arr if arr.shape[0] == 2 else arr.T
+            return InputBox(arr[0], arr[1])
+        parts = [v for v in str(text).split(",") if v.strip()]
+    lo, hi = [], []
+    for part in parts:
+        a, sep, b = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            lo.append(float(a))
+            hi.append(float(b))
+        except ValueError:
+            _fail(f"bad --box entry {part!r}: expected LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
+    return InputBox(np.array(lo), np.array(hi))
+
+
+def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision, kappa, label, space, outputs,
+             need_property=True):
+    """Load the network and build ``(network, perturbation, [(InputBox, property), ...])``."""
+    from hybridq.inputs import InputBox
+    from hybridq.io import decision_label, load_network, load_vnnlib
+    from hybridq.perturbation import perturbation
+    from hybridq.properties import Decision, Deviation
+
+    net = load_network(network)
+    pert = perturbation(perturb, net) if perturb is not None else None
+    pairs = []
+    if vnnlib is not None:
+        pairs = load_vnnlib(vnnlib, net.n_in, net.n_out)
+    if point is not None and box is not None:
+        _fail("give either --point or --box, not both")
+    if box is not None:
+        boxes = [_box(box)]
+    elif point is not None:
+        x = _vector(point, "--point")
+        boxes = [InputBox.ball(x, float(ball)) if ball is not None else InputBox.point(x)]
+    elif pairs:
+        boxes = [b for b, _ in pairs]
+        if center:
+            boxes = [InputBox.point(b.center) for b in boxes]
+        if ball is not None:
+            boxes = [InputBox.ball(b.center, float(ball)) for b in boxes]
+    else:
+        _fail("no input set: give --point, --box, --point with --ball, or --vnnlib")
+    for b in boxes:
+        b.check_dim(net.n_in)
+    constraints = [c for _, c in pairs] if pairs else [None] * len(boxes)
+    if len(constraints) != len(boxes):
+        constraints = [constraints[0]] * len(boxes)
+    jobs = []
+    for b, con in zip(boxes, constraints):
+        if delta is not None:
+            outs = None if outputs is None else tuple(int(v) for v in _vector(outputs, "--outputs"))
+            prop = Deviation(float(delta), space or "logit", outs)
+        elif decision:
+            c = label
+            if c is None and con is not None:
+                c = decision_label(con)
+            if c is None:
+                c = int(np.argmax(net.forward(b.center)))
+            prop = Decision(int(c), float(kappa or 0.0))
+        elif con is not None:
+            prop = con
+        elif need_property:
+            _fail("no property: give --delta, --decision or --vnnlib")
+        else:
+            prop = None
+        jobs.append((b, prop))
+    return net, pert, jobs
+
+
+def _progress_cb(enabled: bool):
+    """A rich progress bar on stderr (cells proved / refuted / pending, volume decided)."""
+    if not enabled:
+        return None, None
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None, None
+    prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                    TimeElapsedColumn(), console=console, transient=True)
+    task = prog.add_task("branch and bound", total=1.0, info="")
+
+    def cb(stats, pending):
+        done = stats.proved_bounds + stats.proved_smt + stats.refuted
+        frac = 1.0
+        if stats.total_volume > 0 and stats.undecided_volume >= 0:
+            frac = 0.0
+        prog.update(task, completed=frac if pending == 0 else min(0.99, done / max(1, done + pending)),
+                    info=f"proved {stats.proved_bounds}+{stats.proved_smt} refuted {stats.refuted} pending {pending}")
+
+    return prog, cb
+
+
+def _run_config(toml_run: dict, backend, jobs, timeout, seed):
+    from hybridq.config import make_config
+
+    run = dict(toml_run)
+    for k, v in (("backend", backend), ("jobs", jobs), ("timeout", timeout), ("seed", seed)):
+        if v is not None:
+            run[k] = v
+    if run.get("jobs") is None:
+        import os
+
+        run["jobs"] = os.cpu_count() or 1
+    return make_config(**run)
+
+
+def _load_toml(config):
+    if config is None:
+        return {}, {}
+    from hybridq.config import load_toml
+
+    return load_toml(config)
+
+
+# ------------------------------------------------------------------ commands
+@app.command()
+def verify(
+    network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
+    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
+    vnnlib: Optional[str] = VNNLIB, delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION,
+    kappa: Optional[float] = KAPPA, label: Optional[int] = LABEL, space: Optional[str] = SPACE,
+    outputs: Optional[str] = OUTPUTS, backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
+    timeout: Optional[float] = TIMEOUT, seed: Optional[int] = SEED, json: Optional[str] = JSON,
+    counterexample: Optional[str] = CEX, config: Optional[str] = CONFIG, plot: Optional[str] = PLOT,
+    progress: bool = PROGRESS,
+):
+    """Decide a property: robust (proved), not_robust (exact counterexample) or unknown."""
+    import hybridq
+    from hybridq.result import combine
+
+    run, job = _load_toml(config)
+    o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, delta=delta,
+               decision=decision, kappa=kappa, label=label, space=space, outputs=outputs, json=json,
+               counterexample=counterexample, plot=plot)
+    if o["perturb"] is None:
+        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3)")
+    cfg = _run_config(run, backend, jobs, timeout, seed)
+    net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
+                                   o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"])
+    prog, cb = _progress_cb(progress)
+    results = []
+    try:
+        if prog is not None:
+            prog.start()
+        for b, prop in problems:
+            r = hybridq.verify(net, pert, b, prop, config=cfg, progress=cb)
+            results.append(r)
+            if r.verdict == "not_robust" or r.stats.interrupted:
+                break
+    finally:
+        if prog is not None:
+            prog.stop()
+    res = combine(results)
+    typer.echo(res.summary())
+    if o["json"]:
+        res.to_json(o["json"])
+    if o["counterexample"] and res.counterexample is not None:
+        res.counterexample.save(o["counterexample"])
+    if o["plot"]:
+        # the cell map (hybridq.plot) of a 2-input run
+        from hybridq.plot import plot_cells
+
+        plot_cells(res, o["plot"])
+    raise typer.Exit(res.exit_code)
+
+
+@app.command()
+def bounds(
+    network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
+    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
+    vnnlib: Optional[str] = VNNLIB, method: str = O("linear", "--method", help="interval, diff or linear."),
+    json: Optional[str] = JSON, config: Optional[str] = CONFIG,
+):
+    """Print certified bounds of the logits, scores and deviations over the input and parameter box."""
+    import json as _json
+
+    from hybridq.bounds import bounds as _bounds
+
+    run, job = _load_toml(config)
+    o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, json=json)
+    if o["perturb"] is None:
+        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3)")
+    if method not in ("interval", "diff", "linear"):
+        _fail(f"--method must be interval, diff or linear, got {method!r}")
+    net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
+                                   None, None, None, None, None, None, need_property=False)
+    rows = []
+    for b, _ in problems:
+        ob = _bounds(net, pert, b, method=method)
+        for j in range(net.n_out):
+            rows.append({"output": j, "logit": [float(ob.logit_lo[0, j]), float(ob.logit_hi[0, j])],
+                         "score": [float(ob.score_lo[0, j]), float(ob.score_hi[0, j])],
+                         "deviation_logit": [float(ob.dev_logit_lo[0, j]), float(ob.dev_logit_hi[0, j])],
+                         "deviation_score": [float(ob.dev_score_lo[0, j]), float(ob.dev_score_hi[0, j])]})
+    typer.echo(f"{'output':>6}  {'logit lo':>12} {'logit hi':>12}  {'dev lo':>12} {'dev hi':>12}  {'score dev lo':>12} {'score dev hi':>12}")
+    for r in rows:
+        typer.echo(f"{r['output']:>6}  {r['logit'][0]:>12.6g} {r['logit'][1]:>12.6g}  {r['deviation_logit'][0]:>12.6g} "
+                   f"{r['deviation_logit'][1]:>12.6g}  {r['deviation_score'][0]:>12.6g} {r['deviation_score'][1]:>12.6g}")
+    if o["json"]:
+        Path(o["json"]).write_text(_json.dumps(rows, indent=2))
+
+
+@app.command()
+def quantify(
+    network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
+    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
+    vnnlib: Optional[str] = VNNLIB,
+    what: Optional[str] = O(None, "--what", help="deviation ([witnessed, proved] max deviation), epsilon (largest robust EPS) or bits (fewest bits)."),
+    family: Optional[str] = O(None, "--family", help="epsilon: abs or rel; bits: float, fixed or int[:options]."),
+    tol: Optional[float] = O(None, "--tol", help="Relative tolerance (default 0.1)."),
+    delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION, kappa: Optional[float] = KAPPA,
+    label: Optional[int] = LABEL, space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS,
+    backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS, timeout: Optional[float] = TIMEOUT,
+    seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
+    plot: Optional[str] = PLOT, progress: bool = PROGRESS,
+):
+    """Compute the max deviation [witnessed, proved], the largest epsilon or the fewest bits."""
+    import hybridq.quantify as q
+    from hybridq.properties import Deviation
+
+    run, job = _load_toml(config)
+    o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, what=what,
+               family=family, tol=tol, delta=delta, decision=decision, kappa=kappa, label=label, space=space,
+               outputs=outputs, json=json, plot=plot)
+    what = o["what"] or "deviation"
+    if what not in ("deviation", "epsilon", "bits"):
+        _fail(f"--what must be deviation, epsilon or bits, got {what!r}")
+    if what == "deviation" and o["perturb"] is None:
+        _fail("--what deviation needs --perturb SPEC")
+    cfg = _run_config(run, backend, jobs, timeout, seed)
+    need = what != "deviation"
+    net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
+                                   o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
+                                   need_property=need)
+    if len(problems) != 1:
+        _fail(f"quantify takes one input box; the VNNLIB file has {len(problems)}")
+    b, prop = problems[0]
+    if what == "deviation":
+        outs = None if o["outputs"] is None else tuple(int(v) for v in _vector(o["outputs"], "--outputs"))
+        prop = Deviation(0.0, o["space"] or "logit", outs)
+    family_ = o["family"] or ("abs" if what == "epsilon" else "float")
+    prog, cb = _progress_cb(progress and what == "deviation")
+    try:
+        if prog is not None:
+            prog.start()
+        res = q.quantify(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
+    finally:
+        if prog is not None:
+            prog.stop()
+    typer.echo(res.summary())
+    if o["json"]:
+        res.to_json(o["json"])
+    raise typer.Exit(0)
+
+
+@app.command()
+def backends():
+    """List the SMT backends, their capabilities and availability."""
+    from hybridq.smt import backends_table
+
+    for name, ok, caps, hint in backends_table():
+        typer.echo(f"{name:6} {'available' if ok else 'missing':9} {','.join(caps):28} {'' if ok else hint}".rstrip())
+
+
+# ------------------------------------------------------------------ entry point
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: runs the app and maps every error to one line on stderr and exit 3."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        code = app(args=args, prog_name="hybridq", standalone_mode=False)
+    except typer.Exit as e:  # pragma: no cover - typer returns the code itself
+        code = e.exit_code
+    except _cx.NoArgsIsHelpError:
+        app(args=["--help"], prog_name="hybridq", standalone_mode=False)
+        code = 0
+    except _cx.ClickException as e:
+        typer.echo(f"hybridq: error: {e.format_message()}", err=True)
+        code = EXIT_USAGE
+    except typer.Abort:
+        typer.echo("hybridq: interrupted", err=True)
+        code = 2
+    except (HybridqError, ValueError, OSError, TypeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        typer.echo(f"hybridq: error: {msg}", err=True)
+        code = EXIT_USAGE
+    except KeyboardInterrupt:
+        typer.echo("hybridq: interrupted", err=True)
+        code = 2
+    sys.exit(int(code or 0))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
