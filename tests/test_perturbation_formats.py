@@ -70,7 +70,7 @@ def grid_values(draw, p: int, emin: int | None, mx: float | None) -> list[float]
     out = []
     n = draw(st.integers(1, 30))
     for _ in range(n):
-        kind = draw(st.sampled_from(["grid", "grid", "near", "random", "max"]))
+        kind = draw(st.sampled_from(["grid", "grid", "near", "random", "max", "tiny"]))
         sign = draw(st.sampled_from([-1.0, 1.0]))
         if kind in ("grid", "near"):
             m = draw(st.integers(1, 2 ** (p + 2)))
@@ -78,6 +78,8 @@ def grid_values(draw, p: int, emin: int | None, mx: float | None) -> list[float]
             v = float(np.ldexp(float(m), k))
             if kind == "near":
                 v = float(np.nextafter(v, draw(st.sampled_from([0.0, np.inf]))))
+        elif kind == "tiny":  # float64 subnormals and the bottom of the normal range
+            v = float(np.ldexp(float(draw(st.integers(1, 2**53 - 1))), draw(st.integers(-1126, -1000))))
         elif kind == "max" and mx is not None:
             half = float(np.ldexp(1.0, int(np.floor(np.log2(mx))) - p))
             v = draw(st.sampled_from([mx, mx + half / 2, float(np.nextafter(mx + half, 0.0)), mx - half, mx + half]))
