@@ -345,17 +345,24 @@ def test_nnet_generated_file_round_trips(tmp_path):
     np.testing.assert_allclose(net.forward(x), y, rtol=1e-14)
 
 
-def test_load_network_errors_and_files_are_not_modified(tmp_path, networks_dir):
-    with pytest.raises(ModelFormatError, match="unknown network file suffix '.h5'"):
-        load_network(tmp_path / "model.h5")
-    with pytest.raises(ModelFormatError, match="no such file"):
-        load_network(tmp_path / "missing.onnx")
-    files = [networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet",
-             networks_dir / "vnncomp2021_test" / "test_small.onnx"]
-    net = load_network(files[0])
-    net.save(tmp_path / "x.npz")
-    files.append(tmp_path / "x.npz")
+def test_load_network_errors():
+    with pytest.raises(ModelFormatError, match="unknown network file suffix '.h5'; supported: .nnet, .onnx, .npz"):
+        load_network("model.h5")
+    for suffix in (".nnet", ".onnx", ".npz"):
+        with pytest.raises(ModelFormatError, match="no such file"):
+            load_network(f"/nonexistent/dir/missing{suffix}")
+
+
+def test_loading_never_modifies_the_file(tmp_path):
+    rng = np.random.default_rng(2)
+    W, b = rng.normal(size=(2, 3)), rng.normal(size=2)
+    files = [write_nnet(tmp_path / "n.nnet", [W], [b], [-1] * 3, [1] * 3, [0] * 4, [1] * 4)]
+    model = make_model([helper.make_node("MatMul", ["x", "W"], ["y"])], {"W": f32(W.T)}, [1, 3], [1, 2])
+    files.append(save(model, tmp_path / "n.onnx"))
+    Network((Layer(W, b, "identity"),)).save(tmp_path / "n.npz")
+    files.append(tmp_path / "n.npz")
     for f in files:
+        os.chmod(f, 0o444)
         before = (f.read_bytes(), os.stat(f).st_mtime_ns)
-        load_network(f)
+        assert load_network(f).widths == (3, 2)
         assert (f.read_bytes(), os.stat(f).st_mtime_ns) == before
