@@ -74,9 +74,10 @@ def _tensor_index(where: str, idx: tuple) -> str:
 def check_enclosed(q: np.ndarray, t: np.ndarray, r: np.ndarray, where: str) -> None:
     """Raise unless ``|q - t| <= r`` holds exactly for every entry.
 
-    A float pre-filter (``fl(|q - t|)`` errs by at most one rounding, relative ``2^-53``, and
-    subtraction results in the subnormal range are exact) leaves only entries within a relative
-    ``2^-50`` of their radius, which are decided with :class:`fractions.Fraction`.
+    A float pre-filter (``fl(|q - t|)`` errs by at most one rounding, relative ``2^-53``,
+    subtraction results in the subnormal range are exact, and ``fl(q - t) = 0`` only for
+    ``q = t``) leaves only entries within a relative ``2^-50`` of their radius, which are decided
+    with :class:`fractions.Fraction`.
 
     Raises
     ------
@@ -84,7 +85,7 @@ def check_enclosed(q: np.ndarray, t: np.ndarray, r: np.ndarray, where: str) -> N
         An entry whose rounding error exceeds its radius (an internal invariant; never expected).
     """
     d = np.abs(q - t)
-    maybe = d >= r * (1.0 - 2.0**-50)
+    maybe = (d >= r * (1.0 - 2.0**-50)) & (d != 0.0)  # fl(q - t) = 0 only when q = t
     for idx in zip(*np.nonzero(maybe)):
         if abs(Fraction(float(q[idx])) - Fraction(float(t[idx]))) > Fraction(float(r[idx])):
             raise PerturbationError(

@@ -278,3 +278,15 @@ def test_int_symmetric_levels_and_zero_point():
 def test_bad_format_strings(bad):
     with pytest.raises(PerturbationError, match="valid forms"):
         parse_format(bad)
+
+
+def test_check_enclosed_decides_borderline_exactly():
+    from hybridq.formats import check_enclosed
+
+    t = np.array([1.0 + 2.0**-52, 0.0, 3.0])
+    q = np.array([1.0, 0.0, 3.0])
+    check_enclosed(q, t, np.array([2.0**-52, 0.0, 0.0]), "t")  # error exactly the radius
+    with pytest.raises(PerturbationError, match=r"t\[0\] = 1\.0000000000000002"):
+        check_enclosed(q, t, np.array([np.nextafter(2.0**-52, 0.0), 0.0, 0.0]), "t")
+    with pytest.raises(PerturbationError, match=r"W\[1\]"):
+        check_enclosed(np.array([0.0, 2.0**-1074]), np.array([0.0, 0.0]), np.zeros(2), "W")
