@@ -91,10 +91,13 @@ def _leaves(result) -> list:
 
 
 def _counterexample_points(result) -> np.ndarray:
+    """Inputs of the counterexample (a :class:`Result`) or of the witness (a :class:`Quantity`)."""
     pts = []
     cexs = getattr(result, "counterexamples", None)
     if cexs is None:
         one = getattr(result, "counterexample", None)
+        if one is None:
+            one = getattr(result, "witness", None)
         cexs = [] if one is None else [one]
     for c in cexs:
         x = _leaf_attr(c, "x", "input")
@@ -127,20 +130,25 @@ def _rect_paths(lo: np.ndarray, hi: np.ndarray, min_w: np.ndarray):
 
 
 def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = (0, 1),
-               title: str | None = None, dpi: int = 120) -> CellMapSummary:
+               box=None, title: str | None = None, dpi: int = 120) -> CellMapSummary:
     """Draw the leaf cells of a 2-input run: status map and certified-bound heatmap.
 
     Parameters
     ----------
-    result : hybridq.result.Result
-        A result whose leaf cells (``result.cells``) each have ``lower``, ``upper`` (``(n_in,)``
-        raw input space), ``status`` (one of :data:`STATUSES`) and a certified ``bound``
-        (float; ``inf`` or NaN where none was proved).
+    result : hybridq.result.Result or hybridq.result.Quantity
+        A run whose leaf cells (``result.leaves``, :class:`hybridq.result.LeafCell`) each have
+        ``lower``, ``upper`` (``(n_in,)`` raw input space), ``status`` (one of :data:`STATUSES`)
+        and a certified ``bound`` (float; ``inf`` or NaN where none was proved): for a deviation
+        property the bound of the deviation on the cell, else of the violation margin.  A
+        ``Result``'s counterexample or a ``Quantity``'s witness is marked.
     path : str or Path, optional
         Where to write the PNG; nothing is written when None.
     dims : (int, int)
         The two input coordinates drawn (the network must have exactly two inputs unless the
         other coordinates are degenerate in every cell).
+    box : InputBox or (lower, upper), optional
+        The whole input set, drawn as a hatched background: a ``not_robust`` run stops at its
+        first counterexample, so its leaves need not cover the box (default: the leaves' hull).
     title : str, optional
         Overrides the default title (verdict and counts).
     dpi : int
@@ -179,7 +187,14 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
     status = np.array([_norm_status(_leaf_attr(c, "status")) for c in cells])
     bound = np.array([float(_leaf_attr(c, "bound", "dev_hi", "upper_bound", default=np.nan)) for c in cells])
 
-    span = np.max(hi, axis=0) - np.min(lo, axis=0)
+    if box is not None:
+        from hybridq.inputs import as_input_box
+
+        ib = as_input_box(box)
+        blo, bhi = ib.lower[list(dims)], ib.upper[list(dims)]
+    else:
+        blo, bhi = np.min(lo, axis=0), np.max(hi, axis=0)
+    span = bhi - blo
     span = np.where(span > 0, span, 1.0)
     min_w = 0.006 * span
     verts = _rect_paths(lo, hi, min_w)
@@ -187,6 +202,10 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
     fig = Figure(figsize=(11.5, 5.0), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     ax_s, ax_h = fig.subplots(1, 2)
+    for ax in (ax_s, ax_h):  # background: parts of the box no leaf covers (not examined)
+        ax.add_collection(PolyCollection(list(_rect_paths(blo[None, :], bhi[None, :], min_w)), closed=True,
+                                         facecolors="white", edgecolors="0.6", hatch="..", linewidths=0.5,
+                                         gid="background", zorder=1))
 
     # ---- status map: one collection per status, most severe drawn last
     for s in STATUSES:
@@ -194,12 +213,17 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
         coll = PolyCollection(list(verts[m]), closed=True, facecolors=STATUS_COLORS[s],
                               edgecolors="k", linewidths=0.25, gid=f"status:{s}", zorder=2)
         ax_s.add_collection(coll)
-    ax_s.legend(handles=[Patch(facecolor=STATUS_COLORS[s], edgecolor="k",
-                               label=f"{_LABELS[s]} ({int(np.sum(status == s))})") for s in STATUSES],
-                loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=4, fontsize=8, frameon=False)
+    handles = [Patch(facecolor=STATUS_COLORS[s], edgecolor="k", label=f"{_LABELS[s]} ({int(np.sum(status == s))})")
+               for s in STATUSES]
+    handles.append(Patch(facecolor="white", edgecolor="0.6", hatch="..", label="not examined"))
+    ax_s.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=8,
+                frameon=False)
     ax_s.set_title("leaf cells by how they were decided", fontsize=10)
 
     # ---- heatmap of the certified bound, largest on top
+    prop = getattr(result, "property", None)
+    is_dev = prop is None or type(prop).__name__ == "Deviation"
+    what = "certified deviation bound" if is_dev else "certified violation-margin bound (>= 0: may violate)"
     finite = np.isfinite(bound)
     order = np.argsort(np.where(finite, bound, -np.inf), kind="stable")
     fin_o = [i for i in order if finite[i]]
@@ -220,22 +244,23 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
         hc.set_array(vals)
         ax_h.add_collection(hc)
         cb = fig.colorbar(hc, ax=ax_h, shrink=0.9)
-        cb.set_label("certified bound per cell")
-    ax_h.set_title("certified deviation bound per cell", fontsize=10)
+        cb.set_label(what)
+    ax_h.set_title(f"{what} per cell", fontsize=10)
 
     # ---- counterexamples
     pts = _counterexample_points(result)
     n_cex = 0
+    mark = "counterexample" if hasattr(result, "verdict") else "witness of the max deviation"
     if pts.size:
         pts = pts[:, dims] if pts.shape[1] > 2 or dims != (0, 1) else pts
         for ax in (ax_s, ax_h):
             ax.scatter(pts[:, 0], pts[:, 1], marker="X", s=90, c="#CC0000", edgecolors="w",
-                       linewidths=0.8, zorder=5, label="counterexample", gid="counterexample")
+                       linewidths=0.8, zorder=5, label=mark, gid="counterexample")
         ax_h.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), fontsize=8, frameon=False)
         n_cex = int(pts.shape[0])
 
-    x0, x1 = float(np.min(lo[:, 0])), float(np.max(hi[:, 0]))
-    y0, y1 = float(np.min(lo[:, 1])), float(np.max(hi[:, 1]))
+    x0, x1 = float(min(blo[0], np.min(lo[:, 0]))), float(max(bhi[0], np.max(hi[:, 0])))
+    y0, y1 = float(min(blo[1], np.min(lo[:, 1]))), float(max(bhi[1], np.max(hi[:, 1])))
     padx = 0.02 * (x1 - x0 if x1 > x0 else 1.0)
     pady = 0.02 * (y1 - y0 if y1 > y0 else 1.0)
     for ax in (ax_s, ax_h):
@@ -251,8 +276,11 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
         if gid.startswith("status:"):
             counts[gid.split(":", 1)[1]] += len(coll.get_paths())
     if title is None:
-        verdict = str(getattr(getattr(result, "verdict", "?"), "value", getattr(result, "verdict", "?")))
-        title = (f"verdict: {verdict} | {len(cells)} cells: {counts['bounds']} bounds, {counts['smt']} SMT, "
+        if hasattr(result, "verdict"):
+            head = f"verdict: {result.verdict}"
+        else:  # a Quantity (max deviation)
+            head = f"max deviation in [{result.lower:.4g}, {result.upper:.4g}] (witnessed, proved)"
+        title = (f"{head} | {len(cells)} cells: {counts['bounds']} bounds, {counts['smt']} SMT, "
                  f"{counts['counterexample']} counterexample, {counts['open']} open")
     fig.suptitle(title, fontsize=11)
     out = None
