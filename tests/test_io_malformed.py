@@ -107,6 +107,7 @@ CASES += [
     ("nnet-header-3", ".nnet", _replace_line(2, "2,3,2,")),
     ("nnet-header-float", ".nnet", _replace_line(2, "2.5,3,2,4,")),
     ("nnet-header-zero", ".nnet", _replace_line(2, "0,3,2,4,")),
+    ("nnet-huge-sizes", ".nnet", _replace_line(3, "3,1000000000,2,")),
     ("nnet-sizes-count", ".nnet", _replace_line(3, "3,4,4,2,")),
     ("nnet-sizes-input", ".nnet", _replace_line(3, "5,4,2,")),
     ("nnet-sizes-hidden", ".nnet", _replace_line(3, "3,5,2,")),

@@ -166,6 +166,9 @@ BAD = {
     "bad-command": (BOX2 + "(define-fun f () Real 1)", "unsupported command 'define-fun'"),
     "no-assert": ("", "has no assert"),
     "arity": (BOX2 + "(assert (<= Y_0))", "needs two operands"),
+    "overflow-y": (BOX2 + "(assert (<= Y_0 1e400))", "10\\^400 is beyond the float64 range"),
+    "overflow-x": ("(assert (>= X_0 -1e309))(assert (<= X_0 1))(assert (>= X_1 0))(assert (<= X_1 1))(assert (<= Y_0 1))",
+                   "beyond the float64 range"),
 }
 
 

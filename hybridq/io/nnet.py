@@ -136,21 +136,20 @@ def load_nnet(path: str | Path) -> Network:
     layers = []
     for k in range(1, n_layers + 1):
         n_o, n_i = sizes[k], sizes[k - 1]
-        W = np.empty((n_o, n_i))
+        rows, bias = [], []  # grown from the file's lines: a bogus header cannot allocate much
         for r in range(n_o):
             no, row = take(f"row {r} of the weights of layer {k}")
             if row.size != n_i:
                 raise ModelFormatError(f"{path}: line {no}: layer {k} weight row {r} has {row.size} values, expected {n_i}")
             _finite(path, row, f"layer {k} weights", no)
-            W[r] = row
-        b = np.empty(n_o)
+            rows.append(row)
         for r in range(n_o):
             no, v = take(f"bias {r} of layer {k}")
             if v.size != 1:
                 raise ModelFormatError(f"{path}: line {no}: layer {k} bias {r}: expected one value, got {v.size}")
             _finite(path, v, f"layer {k} biases", no)
-            b[r] = v[0]
-        layers.append(Layer(W, b, "relu" if k < n_layers else "identity"))
+            bias.append(v[0])
+        layers.append(Layer(np.array(rows), np.array(bias), "relu" if k < n_layers else "identity"))
     if pos < len(data):
         raise ModelFormatError(f"{path}: line {data[pos][0]}: unexpected data after the last layer")
     try:

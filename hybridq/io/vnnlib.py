@@ -154,6 +154,15 @@ class _Parser:
         raise self.fail(f"unsupported formula operator {op!r} (supported: and, or, <=, >=, =)", f.pos)
 
 
+def _float(p: _Parser, v: Fraction, pos) -> float:
+    """``v`` rounded to the nearest float64; a value beyond the float64 range is an error."""
+    try:
+        return float(v)
+    except OverflowError:
+        raise p.fail(f"a number of about 10^{len(str(abs(v.numerator) // v.denominator)) - 1} is beyond the float64 range",
+                     pos) from None
+
+
 def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                  source: str = "<vnnlib>") -> list[tuple[InputBox, OutputConstraint]]:
     """Parse VNNLIB text; see :func:`load_vnnlib` (``source`` names the text in error messages)."""
@@ -191,7 +200,9 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
         raise p.fail("declares no X (input) or no Y (output) variables")
     if not asserts:
         raise p.fail("has no assert")
-    dnf = p.formula(_S(["and", *asserts]))
+    top = _S(["and", *asserts])
+    top.pos = None
+    dnf = p.formula(top)
 
     groups: dict[tuple, list] = {}
     boxes: dict[tuple, InputBox] = {}
@@ -207,7 +218,7 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                 if len(coefs) != 1:
                     raise p.fail("an input constraint must bound a single X variable (a box)", pos)
                 (v, a), = coefs.items()
-                i, bound = p.declared[v][1], -k / a
+                i, bound = p.declared[v][1], _float(p, -k / a, pos)
                 if a > 0:
                     hi[i] = bound if hi[i] is None else min(hi[i], bound)
                 else:
@@ -215,9 +226,9 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
             elif kinds == {"Y"}:
                 row = np.zeros(n_out)
                 for v, a in coefs.items():
-                    row[p.declared[v][1]] = float(a)
+                    row[p.declared[v][1]] = _float(p, a, pos)
                 rows.append(row)
-                rhs.append(float(-k))
+                rhs.append(_float(p, -k, pos))
             else:
                 raise p.fail("a constraint mixes input (X) and output (Y) variables", pos)
         for i in range(n_in):
@@ -225,7 +236,7 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                 raise p.fail(f"X_{i} has no {'lower' if lo[i] is None else 'upper'} bound in some disjunct")
         if not feasible or any(l > h for l, h in zip(lo, hi)):
             continue
-        key = (tuple(float(v) for v in lo), tuple(float(v) for v in hi))
+        key = (tuple(lo), tuple(hi))
         if key not in groups:
             groups[key] = []
             boxes[key] = InputBox(np.array(key[0]), np.array(key[1]))
