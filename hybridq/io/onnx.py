@@ -513,6 +513,7 @@ def load_onnx(path: str | Path) -> Network:
             g.output = "sigmoid"
         if g.size != last.n_out:
             raise g.fail(f"output has {g.size} values but the last layer has {last.n_out}")
+        log.debug("%s: %d dense layers %s, output %s", path, len(g.layers), [l.activation for l in g.layers], g.output)
         try:
             return Network(tuple(g.layers), output=g.output, input_mean=g.mean, input_std=g.std, name=path.stem)
         except ModelFormatError as e:
