@@ -130,7 +130,7 @@ def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
 
     d = np.abs(t - c)
     # float subtraction errs by at most half an ulp of d: only near-ties need exact arithmetic
-    maybe = d >= r * (1.0 - 4e-16) - 1e-300
+    maybe = (d >= r * (1.0 - 4e-16) - 1e-300) & (d != 0.0)  # fl(t - c) = 0 only when t = c
     mask = np.zeros(t.shape, dtype=bool)
     for idx in zip(*np.nonzero(maybe)):
         mask[idx] = abs(Fraction(float(t[idx])) - Fraction(float(c[idx]))) > Fraction(float(r[idx]))
