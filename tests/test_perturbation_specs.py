@@ -162,7 +162,8 @@ def _load(path):
 
 
 @pytest.mark.requires_shared
-@pytest.mark.parametrize("rel", ["acasxu/nnet/ACASXU_run2a_1_1_batch_2000.nnet", "mnistfc/mnist-net_256x2.onnx"])
+@pytest.mark.parametrize("rel", ["acasxu/nnet/ACASXU_run2a_1_1_batch_2000.nnet", "mnistfc/mnist-net_256x2.onnx",
+                                 "mnistfc/mnist-net_256x4.onnx", "mnistfc/mnist-net_256x6.onnx"])
 def test_real_networks_every_format(networks_dir, rel):
     path = networks_dir / rel
     if not path.exists():
