@@ -138,7 +138,7 @@ def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- spec strings
-# Spec grammar (module ``perturbation`` docstring); the number formats are in hybridq.formats.
+# Spec grammar: see perturbation()'s docstring; the number formats are in hybridq.formats.
 
 __all__ += ["perturbation", "quantize", "format_family", "SPEC_GRAMMAR"]
 
@@ -226,8 +226,11 @@ def _apply(spec: str, network, formats_only: bool):
                 if kind == "abs":
                     c, r = t, np.full(t.shape, arg)
                 elif kind == "rel":
-                    r = arg * np.abs(t)
-                    c, r = t, np.where((t != 0.0) & (arg > 0.0), np.nextafter(r, np.inf), r)
+                    with np.errstate(over="ignore"):
+                        r = arg * np.abs(t)
+                        c, r = t, np.where((t != 0.0) & (arg > 0.0), np.nextafter(r, np.inf), r)
+                    if not np.all(np.isfinite(r)):
+                        raise _spec_error(spec, f"rel:{arg!r} overflows float64 on layer {k + 1} {name}")
                 else:
                     q, rq = arg.round(t, f"layer {k + 1} {name}", per_channel=(i == 0))
                     c, r = (q, np.zeros_like(t)) if (kind == "point" or formats_only) else (t, rq)

@@ -95,6 +95,7 @@ def test_overflow_and_saturation_name_layer_tensor_index_value(net):
     ("", "empty spec"),
     ("point:abs:1", "in part 'point:abs:1'"),
     ("int8:sym,minmax", "minmax needs asym"),
+    ("rel:1e308", "overflows float64 on layer 1 W"),
 ])
 def test_bad_specs_one_clear_message(net, bad, why):
     with pytest.raises(PerturbationError) as ei:
