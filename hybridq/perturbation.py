@@ -125,16 +125,21 @@ class Perturbation:
 
 
 def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
-    """Boolean mask of entries with ``|t - c| > r`` in exact arithmetic."""
-    from fractions import Fraction
+    """Boolean mask of entries with ``|t - c| > r`` in exact arithmetic.
 
-    d = np.abs(t - c)
-    # float subtraction errs by at most half an ulp of d: only near-ties need exact arithmetic
-    maybe = (d >= r * (1.0 - 4e-16) - 1e-300) & (d != 0.0)  # fl(t - c) = 0 only when t = c
-    mask = np.zeros(t.shape, dtype=bool)
-    for idx in zip(*np.nonzero(maybe)):
-        mask[idx] = abs(Fraction(float(t[idx])) - Fraction(float(c[idx]))) > Fraction(float(r[idx]))
-    return mask
+    ``t - c = s + e`` exactly with Knuth's TwoSum (``s = fl(t - c)``, ``|e| <= ulp(s)/2``; Knuth,
+    TAOCP vol. 2, 4.2.2), so ``|t - c| > r`` iff ``|s| > r`` or ``|s| == r`` and ``e`` points away
+    from zero: a strict float comparison decides every other case because ``|e|`` is below the
+    spacing of the floats around ``s``.
+    """
+    t = np.asarray(t, dtype=np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = t - c
+        bb = s - t
+        e = (t - (s - bb)) + (-c - bb)
+    a = np.abs(s)
+    away = np.where(s >= 0, e, -e) > 0
+    return (a > r) | ((a == r) & away)
 
 
 # ------------------------------------------------------------------------- spec strings
