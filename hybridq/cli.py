@@ -237,7 +237,7 @@ def verify(
     progress: bool = PROGRESS,
 ):
     """Decide a property: robust (proved), not_robust (exact counterexample) or unknown."""
-    import hybridq
+    from hybridq.bab import verify as verify_
     from hybridq.result import combine
 
     run, job = _load_toml(config)
@@ -255,7 +255,7 @@ def verify(
         if prog is not None:
             prog.start()
         for b, prop in problems:
-            r = hybridq.verify(net, pert, b, prop, config=cfg, progress=cb)
+            r = verify_(net, pert, b, prop, config=cfg, progress=cb)
             results.append(r)
             if r.verdict == "not_robust" or r.stats.interrupted:
                 break
