@@ -272,7 +272,7 @@ def verify(
         # the cell map (hybridq.plot) of a 2-input run
         from hybridq.plot import plot_cells
 
-        plot_cells(res, o["plot"])
+        plot_cells(res, o["plot"], box=problems[0][0] if len(problems) == 1 else None)
     raise typer.Exit(res.exit_code)
 
 
@@ -362,6 +362,13 @@ def quantify(
     typer.echo(res.summary())
     if o["json"]:
         res.to_json(o["json"])
+    if o["plot"]:
+        # the cell map and deviation heatmap (hybridq.plot) of a 2-input max-deviation run
+        if getattr(res, "leaves", None) is None:
+            _fail("--plot draws the cells of a 2-input '--what deviation' run only")
+        from hybridq.plot import plot_cells
+
+        plot_cells(res, o["plot"], box=b)
     raise typer.Exit(0)
 
 

@@ -87,7 +87,8 @@ def _leaves(result) -> list:
         cells = getattr(result, name, None)
         if cells is not None:
             return list(cells)
-    raise ConfigError("the result carries no leaf cells to plot (was it produced by hybridq.verify?)")
+    raise ConfigError("the result carries no leaf cells to plot: cell plots need a run on a network with at most "
+                      "two inputs (hybridq.verify, or hybridq.quantify with what='deviation')")
 
 
 def _counterexample_points(result) -> np.ndarray:
@@ -299,8 +300,9 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
     ----------
     rows : iterable of mappings
         One per measurement, with keys ``network`` (e.g. ``"relu"``, ``"linear"``), ``scope``
-        (``"local"`` or ``"global"``), ``family`` (``"abs"`` or ``"fixed"``), ``radius`` (the
-        parameter radius, float > 0: ``EPS`` for ``abs:EPS``, ``2^-(N+1)`` for ``qM.N``),
+        (``"local"`` or ``"global"``), ``family`` (``"abs"``, ``"fixed"`` or ``"point"``: the
+        concrete rounded copy), ``radius`` (the parameter radius, float > 0: ``EPS`` for
+        ``abs:EPS``, ``2^-(N+1)`` for ``qM.N`` and ``point:qM.N``),
         ``proved`` (certified upper bound of the max deviation) and ``witnessed`` (a deviation
         reached by an exactly re-checked pair); optional ``label`` (e.g. ``"q2.8"``).
     path : str or Path, optional
@@ -331,14 +333,16 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
     scopes = [s for s in ("local", "global") if any(r["scope"] == s for r in rows)]
     nets = sorted({r["network"] for r in rows}, key=lambda n: (n != "relu", n))
     colors = {n: c for n, c in zip(nets, ("#0072B2", "#D55E00", "#009E73", "#CC79A7"))}
-    markers = {"abs": "o", "fixed": "s"}
+    markers = {"abs": "o", "fixed": "s", "point": "^"}
+    fam_label = {"abs": "abs:EPS box", "fixed": "qM.N box", "point": "point:qM.N (rounded copy)"}
+    ls_of = {"abs": "-", "fixed": ":", "point": "--"}
 
     fig = Figure(figsize=(5.2 * len(scopes), 4.4), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(1, len(scopes), sharey=True))
     for ax, scope in zip(axes, scopes):
         for net in nets:
-            for fam in ("abs", "fixed"):
+            for fam in markers:
                 sel = sorted((r for r in rows if r["scope"] == scope and r["network"] == net and r["family"] == fam),
                              key=lambda r: r["radius"])
                 if not sel:
@@ -346,9 +350,8 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
                 rad = np.array([r["radius"] for r in sel], dtype=float)
                 pr = np.array([r["proved"] for r in sel], dtype=float)
                 wi = np.array([r["witnessed"] for r in sel], dtype=float)
-                ls = "-" if fam == "abs" else ":"
-                ax.plot(rad, pr, ls, marker=markers[fam], color=colors[net], ms=5,
-                        label=f"{net}, {'abs:EPS' if fam == 'abs' else 'fixed qM.N'} (proved)")
+                ax.plot(rad, pr, ls_of[fam], marker=markers[fam], color=colors[net], ms=5,
+                        label=f"{net}, {fam_label[fam]}")
                 ax.plot(rad, wi, ls="none", marker=markers[fam], mfc="none", color=colors[net], ms=8,
                         alpha=0.8)
         ax.set_xscale("log")

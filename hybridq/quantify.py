@@ -102,7 +102,8 @@ def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg
     msg = out.message
     if not msg and out.proved > out.witnessed * (1 + tol) + 1e-12:
         msg = "tolerance not reached"
-    return Quantity("deviation", float(out.witnessed), float(out.proved), [], out.witness, out.stats, msg)
+    return Quantity("deviation", float(out.witnessed), float(out.proved), [], out.witness, out.stats, msg,
+                    leaves=out.leaves)
 
 
 def _run_step(network, spec, inputs, prop, cfg, t_end, progress):

@@ -202,6 +202,9 @@ class Quantity:
         The individual verify runs (value tried, verdict, seconds) of a bisection.
     witness : Counterexample or None
         For ``deviation``: the pair attaining ``lower``.
+    leaves : list of LeafCell or None
+        For ``deviation`` on inputs with at most two dimensions: the leaf cells with their
+        certified deviation bounds (for :mod:`hybridq.plot`).
     """
 
     what: str
@@ -211,6 +214,7 @@ class Quantity:
     witness: Counterexample | None = None
     stats: Stats = field(default_factory=Stats)
     message: str = ""
+    leaves: list | None = None
 
     @property
     def ratio(self) -> float:
