@@ -2,7 +2,7 @@
 
 The scheduler (DESIGN.md §3) keeps a queue of :class:`hybridq.cell.Cell` records ordered by the
 certified bound on the violation margin of their parent (largest first).  Each round takes up to
-``batch_size`` cells, cuts them into chunks of ``chunk_size`` and hands the chunks to
+``batch_size`` cells, cuts them into chunks and hands the chunks to
 :meth:`_Engine.process` (in-process for ``jobs = 1``, else on a ``spawn`` process pool); the
 outcomes are merged in queue order, so a run gives the same result whatever ``jobs`` is.  Per cell:
 
@@ -59,6 +59,8 @@ class _Problem:
     prop: object
     config: RunConfig
     mode: str  # "verify" or "maximize"
+    root_lower: np.ndarray = None
+    root_upper: np.ndarray = None
 
 
 @dataclass
@@ -68,7 +70,7 @@ class _Outcome:
     ub: float
     children: list = field(default_factory=list)
     counterexample: Counterexample | None = None
-    witness: Counterexample | None = None
+    candidate: tuple | None = None  # maximize: (value, x, params) in float64, confirmed by the scheduler
     times: dict = field(default_factory=dict)
     smt_called: bool = False
     smt_unknown: bool = False
@@ -113,6 +115,7 @@ class _Engine:
         self.widths = [l.n_out for l in net.layers]
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
         self._backend = None
+        self.root_width = None
         self.max_prop = None
         if problem.mode == "maximize":
             self.max_prop = Deviation(0.0, problem.prop.space, problem.prop.outputs)
@@ -185,7 +188,7 @@ class _Engine:
         width = cell.upper - cell.lower
         gx, gh = self._grad_bounds(plo, phi, c)
         if np.any(width > 0) and net.n_in <= cfg.input_split_max_dim:
-            smear = gx * width
+            smear = gx * width if cfg.input_split == "smear" else width / self.root_width
             if not np.any(smear > 0):
                 smear = width.copy()
             d = int(np.argmax(smear))
@@ -249,8 +252,11 @@ class _Engine:
         net, pert = p.network, p.perturbation
         t0 = time.perf_counter()
         cells = [c for _, c in items]
+        if self.root_width is None:
+            self.root_width = np.maximum(problem_width(self.p), 1e-300)
         ob = bounds(net, pert, None, method=cfg.bound_method, spec=self.C, cells=cells)
-        ub = self._margin_ub(ob)
+        # a cell's region lies inside its parent's: the parent's bound (kept in ``priority``) holds too
+        ub = np.minimum(self._margin_ub(ob), np.array([c.priority for c in cells], dtype=np.float64))
         t_bounds = (time.perf_counter() - t0) / len(items)
         outs = []
         for i, (cid, cell) in enumerate(items):
@@ -269,13 +275,19 @@ class _Engine:
             out = _Outcome(cid, "open", u, times=times)
             rng = np.random.default_rng([cfg.seed, cid])
             root = cell.depth == 0
+            if p.mode == "maximize" and not root and cell.depth % cfg.attack_every:
+                outs.append(self._split_or_open(out, cell, ob, i, times))
+                continue
             ta = time.perf_counter()
             aprop = self.max_prop if p.mode == "maximize" else p.prop
-            res = attack(net, pert, aprop, cell.lower, cell.upper, rng,
-                         samples=cfg.attack_samples * (4 if root else 1), steps=cfg.attack_steps,
-                         restarts=cfg.attack_restarts * (4 if root else 1), confirm_exact=p.mode == "verify")
+            if root:
+                samples, steps, restarts = 4 * cfg.attack_samples, 2 * cfg.attack_steps, 4 * cfg.attack_restarts
+            else:
+                samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
+            res = attack(net, pert, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
+                         restarts=restarts, confirm_exact=p.mode == "verify")
             if p.mode == "maximize" and res.value > witnessed:
-                out.witness = confirm(net, pert, aprop, res.x, res.params, res.margin)
+                out.candidate = (res.value, res.x, res.params)
             times["attack"] = time.perf_counter() - ta
             if res.counterexample is not None:
                 out.status, out.counterexample = "counterexample", res.counterexample
@@ -305,14 +317,37 @@ class _Engine:
                         outs.append(out)
                         continue
                 out.smt_unknown = True
-            if cell.depth < cfg.max_depth:
-                tsp = time.perf_counter()
-                children, kind = self._split(cell, plo, phi, self._objective(ob, i))
-                times["split"] = time.perf_counter() - tsp
-                if children:
-                    out.status, out.children, out.split = "split", children, kind
-            outs.append(out)
+            outs.append(self._split_or_open(out, cell, ob, i, times, plo, phi))
         return outs
+
+    def _split_or_open(self, out, cell, ob, i, times, plo=None, phi=None):
+        if cell.depth >= self.p.config.max_depth:
+            return out
+        if plo is None:
+            plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
+            phi = [np.minimum(a[i], cell.pre_hi[o:o + w]) for a, o, w in zip(ob.pre_hi, self.offsets, self.widths)]
+        tsp = time.perf_counter()
+        children, kind = self._split(cell, plo, phi, self._objective(ob, i))
+        times["split"] = time.perf_counter() - tsp
+        if children:
+            out.status, out.children, out.split = "split", children, kind
+        return out
+
+
+def _exact_witness(network, perturbation, prop, cand) -> Counterexample | None:
+    """Snap a float candidate into the box and evaluate its deviation exactly (rounded down)."""
+    from hybridq.attack import exact_deviation
+
+    value, x, params = cand
+    params = perturbation.snap_inside(params)
+    if not perturbation.contains(params):
+        return None
+    exact = exact_deviation(network, prop, x, params)
+    return Counterexample(np.asarray(x, dtype=np.float64).copy(), params, float(value), exact)
+
+
+def problem_width(problem) -> np.ndarray:
+    return np.asarray(problem.root_upper) - np.asarray(problem.root_lower)
 
 
 def _float_margin(network, prop, x, params) -> float:
@@ -407,7 +442,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     t_start = time.perf_counter()
     deadline = None if cfg.timeout is None else time.time() + cfg.timeout
     n_neurons = sum(l.n_out for l in network.layers)
-    problem = _Problem(network, perturbation, prop, cfg, mode)
+    problem = _Problem(network, perturbation, prop, cfg, mode, box.lower, box.upper)
     engine = _Engine(problem)
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
     stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
@@ -421,6 +456,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
 
     def push(cell, prio):
         nonlocal next_id
+        cell.priority = prio
         live[next_id] = (cell, prio)
         heapq.heappush(queue, (-prio, next_id))
         if len(live) > cfg.max_queue // 2:
@@ -452,7 +488,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             while live and len(batch) < cfg.batch_size:
                 batch.append(pop())
             threshold = max(witnessed * (1.0 + rtol), atol)
-            chunks = [batch[i:i + cfg.chunk_size] for i in range(0, len(batch), cfg.chunk_size)]
+            size = cfg.chunk_size or (len(batch) if cfg.jobs == 1 else -(-len(batch) // (2 * cfg.jobs)))
+            chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
             args = [(c, threshold, witnessed, deadline) for c in chunks]
             if cfg.jobs > 1 and len(chunks) > 1 and pool is None:
                 pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -463,6 +500,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 results = [engine.process(*a) for a in args]
             stats.rounds += 1
             by_id = {cid: cell for cid, cell in batch}
+            best_cand = None
             for outs in results:
                 for o in outs:
                     cell = by_id[o.cell_id]
@@ -472,8 +510,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                         stats.time[k] = stats.time.get(k, 0.0) + v
                     stats.smt_calls += o.smt_called
                     stats.smt_unknown += o.smt_unknown
-                    if o.witness is not None and (o.witness.value or 0.0) > witnessed:
-                        witnessed, witness = o.witness.value, o.witness
+                    if o.candidate is not None and (best_cand is None or o.candidate[0] > best_cand[0]):
+                        best_cand = o.candidate
                     if o.status in ("bounds", "smt"):
                         stats.proved_bounds += o.status == "bounds"
                         stats.proved_smt += o.status == "smt"
@@ -494,6 +532,10 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                             push(ch, o.ub)
                     else:
                         open_cells.append((cell, o.ub))
+            if best_cand is not None and best_cand[0] > witnessed:
+                cx = _exact_witness(network, perturbation, engine.max_prop, best_cand)
+                if cx is not None and cx.value > witnessed:
+                    witnessed, witness = cx.value, cx
             if progress is not None:
                 progress(stats, len(live))
             if cex is not None and mode == "verify":

@@ -39,7 +39,7 @@ class RunConfig:
         Cells taken from the queue per round (a round's cells are processed independently, so the
         result does not depend on how a round is shared among workers).
     chunk_size : int
-        Cells per worker task.
+        Cells per worker task (0: automatic, ``batch_size / (2 jobs)``; one chunk in-process).
     max_depth : int
         Cells deeper than this are not split further (they stay open if nothing decides them).
     smt_max_unstable : int
@@ -50,7 +50,11 @@ class RunConfig:
         Seconds per SMT call.
     attack_samples, attack_steps, attack_restarts : int
         Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
-        (the root cell gets ``4 x`` the samples and restarts).
+        (the root cell gets ``4 x`` the samples and restarts and ``2 x`` the steps).
+    attack_every : int
+        In ``maximize`` mode, attack only cells whose depth is a multiple of this (and the root).
+    input_split : {"smear", "widest"}
+        Input dimension choice: largest smear, or largest width relative to the root box.
     max_queue : int
         Queue length above which cells are taken depth-first (bounds memory).
     input_split_max_dim : int
@@ -66,14 +70,16 @@ class RunConfig:
     seed: int = 0
     bound_method: str = "linear"
     batch_size: int = 64
-    chunk_size: int = 8
+    chunk_size: int = 0
     max_depth: int = 60
     smt_max_unstable: int = 16
     smt_min_depth: int = 0
     smt_timeout: float = 10.0
-    attack_samples: int = 16
-    attack_steps: int = 8
-    attack_restarts: int = 2
+    attack_samples: int = 8
+    attack_steps: int = 6
+    attack_restarts: int = 1
+    attack_every: int = 3
+    input_split: str = "smear"
     max_queue: int = 100_000
     input_split_max_dim: int = 32
     record_leaves: bool | None = None
@@ -83,12 +89,14 @@ class RunConfig:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if self.bound_method not in ("interval", "diff", "linear"):
             raise ConfigError(f"bound_method must be interval, diff or linear; got {self.bound_method!r}")
-        for name in ("jobs", "batch_size", "chunk_size", "max_depth", "attack_samples", "attack_restarts",
+        if self.input_split not in ("smear", "widest"):
+            raise ConfigError(f"input_split must be smear or widest; got {self.input_split!r}")
+        for name in ("jobs", "batch_size", "max_depth", "attack_every", "attack_samples", "attack_restarts",
                      "max_queue", "input_split_max_dim"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed"):
+        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed", "chunk_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
