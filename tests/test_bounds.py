@@ -1,0 +1,288 @@
+"""Soundness of the bound pass against exact evaluation (Fractions / mpmath intervals).
+
+For random small networks of every activation and output transform, every method's bounds must
+contain the exact real value at sampled points ``(x, theta)`` of the cell: box vertices, the
+parameter corners ``theta0 +- r`` (snapped inside the box), random sign corners and uniform samples.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import mpmath
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hybridq import Layer, Network, Perturbation
+from hybridq.bounds import METHODS, bounds
+from hybridq.cell import Cell
+from hybridq.network import ACTIVATIONS, iv_precision
+
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)
+
+
+def _net(rng, acts, widths, output="identity", prep=False):
+    layers = [Layer(rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i]),
+                    rng.normal(size=widths[i + 1]) * 0.3, a, alpha=0.1) for i, a in enumerate(acts)]
+    kw = {}
+    if prep:
+        n_in, n_out = widths[0], widths[-1]
+        kw = dict(input_mean=rng.normal(size=n_in) * 0.1, input_std=rng.uniform(0.5, 2.0, n_in),
+                  input_lower=np.full(n_in, -0.8), input_upper=np.full(n_in, 0.9),
+                  output_mean=rng.normal(size=n_out), output_std=rng.uniform(0.5, 3.0, n_out))
+    return Network(layers, output, **kw)
+
+
+def _pert(rng, net, eps, shift=False):
+    center = []
+    for W, b in net.params:
+        if shift:  # a centre that is not theta0 (e.g. a quantized copy)
+            W = W + rng.choice([-1.0, 0.0, 1.0], size=W.shape) * eps * 0.5
+            b = b + rng.choice([-1.0, 0.0, 1.0], size=b.shape) * eps * 0.5
+        center.append((W, b))
+    radius = [(np.full(W.shape, eps) * rng.uniform(0.0, 1.0, W.shape), np.full(b.shape, eps)) for W, b in net.params]
+    return Perturbation(tuple(center), tuple(radius))
+
+
+def _samples(rng, pert, lo, hi, n_rand=3):
+    """(x, theta) pairs: vertices / random x with corner / sign-corner / uniform theta."""
+    n_in = lo.size
+    xs = [lo.copy(), hi.copy(), 0.5 * (lo + hi)]
+    for _ in range(2):
+        xs.append(np.where(rng.random(n_in) < 0.5, lo, hi))
+    xs.append(rng.uniform(lo, hi))
+    thetas = [pert.snap_inside(pert.lower()), pert.snap_inside(pert.upper())]
+    for _ in range(n_rand):
+        sgn = [(rng.choice([-1.0, 1.0], W.shape), rng.choice([-1.0, 1.0], b.shape)) for W, b in pert.center]
+        thetas.append(pert.snap_inside(tuple((W + s * R, b + t * r) for (W, b), (s, t), (R, r)
+                                             in zip(pert.center, sgn, pert.radius))))
+        thetas.append(pert.snap_inside(pert.sample(rng)))
+    pairs = []
+    for i, x in enumerate(xs):
+        for j, th in enumerate(thetas):
+            if (i + j) % 2 == 0 or i < 2:
+                pairs.append((x, th))
+    return pairs
+
+
+def _contains(lo: float, hi: float, v) -> bool:
+    """Exact value ``v`` (Fraction) in ``[lo, hi]``; for an mpmath interval ``v`` (200 bits, width
+    ~1e-60) the enclosed real value can only be excluded when ``v`` misses ``[lo, hi]``."""
+    if isinstance(v, Fraction):
+        return Fraction(lo) <= v <= Fraction(hi)
+    return mpmath.mpf(lo) <= v.b and v.a <= mpmath.mpf(hi)
+
+
+def _sub(a, b):
+    if isinstance(a, Fraction) and isinstance(b, Fraction):
+        return a - b
+    with iv_precision():
+        to = lambda v: mpmath.iv.mpf(v.numerator) / v.denominator if isinstance(v, Fraction) else v  # noqa: E731
+        return to(a) - to(b)
+
+
+def _lin(c, y):
+    if all(isinstance(v, Fraction) for v in y):
+        return sum((Fraction(float(ci)) * v for ci, v in zip(c, y)), Fraction(0))
+    with iv_precision():
+        to = lambda v: mpmath.iv.mpf(v.numerator) / v.denominator if isinstance(v, Fraction) else v  # noqa: E731
+        return sum((mpmath.iv.mpf(float(ci)) * to(v) for ci, v in zip(c, y)), mpmath.iv.mpf(0))
+
+
+def _exact_pre(net, x, params):
+    """Exact pre-activations of every layer (piecewise-linear nets only), concatenated."""
+    from hybridq.network import _act_fraction
+
+    h = []
+    for i, xi in enumerate(x):
+        v = Fraction(float(xi))
+        if net.input_lower is not None:
+            v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
+        h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))
+    out = []
+    for l, (W, b) in zip(net.layers, params):
+        z = [Fraction(float(b[j])) + sum(Fraction(float(W[j, i])) * h[i] for i in range(len(h)))
+             for j in range(W.shape[0])]
+        out.extend(z)
+        h = [_act_fraction(v, l.activation, l.alpha) for v in z]
+    return out
+
+
+def _check_enclosure(net, pert, lo, hi, rng, spec=None, methods=METHODS):
+    res = {m: bounds(net, pert, (lo[None, :], hi[None, :]), method=m, spec=spec) for m in methods}
+    theta0 = net.params
+    for x, th in _samples(rng, pert, lo, hi):
+        assert pert.contains(th)
+        y = net.exact_logits(x, th)
+        y0 = net.exact_logits(x, theta0)
+        s = net.exact_scores(x, th)
+        s0 = net.exact_scores(x, theta0)
+        pre = _exact_pre(net, x, th) if net.is_piecewise_linear else None
+        pre0 = _exact_pre(net, x, theta0) if net.is_piecewise_linear else None
+        for m, B in res.items():
+            for j in range(net.n_out):
+                assert _contains(B.logit_lo[0, j], B.logit_hi[0, j], y[j]), (m, "logit", j)
+                assert _contains(B.dev_logit_lo[0, j], B.dev_logit_hi[0, j], _sub(y[j], y0[j])), (m, "dev", j)
+                assert _contains(B.score_lo[0, j], B.score_hi[0, j], s[j]), (m, "score", j)
+                assert _contains(B.dev_score_lo[0, j], B.dev_score_hi[0, j], _sub(s[j], s0[j])), (m, "dev_score", j)
+            if spec is not None:
+                for r in range(spec.shape[0]):
+                    assert _contains(B.spec_lo[0, r], B.spec_hi[0, r], _lin(spec[r], y)), (m, "spec", r)
+            if pre is not None:
+                plo = np.concatenate([a[0] for a in B.pre_lo])
+                phi = np.concatenate([a[0] for a in B.pre_hi])
+                nlo = np.concatenate([a[0] for a in B.nom_pre_lo])
+                nhi = np.concatenate([a[0] for a in B.nom_pre_hi])
+                for j, (v, v0) in enumerate(zip(pre, pre0)):
+                    assert _contains(plo[j], phi[j], v), (m, "pre", j)
+                    assert _contains(nlo[j], nhi[j], v0), (m, "nom_pre", j)
+    return res
+
+
+@st.composite
+def _case(draw, acts_from=ACTIVATIONS):
+    seed = draw(st.integers(0, 2 ** 31 - 1))
+    depth = draw(st.integers(1, 3))
+    acts = [draw(st.sampled_from(acts_from)) for _ in range(depth)]
+    last = draw(st.sampled_from(("identity", "identity", "relu", "tanh")))
+    output = draw(st.sampled_from(("identity", "sigmoid", "softmax")))
+    eps = draw(st.sampled_from((0.0, 1e-3, 0.05, 0.3)))
+    width = draw(st.sampled_from((0.0, 0.01, 0.5)))
+    prep = draw(st.booleans())
+    shift = draw(st.booleans())
+    return seed, acts + [last], output, eps, width, prep, shift
+
+
+def _run_case(case):
+    seed, acts, output, eps, width, prep, shift = case
+    rng = np.random.default_rng(seed)
+    n_out = 1 if output == "sigmoid" else 2
+    widths = [2] + [3] * (len(acts) - 1) + [n_out]
+    net = _net(rng, acts, widths, output, prep)
+    pert = _pert(rng, net, eps, shift)
+    c = rng.uniform(-1, 1, 2)
+    lo, hi = c - width, c + width
+    spec = rng.normal(size=(2, n_out))
+    return _check_enclosure(net, pert, lo, hi, rng, spec=spec)
+
+
+@SETTINGS
+@given(_case(acts_from=("relu", "identity", "leaky_relu", "hardtanh")))
+def test_enclosure_piecewise_linear(case):
+    _run_case(case)
+
+
+@settings(max_examples=8, deadline=None, derandomize=True)
+@given(_case(acts_from=("sigmoid", "tanh")))
+def test_enclosure_smooth(case):
+    _run_case(case)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_enclosure_each_activation(act):
+    rng = np.random.default_rng(7)
+    for depth in (1, 2, 3):
+        net = _net(rng, [act] * depth + ["identity"], [2] + [3] * depth + [2], "softmax", prep=depth == 2)
+        pert = _pert(rng, net, 0.02, shift=depth == 3)
+        _check_enclosure(net, pert, np.array([-0.3, 0.1]), np.array([0.2, 0.4]), rng, spec=np.array([[1.0, -1.0]]))
+
+
+def test_ordering_and_tightness():
+    """diff / linear deviation bounds are never wider than interval's (they intersect it), and
+    linear is strictly tighter on a deep relu net with a small box."""
+    rng = np.random.default_rng(3)
+    net = _net(rng, ["relu"] * 4 + ["identity"], [4, 16, 16, 16, 16, 3])
+    pert = _pert(rng, net, 1e-3)
+    lo = rng.uniform(-1, 1, (20, 4))
+    hi = lo + 0.02
+    res = {m: bounds(net, pert, (lo, hi), method=m) for m in METHODS}
+    wi = res["interval"].dev_logit_hi - res["interval"].dev_logit_lo
+    for m in ("diff", "linear"):
+        w = res[m].dev_logit_hi - res[m].dev_logit_lo
+        assert np.all(w <= wi)
+        assert np.all(res[m].dev_logit_lo >= res["interval"].dev_logit_lo)
+    wl = res["linear"].dev_logit_hi - res["linear"].dev_logit_lo
+    assert np.mean(wl) < 0.5 * np.mean(wi)
+    # batch rows equal single-cell calls
+    one = bounds(net, pert, (lo[5], hi[5]), method="linear")
+    assert np.array_equal(one.dev_logit_hi[0], res["linear"].dev_logit_hi[5])
+
+
+def test_zero_radius_point_is_tight():
+    rng = np.random.default_rng(4)
+    net = _net(rng, ["relu", "tanh", "identity"], [3, 5, 5, 2])
+    pert = _pert(rng, net, 0.0)
+    x = rng.normal(size=3)
+    y = net.forward(x)
+    for m in METHODS:
+        B = bounds(net, pert, x, method=m)
+        assert np.all(B.logit_lo[0] <= y + 1e-9) and np.all(y - 1e-9 <= B.logit_hi[0])
+        assert np.all(B.logit_hi[0] - B.logit_lo[0] < 1e-9)
+        assert np.all(np.abs(B.dev_logit_hi) < 1e-9) and np.all(np.abs(B.dev_logit_lo) < 1e-9)
+
+
+def test_linear_variants_sound():
+    rng = np.random.default_rng(5)
+    net = _net(rng, ["relu", "leaky_relu", "identity"], [2, 3, 3, 2])
+    pert = _pert(rng, net, 0.05, shift=True)
+    lo, hi = np.array([-0.2, 0.1]), np.array([0.3, 0.2])
+    for kw in (dict(noise="concretize"), dict(mix=False), dict(inter=0), dict(inter=2), dict(refine="unstable")):
+        B = bounds(net, pert, (lo, hi), method="linear", **kw)
+        for x, th in _samples(rng, pert, lo, hi):
+            d = _sub(net.exact_logits(x, th)[0], net.exact_logits(x)[0])
+            assert _contains(B.dev_logit_lo[0, 0], B.dev_logit_hi[0, 0], d), kw
+
+
+def test_cells_phase_clips():
+    """Clips on perturbed pre-activations: bounds enclose every sample that satisfies them;
+    contradictory clips are flagged infeasible."""
+    rng = np.random.default_rng(6)
+    net = _net(rng, ["relu", "identity"], [2, 4, 2])
+    pert = _pert(rng, net, 0.02)
+    lo, hi = np.array([-1.0, -1.0]), np.array([1.0, 1.0])
+    n = sum(net.widths[1:])
+    free = Cell.root(lo, hi, n)
+    act = Cell.root(lo, hi, n)
+    act.pre_lo[0] = 0.0
+    dead = Cell.root(lo, hi, n)
+    dead.pre_hi[0] = 0.0
+    empty = Cell.root(lo, hi, n)
+    empty.pre_lo[1] = 1e6
+    for m in METHODS:
+        B = bounds(net, pert, cells=[free, act, dead, empty], method=m)
+        assert list(B.infeasible) == [False, False, False, True]
+        assert B.pre_lo[0][1, 0] >= 0.0 and B.pre_hi[0][2, 0] <= 0.0
+        for x, th in _samples(rng, pert, lo, hi, n_rand=4):
+            z0 = _exact_pre(net, x, th)[0]
+            y = net.exact_logits(x, th)
+            for row, ok in ((0, True), (1, z0 >= 0), (2, z0 <= 0)):
+                if ok:
+                    for j in range(2):
+                        assert _contains(B.logit_lo[row, j], B.logit_hi[row, j], y[j]), (m, row, j)
+
+
+def test_bad_arguments():
+    rng = np.random.default_rng(8)
+    net = _net(rng, ["relu", "identity"], [2, 3, 2])
+    pert = _pert(rng, net, 0.01)
+    with pytest.raises(ValueError, match="inverted box"):
+        bounds(net, pert, (np.array([1.0, 0.0]), np.array([0.0, 1.0])))
+    with pytest.raises(ValueError, match="NaN"):
+        bounds(net, pert, np.array([np.nan, 0.0]))
+    with pytest.raises(ValueError, match="shape"):
+        bounds(net, pert, np.zeros(3))
+    with pytest.raises(ValueError, match="different shapes"):
+        bounds(net, pert, (np.zeros((2, 2)), np.zeros((3, 2))))
+    with pytest.raises(ValueError, match="empty"):
+        bounds(net, pert, (np.zeros((0, 2)), np.zeros((0, 2))))
+    with pytest.raises(ValueError, match="unknown bound method"):
+        bounds(net, pert, np.zeros(2), method="crown")
+    with pytest.raises(ValueError, match="spec"):
+        bounds(net, pert, np.zeros(2), spec=np.ones((1, 3)))
+    with pytest.raises(ValueError, match="pre_lo"):
+        bounds(net, pert, cells=[Cell(np.zeros(2), np.ones(2), np.zeros(2), np.ones(2))])
+    other = _net(rng, ["relu", "identity"], [2, 4, 2])
+    with pytest.raises(ValueError):
+        bounds(other, pert, np.zeros(2))
