@@ -1,0 +1,172 @@
+"""Branch and bound: verdicts against dense sampling and pure SMT, exact counterexamples,
+determinism across worker counts, timeouts, every property kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hybridq import Decision, Deviation, InputBox, Layer, Network, OutputConstraint, Perturbation
+from hybridq.bab import verify
+from hybridq.perturbation import perturbation
+
+
+def _net(seed, sizes, act="relu"):
+    rng = np.random.default_rng(seed)
+    layers = [Layer(rng.normal(size=(sizes[i + 1], sizes[i])), 0.3 * rng.normal(size=sizes[i + 1]),
+                    act if i < len(sizes) - 2 else "identity") for i in range(len(sizes) - 1)]
+    return Network(tuple(layers))
+
+
+def _sampled_max_dev(net, pert, box, rng, n_theta=60, n_x=400):
+    """Dense sampling lower bound of the max deviation (random vertices of the parameter box)."""
+    best = 0.0
+    X = box.lower + (box.upper - box.lower) * rng.uniform(size=(n_x, box.n_in))
+    y0 = net.forward(X)
+    for _ in range(n_theta):
+        p = tuple((c + r * rng.choice((-1.0, 1.0), size=c.shape), cb + rb * rng.choice((-1.0, 1.0), size=cb.shape))
+                  for (c, cb), (r, rb) in zip(pert.center, pert.radius))
+        best = max(best, float(np.abs(net.forward(X, p) - y0).max()))
+    return best
+
+
+def _check_cex(net, pert, box, prop, res):
+    cx = res.counterexample
+    assert cx is not None
+    assert box.contains(cx.x) and pert.contains(cx.params)
+    assert prop.check_exact(net, cx.x, cx.params)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_deviation_verdicts_agree_with_sampling(seed):
+    net = _net(seed, [2, 5, 1])
+    pert = perturbation("abs:0.02", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    rng = np.random.default_rng(100 + seed)
+    sampled = _sampled_max_dev(net, pert, box, rng)
+    # well below the sampled maximum: must be refuted with an exact counterexample
+    lo = verify(net, pert, box, Deviation(0.8 * sampled), backend="none", jobs=1, timeout=60)
+    assert lo.verdict == "not_robust"
+    _check_cex(net, pert, box, Deviation(0.8 * sampled), lo)
+    # far above: must be proved, and the certified bound must cover the sampled maximum
+    hi = verify(net, pert, box, Deviation(3.0 * sampled), backend="none", jobs=1, timeout=60)
+    assert hi.verdict == "robust"
+    assert hi.bound + 3.0 * sampled >= sampled
+    assert hi.stats.proved_bounds >= 1 and hi.stats.open == 0 and hi.stats.undecided_volume == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_verdict_equals_pure_smt(seed):
+    from hybridq.smt import Sat, Unsat, pure_smt
+
+    net = _net(10 + seed, [2, 4, 1])
+    pert = perturbation("abs:0.05", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    rng = np.random.default_rng(seed)
+    sampled = _sampled_max_dev(net, pert, box, rng, 30, 200)
+    for delta in (0.9 * sampled, 1.1 * sampled):
+        prop = Deviation(delta)
+        res = verify(net, pert, box, prop, backend="z3", jobs=1, timeout=60, smt_max_unstable=2)
+        ref = pure_smt(net, pert, box, prop, "z3", 30.0)
+        if isinstance(ref, Unsat):
+            assert res.verdict == "robust"
+        elif isinstance(ref, Sat):
+            assert res.verdict == "not_robust"
+        if res.verdict == "not_robust":
+            _check_cex(net, pert, box, prop, res)
+
+
+def test_decision_at_a_point_uses_phase_splits_and_smt():
+    net = _net(3, [3, 8, 8, 3])
+    x = np.array([0.2, -0.4, 0.7])
+    label = int(np.argmax(net.forward(x)))
+    # growing epsilon: robust for a tiny box, refuted for a huge one
+    small = verify(net, perturbation("abs:1e-6", net), x, Decision(label), jobs=1)
+    assert small.verdict == "robust"
+    big = verify(net, perturbation("abs:0.5", net), x, Decision(label), jobs=1)
+    assert big.verdict == "not_robust"
+    _check_cex(net, perturbation("abs:0.5", net), InputBox.point(x), Decision(label), big)
+    # a middle epsilon with SMT off exercises phase splitting at a point input
+    mid = verify(net, perturbation("abs:0.02", net), x, Decision(label), backend="none", jobs=1, timeout=60)
+    assert mid.verdict in ("robust", "not_robust")
+    assert mid.stats.splits_input == 0
+
+
+def test_output_constraint_property():
+    net = _net(4, [2, 6, 2])
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(np.array([-0.5, -0.5]), np.array([0.5, 0.5]))
+    y = net.forward(box.lower + (box.upper - box.lower) * np.random.default_rng(0).uniform(size=(2000, 2)))
+    top = float(y[:, 0].max())
+    # unsafe: y0 >= top + 10 (unreachable) -> robust; y0 >= top - 0.1 (reached nominally) -> not robust
+    far = OutputConstraint(((np.array([[-1.0, 0.0]]), np.array([-(top + 10.0)])),))
+    near = OutputConstraint(((np.array([[-1.0, 0.0]]), np.array([-(top - 0.1)])),))
+    assert verify(net, pert, box, far, jobs=1).verdict == "robust"
+    res = verify(net, pert, box, near, jobs=1)
+    assert res.verdict == "not_robust"
+    _check_cex(net, pert, box, near, res)
+
+
+def test_jobs_one_and_two_identical():
+    net = _net(7, [2, 8, 8, 1])
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    from hybridq.attack import attack
+
+    w = attack(net, pert, Deviation(0.0), box.lower, box.upper, np.random.default_rng(0), 256, 30, 16, False).value
+    prop = Deviation(1.2 * w)
+    kw = dict(backend="none", timeout=120, batch_size=16, seed=3)
+    a = verify(net, pert, box, prop, jobs=1, **kw)
+    b = verify(net, pert, box, prop, jobs=2, **kw)
+    assert a.stats.rounds > 1 and a.stats.cells > 16  # really used several rounds and chunks
+    assert (a.verdict, a.stats.cells, a.stats.proved_bounds, a.stats.refuted, a.stats.splits_input) == \
+           (b.verdict, b.stats.cells, b.stats.proved_bounds, b.stats.refuted, b.stats.splits_input)
+    assert a.bound == b.bound
+    assert [(c.status, c.bound) for c in a.leaves] == [(c.status, c.bound) for c in b.leaves]
+
+
+def test_timeout_gives_unknown_with_undecided_volume():
+    net = _net(8, [2, 16, 16, 1])
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    sampled = _sampled_max_dev(net, pert, box, np.random.default_rng(0), 20, 200)
+    res = verify(net, pert, box, Deviation(1.02 * sampled), backend="none", jobs=1, timeout=0.5, batch_size=4)
+    if res.verdict == "unknown":
+        assert res.stats.timed_out and res.stats.undecided_volume > 0 and res.message
+    else:  # found a counterexample above the sampled value before the deadline
+        assert res.verdict == "not_robust"
+
+
+def test_leaves_cover_the_box_for_two_inputs():
+    net = _net(9, [2, 6, 1])
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    from hybridq.attack import attack
+
+    w = attack(net, pert, Deviation(0.0), box.lower, box.upper, np.random.default_rng(0), 256, 30, 16, False).value
+    res = verify(net, pert, box, Deviation(1.2 * w), backend="none", jobs=1, timeout=60)
+    assert res.verdict == "robust"
+    vol = sum(float(np.prod(c.upper - c.lower)) for c in res.leaves)
+    assert vol == pytest.approx(4.0)
+    assert {c.status for c in res.leaves} <= {"bounds"}
+    assert all(c.bound <= 1.2 * w for c in res.leaves)
+
+
+def test_bad_arguments():
+    net = _net(0, [2, 3, 1])
+    pert = perturbation("abs:0.01", net)
+    with pytest.raises(ValueError, match="dimensions"):
+        verify(net, pert, np.zeros(3), Deviation(0.1))
+    with pytest.raises(ValueError, match="out of range"):
+        verify(net, pert, np.zeros(2), Deviation(0.1, outputs=(4,)))
+    with pytest.raises(ValueError, match="label"):
+        verify(net, pert, np.zeros(2), Decision(3))
+    from hybridq.errors import ConfigError, PerturbationError
+
+    with pytest.raises(ConfigError, match="backend"):
+        verify(net, pert, np.zeros(2), Deviation(0.1), backend="cvc9")
+    with pytest.raises(ConfigError, match="unknown configuration key"):
+        verify(net, pert, np.zeros(2), Deviation(0.1), bogus=1)
+    other = perturbation("abs:0.01", _net(0, [2, 4, 1]))
+    with pytest.raises(PerturbationError):
+        verify(net, other, np.zeros(2), Deviation(0.1))
