@@ -70,7 +70,7 @@ def get_backend(name: str = "auto", **options) -> Backend:
     name : {"auto", "z3", "dreal"}
         ``auto`` picks the first importable backend in :data:`PREFERENCE`.
     **options
-        Passed to the backend's constructor (z3: ``seed``; dreal: ``delta``).
+        Passed to the backend's constructor (z3: ``seed``, ``logic``, ``rlimit``; dreal: ``delta``).
 
     Raises
     ------
@@ -95,7 +95,7 @@ def get_backend(name: str = "auto", **options) -> Backend:
 
 
 def _accepts(name: str, option: str) -> bool:
-    return {"z3": {"seed"}, "dreal": {"delta"}}.get(name, set()).__contains__(option)
+    return {"z3": {"seed", "logic", "rlimit"}, "dreal": {"delta"}}.get(name, set()).__contains__(option)
 
 
 def backends_table() -> list[tuple[str, bool, tuple[str, ...], str]]:
@@ -113,7 +113,7 @@ def backends_table() -> list[tuple[str, bool, tuple[str, ...], str]]:
     return rows
 
 
-def pure_smt(network, perturbation, inputs, prop, backend: str = "z3", timeout: float = 60.0,
+def pure_smt(network, perturbation, inputs, prop, backend: "str | Backend" = "z3", timeout: float = 60.0,
              ibp: bool = False) -> Outcome:
     """The seed paper's pure-SMT check (every weight and bias a real variable; Murthy, Das, Islam,
     arXiv:1903.10672): the benchmark baseline and an independent cross-check.
@@ -124,8 +124,8 @@ def pure_smt(network, perturbation, inputs, prop, backend: str = "z3", timeout: 
     perturbation : Perturbation
     inputs : InputBox, (n_in,) point or (lower, upper) pair
     prop : Deviation | Decision | OutputConstraint
-    backend : str
-        Backend name (``z3``, ``dreal``, ``auto``).
+    backend : str or Backend
+        Backend name (``z3``, ``dreal``, ``auto``) or a backend object.
     timeout : float
         Seconds.
     ibp : bool
@@ -141,4 +141,5 @@ def pure_smt(network, perturbation, inputs, prop, backend: str = "z3", timeout: 
     box = as_input_box(inputs)
     box.check_dim(network.n_in)
     cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in network.layers))
-    return get_backend(backend).check(network, perturbation, cell, prop, timeout, encoding="pure", ibp=ibp)
+    b = get_backend(backend) if isinstance(backend, str) else backend
+    return b.check(network, perturbation, cell, prop, timeout, encoding="pure", ibp=ibp)

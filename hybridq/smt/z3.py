@@ -86,14 +86,24 @@ class Z3Backend(Backend):
     Parameters
     ----------
     seed : int
-        z3's random seed (``smt.random_seed``), for reproducible runs.
+        z3's random seed (``random_seed``), for reproducible runs.
+    logic : str or None
+        The z3 solver to build (``z3.SolverFor(logic)``).  Default ``"QF_NRA"``: z3's nlsat/MCSat
+        engine, a complete decision procedure that also decides the linear (reduced) queries and
+        measured about 2x faster with 3x fewer timeouts than z3's default LRA solver on the 100
+        random networks of ``tests/test_smt_crosscheck.py`` (1 s timeout); ``None``: ``z3.Solver()``.
+    rlimit : int, optional
+        z3's deterministic resource limit per solver call (on top of the wall-clock timeout);
+        exhausting it is reported like a timeout.  Makes runs reproducible across machine loads.
     """
 
     name = "z3"
     capabilities = frozenset({"LRA", "NRA"})
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, logic: str | None = "QF_NRA", rlimit: int | None = None) -> None:
         self.seed = int(seed)
+        self.logic = logic
+        self.rlimit = None if rlimit is None else int(rlimit)
         _import_z3()
 
     def arith(self) -> Z3Arith:
@@ -101,16 +111,18 @@ class Z3Backend(Backend):
 
     def solve(self, ar: Z3Arith, formula, timeout: float) -> SolverAnswer:
         z3 = ar.z3
-        s = z3.Solver(ctx=ar.ctx)
+        s = z3.Solver(ctx=ar.ctx) if self.logic is None else z3.SolverFor(self.logic, ctx=ar.ctx)
         s.set("timeout", max(1, int(timeout * 1000)))
         s.set("random_seed", self.seed)
+        if self.rlimit is not None:
+            s.set("rlimit", self.rlimit)
         s.add(formula)
         r = s.check()
         if r == z3.unsat:
             return SolverAnswer("unsat")
         if r == z3.unknown:
             why = s.reason_unknown()
-            to = why in ("timeout", "canceled") or "timeout" in why
+            to = why in ("timeout", "canceled") or "timeout" in why or "resource limit" in why
             return SolverAnswer("unknown", reason=f"z3: {why}", timeout=to)
         model = s.model()
 
