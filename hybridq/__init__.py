@@ -19,6 +19,7 @@ from hybridq.perturbation import Perturbation
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.io import load_network, load_vnnlib
 from hybridq.perturbation import format_family, perturbation, quantize
+from hybridq.smt import Sat, Unknown, Unsat, backends_table, get_backend, pure_smt
 
 __version__ = "0.1.0"
 
@@ -41,4 +42,10 @@ __all__ = [
     "perturbation",
     "quantize",
     "format_family",
+    "Sat",
+    "Unknown",
+    "Unsat",
+    "backends_table",
+    "get_backend",
+    "pure_smt",
 ]
