@@ -19,6 +19,9 @@ from hybridq.perturbation import Perturbation
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.io import load_network, load_vnnlib
 from hybridq.perturbation import format_family, perturbation, quantize
+from hybridq.bab import verify
+from hybridq.quantify import quantify
+from hybridq.result import Result
 from hybridq.smt import Sat, Unknown, Unsat, backends_table, get_backend, pure_smt
 
 __version__ = "0.1.0"
@@ -42,6 +45,9 @@ __all__ = [
     "perturbation",
     "quantize",
     "format_family",
+    "verify",
+    "quantify",
+    "Result",
     "Sat",
     "Unknown",
     "Unsat",

@@ -327,7 +327,7 @@ def quantify(
     plot: Optional[str] = PLOT, progress: bool = PROGRESS,
 ):
     """Compute the max deviation [witnessed, proved], the largest epsilon or the fewest bits."""
-    import hybridq.quantify as q
+    from hybridq.quantify import quantify as quantify_
     from hybridq.properties import Deviation
 
     run, job = _load_toml(config)
@@ -355,7 +355,7 @@ def quantify(
     try:
         if prog is not None:
             prog.start()
-        res = q.quantify(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
+        res = quantify_(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
     finally:
         if prog is not None:
             prog.stop()

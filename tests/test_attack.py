@@ -118,8 +118,8 @@ def test_confirm_rejects_outside_box_and_non_violations(tmp_path):
     cx = confirm(net, pert, Deviation(0.9), x, outside, 1.0)
     assert cx is not None and pert.contains(cx.params) and cx.value == pytest.approx(1.0)
     cx.save(tmp_path / "cx.npz")
-    z = np.load(tmp_path / "cx.npz")
-    assert np.array_equal(z["x"], x) and np.array_equal(z["W0"], cx.params[0][0]) and "b0" in z
+    with np.load(tmp_path / "cx.npz") as z:
+        assert np.array_equal(z["x"], x) and np.array_equal(z["W0"], cx.params[0][0]) and "b0" in z
 
 
 def test_counterexample_record_roundtrip():

@@ -155,8 +155,8 @@ def test_verify_verdicts_and_outputs(capsys, tiny, tmp_path):
     code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", "1,0", "--delta", "1e-3",
                          "--jobs", "1", "--counterexample", cx, "--no-progress")
     assert code == 1 and out.startswith("not_robust"), (out, err)
-    z = np.load(cx)
-    assert z["x"].tolist() == [1.0, 0.0] and z["W0"].shape == (2, 2) and z["b1"].shape == (1,)
+    with np.load(cx) as z:
+        assert z["x"].tolist() == [1.0, 0.0] and z["W0"].shape == (2, 2) and z["b1"].shape == (1,)
 
 
 def test_verify_unknown_exit_2(capsys, tiny):
