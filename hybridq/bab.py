@@ -300,7 +300,10 @@ class _Engine:
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 ts = time.perf_counter()
-                tlim = cfg.smt_timeout if deadline is None else max(0.1, min(cfg.smt_timeout, deadline - time.time()))
+                # shallow cells get short SMT budgets (a split is often cheaper); deeper ones more
+                tlim = min(cfg.smt_timeout, cfg.smt_first_timeout * 2.0 ** cell.depth)
+                if deadline is not None:
+                    tlim = max(0.1, min(tlim, deadline - time.time()))
                 ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=_ob_row(ob, i))
                 times["smt"] = time.perf_counter() - ts
                 out.smt_called = True

@@ -47,7 +47,10 @@ class RunConfig:
     smt_min_depth : int
         ... or when it is at least this deep (0: never by depth alone).
     smt_timeout : float
-        Seconds per SMT call.
+        Most seconds per SMT call.
+    smt_first_timeout : float
+        Seconds for an SMT call on the root cell; a cell at depth ``d`` gets
+        ``min(smt_timeout, smt_first_timeout * 2**d)`` (a split is often cheaper than a long call).
     attack_samples, attack_steps, attack_restarts : int
         Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
         (the root cell gets ``4 x`` the samples and restarts and ``2 x`` the steps).
@@ -75,6 +78,7 @@ class RunConfig:
     smt_max_unstable: int = 16
     smt_min_depth: int = 0
     smt_timeout: float = 10.0
+    smt_first_timeout: float = 0.5
     attack_samples: int = 8
     attack_steps: int = 6
     attack_restarts: int = 1
@@ -102,8 +106,10 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
-        if not isinstance(self.smt_timeout, (int, float)) or not self.smt_timeout > 0:
-            raise ConfigError(f"smt_timeout must be a positive number of seconds, got {self.smt_timeout!r}")
+        for name in ("smt_timeout", "smt_first_timeout"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {v!r}")
 
 
 _RUN_KEYS = {f.name for f in fields(RunConfig)}
