@@ -300,9 +300,9 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
     ----------
     rows : iterable of mappings
         One per measurement, with keys ``network`` (e.g. ``"relu"``, ``"linear"``), ``scope``
-        (``"local"`` or ``"global"``), ``family`` (``"abs"``, ``"fixed"`` or ``"point"``: the
-        concrete rounded copy), ``radius`` (the parameter radius, float > 0: ``EPS`` for
-        ``abs:EPS``, ``2^-(N+1)`` for ``qM.N`` and ``point:qM.N``),
+        (``"local"`` or ``"global"``), ``family`` (``"abs"``, ``"rel"``, ``"fixed"`` or
+        ``"point"``: the concrete rounded copy), ``radius`` (the perturbation size, float > 0:
+        ``EPS`` for ``abs:EPS`` and ``rel:EPS``, ``2^-(N+1)`` for ``qM.N`` and ``point:qM.N``),
         ``proved`` (certified upper bound of the max deviation) and ``witnessed`` (a deviation
         reached by an exactly re-checked pair); optional ``label`` (e.g. ``"q2.8"``).
     path : str or Path, optional
@@ -333,9 +333,9 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
     scopes = [s for s in ("local", "global") if any(r["scope"] == s for r in rows)]
     nets = sorted({r["network"] for r in rows}, key=lambda n: (n != "relu", n))
     colors = {n: c for n, c in zip(nets, ("#0072B2", "#D55E00", "#009E73", "#CC79A7"))}
-    markers = {"abs": "o", "fixed": "s", "point": "^"}
-    fam_label = {"abs": "abs:EPS box", "fixed": "qM.N box", "point": "point:qM.N (rounded copy)"}
-    ls_of = {"abs": "-", "fixed": ":", "point": "--"}
+    markers = {"abs": "o", "rel": "D", "fixed": "s", "point": "^"}
+    fam_label = {"abs": "abs:EPS box", "rel": "rel:EPS box", "fixed": "qM.N box", "point": "point:qM.N (rounded copy)"}
+    ls_of = {"abs": "-", "rel": "-.", "fixed": ":", "point": "--"}
 
     fig = Figure(figsize=(5.2 * len(scopes), 4.4), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -356,7 +356,7 @@ def plot_study(rows: Iterable[Mapping], path: str | Path | None = None, *,
                         alpha=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        ax.set_xlabel("parameter radius (abs EPS, or 2^-(N+1) for qM.N)")
+        ax.set_xlabel("perturbation size (EPS of abs/rel, 2^-(N+1) for qM.N)")
         ax.set_title(f"{scope} robustness", fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("max |confidence deviation|  (filled: proved, hollow: witnessed)")

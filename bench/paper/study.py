@@ -3,7 +3,9 @@
 Two 2-8-8-1 networks trained on the same 2-D data (``bench/paper/train.py``), one with ReLU and
 one with linear (identity) hidden activations, sigmoid output.  For each parameter perturbation
 
-* ``abs:EPS`` for EPS in 1e-4 .. 1e-1 (every weight and bias anywhere in ``[t - EPS, t + EPS]``),
+* ``abs:EPS`` for EPS in 1e-5 .. 1e-1 (every weight and bias anywhere in ``[t - EPS, t + EPS]``),
+* ``rel:EPS`` for EPS in 1e-4 .. 1e-1 (``[t - EPS |t|, t + EPS |t|]``: a control that does not
+  penalise the network with the larger weights),
 * fixed point ``q2.N`` (signed, 2 integer and N fractional bits; radius ``2^-(N+1)``),
 * ``point:q2.N``: the concrete network rounded to ``q2.N`` (radius 0; its actual deviation),
 
@@ -15,7 +17,7 @@ we compute with :func:`hybridq.quantify` the maximum *confidence* deviation
   mean of the proved values over the points), and
 * globally: over the whole input box ``[-1, 1]^2``.
 
-Run from the repo root (one command, about 3-5 minutes on 2 cores)::
+Run from the repo root (one command, about 2-4 minutes on 2 cores)::
 
     python3 bench/paper/study.py
 
@@ -46,14 +48,16 @@ from hybridq.plot import plot_cells, plot_study  # noqa: E402
 from hybridq.quantify import quantify  # noqa: E402
 
 BOX = InputBox([-1.0, -1.0], [1.0, 1.0])
-EPS = (1e-4, 1e-3, 1e-2, 1e-1)
-FRAC_BITS = (4, 7, 10, 13)
+EPS = (1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+REL = (1e-4, 1e-3, 1e-2, 1e-1)
+FRAC_BITS = (4, 6, 8, 10, 12, 14)
 INT_BITS = 2
 
 
 def perturbations():
     """``(family, spec, radius, bits)`` for every perturbation of the study."""
     out = [("abs", f"abs:{e:g}", e, None) for e in EPS]
+    out += [("rel", f"rel:{e:g}", e, None) for e in REL]
     for n in FRAC_BITS:
         out.append(("fixed", f"q{INT_BITS}.{n}", 2.0 ** -(n + 1), 1 + INT_BITS + n))
     for n in FRAC_BITS:
@@ -85,6 +89,7 @@ def run(args) -> dict:
                 "local_s": t_loc, "local_unfinished": sum(bool(q.message) for q in loc),
                 "global_witnessed": glob.lower, "global_proved": glob.upper,
                 "global_cells": glob.stats.cells, "global_s": t_glob, "global_message": glob.message,
+                "global_witness_x": None if glob.witness is None else np.asarray(glob.witness.x).tolist(),
             }
             rows.append(row)
             print(f"{name:6s} {spec:12s} local max [{row['local_max_witnessed']:.3g}, {row['local_max_proved']:.3g}] "
@@ -94,7 +99,18 @@ def run(args) -> dict:
                 plot_cells(glob, args.out / f"paper_global_{name}.png", box=BOX,
                            title=f"{name} 2-8-8-1, {spec}, confidence deviation over [-1,1]^2: "
                                  f"[{glob.lower:.3g}, {glob.upper:.3g}]")
-    return {"rows": rows, "points": points.tolist(),
+    g = np.linspace(-1.0, 1.0, 201)
+    grid = np.stack(np.meshgrid(g, g), axis=-1).reshape(-1, 2)
+    context = {}
+    for name, net in nets.items():
+        y_grid, y_pts = net.forward(grid)[:, 0], net.forward(points)[:, 0]
+        h = grid
+        for layer in net.layers[:-1]:  # hidden activations: the perturbation noise grows with sum |h|
+            h = np.maximum(h @ layer.W.T + layer.b, 0.0) if layer.activation == "relu" else h @ layer.W.T + layer.b
+        context[name] = {"max_abs_logit_box": float(np.max(np.abs(y_grid))),
+                         "median_abs_logit_test": float(np.median(np.abs(y_pts))),
+                         "max_l1_last_hidden_box": float(np.max(np.sum(np.abs(h), axis=1)))}
+    return {"rows": rows, "points": points.tolist(), "context": context,
             "train": json.loads((HERE / "train_report.json").read_text())}
 
 
@@ -123,7 +139,7 @@ def render(res: dict, args, elapsed: float) -> str:
         f"(relative tolerance {args.tol:g}). Local: at each of {len(res['points'])} test points (max and mean of the "
         "proved values). Global: over all x in [-1,1]^2.",
         "",
-        "| perturbation | radius | ReLU local max | linear local max | ReLU local mean | linear local mean "
+        "| perturbation | size | ReLU local max | linear local max | ReLU local mean | linear local mean "
         "| ReLU global [witnessed, proved] | linear global [witnessed, proved] | linear/ReLU global |",
         "|---|---:|---:|---:|---:|---:|---|---|---:|",
     ]
@@ -138,36 +154,40 @@ def render(res: dict, args, elapsed: float) -> str:
             f"| {_ratio(b['global_proved'], a['global_proved'])} |"
         )
     L += ["", "## Finding", ""] + finding(rows)
+    c = res["context"]
+    L += ["", "Context (a 201 x 201 grid over the box; the test points): max |logit| over the box ReLU "
+          f"{c['relu']['max_abs_logit_box']:.3g}, linear {c['linear']['max_abs_logit_box']:.3g}; median |logit| at "
+          f"the test points ReLU {c['relu']['median_abs_logit_test']:.3g}, linear "
+          f"{c['linear']['median_abs_logit_test']:.3g}; max L1 norm of the last hidden layer over the box ReLU "
+          f"{c['relu']['max_l1_last_hidden_box']:.3g}, linear {c['linear']['max_l1_last_hidden_box']:.3g}."]
     L += ["", "![deviation vs radius](paper_study.png)", ""]
     return "\n".join(L) + "\n"
 
 
 def finding(rows) -> list[str]:
-    """Plain-language comparison, computed from the numbers (no pre-written conclusion)."""
-    out = []
-    for scope, key in (("global", "global_proved"), ("local (max over test points)", "local_max_proved"),
-                       ("local (mean over test points)", "local_mean_proved")):
-        ratios = []
-        for fam in ("abs", "fixed", "point"):
-            rel = {r["spec"]: r for r in rows if r["network"] == "relu" and r["family"] == fam}
-            lin = {r["spec"]: r for r in rows if r["network"] == "linear" and r["family"] == fam}
-            for s in rel:
-                if rel[s][key] > 0 and lin[s][key] > 0:
-                    ratios.append((s, lin[s][key] / rel[s][key]))
-        if not ratios:
-            continue
-        wins = sum(r > 1 for _, r in ratios)
-        med = statistics.median(r for _, r in ratios)
-        out.append(f"- {scope}: the ReLU network's proved maximum deviation is smaller than the linear network's "
-                   f"in {wins} of {len(ratios)} perturbations; median ratio linear/ReLU = {med:.2f} "
-                   f"(range {min(r for _, r in ratios):.2f} to {max(r for _, r in ratios):.2f}).")
+    """The ReLU-vs-linear comparison, computed from the numbers (no pre-written conclusion): per
+    scope and perturbation family, in how many perturbations the ReLU network's proved maximum
+    deviation is the smaller one, and the median and range of linear / ReLU."""
+    out = ["Ratio linear / ReLU of the proved maximum confidence deviation (> 1: ReLU more robust).", "",
+           "| scope | family | ReLU smaller in | median linear/ReLU | range |", "|---|---|---|---:|---|"]
+    for scope, key in (("global", "global_proved"), ("local, max over test points", "local_max_proved"),
+                       ("local, mean over test points", "local_mean_proved")):
+        for fam in ("abs", "rel", "fixed", "point", "all"):
+            rel = {r["spec"]: r for r in rows if r["network"] == "relu" and fam in (r["family"], "all")}
+            lin = {r["spec"]: r for r in rows if r["network"] == "linear" and fam in (r["family"], "all")}
+            ratios = [lin[s][key] / rel[s][key] for s in rel if s in lin and rel[s][key] > 0 and lin[s][key] > 0]
+            if not ratios:
+                continue
+            wins = sum(r > 1 for r in ratios)
+            out.append(f"| {scope} | {fam} | {wins} of {len(ratios)} | {statistics.median(ratios):.2f} "
+                       f"| {min(ratios):.2f} to {max(ratios):.2f} |")
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="seed-paper study: ReLU vs linear under parameter perturbation")
-    ap.add_argument("--points", type=int, default=20, help="test points for local robustness (default 20)")
-    ap.add_argument("--tol", type=float, default=0.05, help="relative tolerance of quantify (default 0.05)")
+    ap.add_argument("--points", type=int, default=50, help="test points for local robustness (default 50)")
+    ap.add_argument("--tol", type=float, default=0.02, help="relative tolerance of quantify (default 0.02)")
     ap.add_argument("--local-timeout", type=float, default=10.0)
     ap.add_argument("--global-timeout", type=float, default=60.0)
     ap.add_argument("--backend", default="z3")
