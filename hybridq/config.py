@@ -75,8 +75,8 @@ class RunConfig:
     batch_size: int = 64
     chunk_size: int = 0
     max_depth: int = 60
-    smt_max_unstable: int = 16
-    smt_min_depth: int = 0
+    smt_max_unstable: int = 6
+    smt_min_depth: int = 12
     smt_timeout: float = 10.0
     smt_first_timeout: float = 0.5
     attack_samples: int = 8
