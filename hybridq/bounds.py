@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 #: Bound methods, loosest first.
 METHODS = ("interval", "diff", "linear")
 _U = 2.0 ** -53
+#: Batches of at least this many cells run the parallel linear kernel (smaller ones serially:
+#: waking numba's threads costs more than a few cells on a loaded machine).
+_PARALLEL_MIN = 4
 
 
 def _up(a):
@@ -335,10 +338,12 @@ def bounds(network: Network, perturbation: Perturbation, inputs=None, method: st
     if method == "linear":
         A = np.ascontiguousarray(np.eye(network.n_out) if C is None else
                                  np.vstack([np.eye(network.n_out), C * p.out_std[None, :]]))
-        (NL, NH, PL, PH, hNl, hNh, hPl, hPh, dHl, dHh, inf, aL, aH) = K.linear_pass(
+        kern = K.linear_pass if lo.shape[0] >= _PARALLEL_MIN else K.linear_pass_serial
+        (NL, NH, PL, PH, hNl, hNh, hPl, hPh, dHl, dHh, inf, aL, aH) = kern(
             xl, xh, clo, chi, A, 1 if noise == "substitute" else 0, bool(mix), int(inter), refine == "all", *p.net)
     else:
-        (NL, NH, PL, PH, hNl, hNh, hPl, hPh, dHl, dHh, inf) = K.interval_pass(
+        kern = K.interval_pass if lo.shape[0] > block else K.interval_pass_serial
+        (NL, NH, PL, PH, hNl, hNh, hPl, hPh, dHl, dHh, inf) = kern(
             xl, xh, clo, chi, method == "diff", int(block), *p.net)
         aL = aH = None
     if aL is not None:

@@ -39,7 +39,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ACT_CODES", "interval_pass", "linear_pass", "sig_fwd", "relax", "f_lo", "f_hi", "dprime_range"]
+__all__ = ["ACT_CODES", "interval_pass", "interval_pass_serial", "linear_pass", "linear_pass_serial", "sig_fwd", "relax", "f_lo", "f_hi", "dprime_range"]
 
 U = 2.0 ** -53          # unit roundoff of float64
 ETA = 5e-324            # 2^-1074, smallest subnormal
@@ -634,6 +634,59 @@ def interval_pass(XL, XH, CLO, CHI, do_diff, block, widths, woff, noff, acts, ha
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas
 
 
+@_jit(f"Tuple(({_IP_OUT}))({_M}, {_M}, {_M}, {_M}, b1, i8, " + _NET_SIG + ")")
+def interval_pass_serial(XL, XH, CLO, CHI, do_diff, block, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T,
+                         Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
+    """Serial :func:`interval_pass` (small batches: no thread wake-up cost)."""
+    n = XL.shape[0]
+    L = widths.shape[0] - 1
+    N = noff[L]
+    nL = widths[L]
+    NL = np.empty((n, N))
+    NH = np.empty((n, N))
+    PL = np.empty((n, N))
+    PH = np.empty((n, N))
+    oNl = np.empty((n, nL))
+    oNh = np.empty((n, nL))
+    oPl = np.empty((n, nL))
+    oPh = np.empty((n, nL))
+    oDl = np.empty((n, nL))
+    oDh = np.empty((n, nL))
+    infeas = np.zeros(n, dtype=np.bool_)
+    nb = (n + block - 1) // block
+    for bi in range(nb):
+        r0 = bi * block
+        r1 = min(n, r0 + block)
+        HNl = XL[r0:r1].copy()
+        HNh = XH[r0:r1].copy()
+        HPl = HNl.copy()
+        HPh = HNh.copy()
+        DHl = np.zeros(HNl.shape)
+        DHh = np.zeros(HNl.shape)
+        inf_b = np.zeros(r1 - r0, dtype=np.bool_)
+        for k in range(L):
+            o0, o1 = noff[k], noff[k + 1]
+            ZNl, ZNh, ZPl, ZPh, DZl, DZh = _affine_step(k, HNl, HNh, HPl, HPh, DHl, DHh, do_diff, widths, woff, noff,
+                                                        acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
+                                                        aDT, RdT, b0, bc, rb, db, rbd)
+            _combine(ZNl, ZNh, ZPl, ZPh, DZl, DZh, CLO[r0:r1, o0:o1], CHI[r0:r1, o0:o1], do_diff, inf_b)
+            NL[r0:r1, o0:o1] = ZNl
+            NH[r0:r1, o0:o1] = ZNh
+            PL[r0:r1, o0:o1] = ZPl
+            PH[r0:r1, o0:o1] = ZPh
+            HNl, HNh, HPl, HPh, DHl, DHh = _act_step(acts[k], alphas[k], ZNl, ZNh, ZPl, ZPh, DZl, DZh, do_diff)
+        oNl[r0:r1] = HNl
+        oNh[r0:r1] = HNh
+        oPl[r0:r1] = HPl
+        oPh[r0:r1] = HPh
+        oDl[r0:r1] = DHl
+        oDh[r0:r1] = DHh
+        infeas[r0:r1] = inf_b
+    return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas
+
+
+
+
 # ------------------------------------------------------------------------ output transforms
 @_jit(f"UniTuple({_M}, 4)({_M}, {_M}, {_M}, {_M}, {_M}, {_M})")
 def score_sigmoid(yNl, yNh, yPl, yPh, dyl, dyh):
@@ -1036,9 +1089,130 @@ def _unit_rows(idx, n):
 _LP_OUT = ", ".join([_M] * 10 + ["b1[::1]", _M, _M])
 
 
+_LC_SIG = (f"void(i8, {_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + ", ".join([_M] * 12 + ["b1[::1]"])
+           + ", " + _NET_SIG + ")")
+
+
+@_jit(_LC_SIG)
+def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl, oPh,
+                 oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT,
+                 DT, aDT, RdT, b0, bc, rb, db, rbd):
+    """Method ``linear`` for cell ``c`` (see :func:`linear_pass`); writes row ``c`` of the outputs."""
+    L = widths.shape[0] - 1
+    N = noff[L]
+    n0 = widths[0]
+    nL = widths[L]
+    m = A.shape[0]
+    Zs = np.zeros((17, N))
+    Hs = np.zeros((4, n0 + N))
+    l0 = XL[c].copy()
+    u0 = XH[c].copy()
+    HNl = XL[c:c + 1].copy()
+    HNh = XH[c:c + 1].copy()
+    HPl = HNl.copy()
+    HPh = HNh.copy()
+    DHl = np.zeros(HNl.shape)
+    DHh = np.zeros(HNl.shape)
+    inf_c = np.zeros(1, dtype=np.bool_)
+    for k in range(L):
+        ho = 0 if k == 0 else n0 + noff[k - 1]
+        o0, o1 = noff[k], noff[k + 1]
+        nk = o1 - o0
+        _store_h(k, ho, HNl, HNh, HPl, HPh, Zs, Hs, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc,
+                 WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
+        ZNl, ZNh, ZPl, ZPh, DZl, DZh = _affine_step(k, HNl, HNh, HPl, HPh, DHl, DHh, True, widths, woff, noff,
+                                                    acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
+                                                    aDT, RdT, b0, bc, rb, db, rbd)
+        if k >= 1:
+            code = acts[k]
+            # nominal: refine only neurons whose relaxation is not exact (CROWN on those rows)
+            idx = _unstable(code, ZNl[0], ZNh[0], refine_all)
+            if idx.size > 0:
+                FN = _unit_rows(idx, nk)
+                ub = _backsub(k, np.zeros(FN.shape), FN, False, True, False, noise_mode, l0, u0, Zs, Hs, widths,
+                              woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT,
+                              b0, bc, rb, db, rbd)
+                q = idx.size
+                for t in range(q):
+                    j = idx[t]
+                    ZNh[0, j] = min(ZNh[0, j], ub[t])
+                    ZNl[0, j] = max(ZNl[0, j], -ub[q + t])
+            if inter_mode >= 1:
+                pl = np.empty(nk)
+                ph = np.empty(nk)
+                for j in range(nk):
+                    pl[j] = max(ZPl[0, j], dn(ZNl[0, j] + DZl[0, j]), CLO[c, o0 + j])
+                    ph[j] = min(ZPh[0, j], up(ZNh[0, j] + DZh[0, j]), CHI[c, o0 + j])
+                idx = _unstable(code, pl, ph, refine_all)
+                if idx.size > 0:
+                    FP = _unit_rows(idx, nk)
+                    ub = _backsub(k, FP, np.zeros(FP.shape), True, False, False, noise_mode, l0, u0, Zs, Hs,
+                                  widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
+                                  aDT, RdT, b0, bc, rb, db, rbd)
+                    q = idx.size
+                    for t in range(q):
+                        j = idx[t]
+                        ZPh[0, j] = min(ZPh[0, j], ub[t])
+                        ZPl[0, j] = max(ZPl[0, j], -ub[q + t])
+            if inter_mode >= 2:
+                FP = _unit_rows(np.arange(nk), nk)
+                ub = _backsub(k, FP, -FP, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts,
+                              hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
+                for j in range(nk):
+                    DZh[0, j] = min(DZh[0, j], ub[j])
+                    DZl[0, j] = max(DZl[0, j], -ub[nk + j])
+        _combine(ZNl, ZNh, ZPl, ZPh, DZl, DZh, CLO[c:c + 1, o0:o1], CHI[c:c + 1, o0:o1], True, inf_c)
+        NL[c, o0:o1] = ZNl[0]
+        NH[c, o0:o1] = ZNh[0]
+        PL[c, o0:o1] = ZPl[0]
+        PH[c, o0:o1] = ZPh[0]
+        _store_stats(k, ZNl, ZNh, ZPl, ZPh, Zs, acts, alphas, noff)
+        HNl, HNh, HPl, HPh, DHl, DHh = _act_step(acts[k], alphas[k], ZNl, ZNh, ZPl, ZPh, DZl, DZh, True)
+        for j in range(nk):
+            Zs[_DHL, o0 + j] = DHl[0, j]
+            Zs[_DHH, o0 + j] = DHh[0, j]
+        if k == L - 1:
+            for j in range(nk):
+                Hs[_HMAXN, n0 + o0 + j] = max(abs(HNl[0, j]), abs(HNh[0, j]))
+                Hs[_HMAXP, n0 + o0 + j] = max(abs(HPl[0, j]), abs(HPh[0, j]))
+    # joint output rows: A h', -A h', (h' - h), (h - h')
+    rows = 2 * m + 2 * nL
+    GP = np.zeros((rows, nL))
+    GN = np.zeros((rows, nL))
+    for i in range(m):
+        for j in range(nL):
+            GP[i, j] = A[i, j]
+            GP[m + i, j] = -A[i, j]
+    for j in range(nL):
+        GP[2 * m + j, j] = 1.0
+        GN[2 * m + j, j] = -1.0
+        GP[2 * m + nL + j, j] = -1.0
+        GN[2 * m + nL + j, j] = 1.0
+    const = np.zeros(rows)
+    slack = np.zeros(rows)
+    FP, FN = _act_back(L - 1, GP, GN, True, True, mix, const, slack, Zs, Hs, n0, noff)
+    ub = _backsub(L - 1, FP, FN, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts, hasD,
+                  alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
+    for i in range(rows):
+        ub[i] = up(ub[i] + up(const[i] + slack[i]))
+    for i in range(m):
+        aH[c, i] = ub[i]
+        aL[c, i] = -ub[m + i]
+    for j in range(nL):
+        DHh[0, j] = min(DHh[0, j], ub[2 * m + j])
+        DHl[0, j] = max(DHl[0, j], -ub[2 * m + nL + j])
+    oNl[c] = HNl[0]
+    oNh[c] = HNh[0]
+    oPl[c] = HPl[0]
+    oPh[c] = HPh[0]
+    oDl[c] = DHl[0]
+    oDh[c] = DHh[0]
+    infeas[c] = inf_c[0]
+
+
 @_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", parallel=True)
-def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
-                aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
+def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD, alphas,
+                W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Method ``linear`` for a batch of cells (parallel over cells).
 
     Per cell and layer: interval and difference images (as :func:`interval_pass`), the nominal
@@ -1072,109 +1246,49 @@ def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, wi
     aH = np.empty((n, m))
     infeas = np.zeros(n, dtype=np.bool_)
     for c in prange(n):
-        Zs = np.zeros((17, N))
-        Hs = np.zeros((4, n0 + N))
-        l0 = XL[c].copy()
-        u0 = XH[c].copy()
-        HNl = XL[c:c + 1].copy()
-        HNh = XH[c:c + 1].copy()
-        HPl = HNl.copy()
-        HPh = HNh.copy()
-        DHl = np.zeros(HNl.shape)
-        DHh = np.zeros(HNl.shape)
-        inf_c = np.zeros(1, dtype=np.bool_)
-        for k in range(L):
-            ho = 0 if k == 0 else n0 + noff[k - 1]
-            o0, o1 = noff[k], noff[k + 1]
-            nk = o1 - o0
-            _store_h(k, ho, HNl, HNh, HPl, HPh, Zs, Hs, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc,
-                     WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
-            ZNl, ZNh, ZPl, ZPh, DZl, DZh = _affine_step(k, HNl, HNh, HPl, HPh, DHl, DHh, True, widths, woff, noff,
-                                                        acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
-                                                        aDT, RdT, b0, bc, rb, db, rbd)
-            if k >= 1:
-                code = acts[k]
-                # nominal: refine only neurons whose relaxation is not exact (CROWN on those rows)
-                idx = _unstable(code, ZNl[0], ZNh[0], refine_all)
-                if idx.size > 0:
-                    FN = _unit_rows(idx, nk)
-                    ub = _backsub(k, np.zeros(FN.shape), FN, False, True, False, noise_mode, l0, u0, Zs, Hs, widths,
-                                  woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT,
-                                  b0, bc, rb, db, rbd)
-                    q = idx.size
-                    for t in range(q):
-                        j = idx[t]
-                        ZNh[0, j] = min(ZNh[0, j], ub[t])
-                        ZNl[0, j] = max(ZNl[0, j], -ub[q + t])
-                if inter_mode >= 1:
-                    pl = np.empty(nk)
-                    ph = np.empty(nk)
-                    for j in range(nk):
-                        pl[j] = max(ZPl[0, j], dn(ZNl[0, j] + DZl[0, j]), CLO[c, o0 + j])
-                        ph[j] = min(ZPh[0, j], up(ZNh[0, j] + DZh[0, j]), CHI[c, o0 + j])
-                    idx = _unstable(code, pl, ph, refine_all)
-                    if idx.size > 0:
-                        FP = _unit_rows(idx, nk)
-                        ub = _backsub(k, FP, np.zeros(FP.shape), True, False, False, noise_mode, l0, u0, Zs, Hs,
-                                      widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
-                                      aDT, RdT, b0, bc, rb, db, rbd)
-                        q = idx.size
-                        for t in range(q):
-                            j = idx[t]
-                            ZPh[0, j] = min(ZPh[0, j], ub[t])
-                            ZPl[0, j] = max(ZPl[0, j], -ub[q + t])
-                if inter_mode >= 2:
-                    FP = _unit_rows(np.arange(nk), nk)
-                    ub = _backsub(k, FP, -FP, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts,
-                                  hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
-                    for j in range(nk):
-                        DZh[0, j] = min(DZh[0, j], ub[j])
-                        DZl[0, j] = max(DZl[0, j], -ub[nk + j])
-            _combine(ZNl, ZNh, ZPl, ZPh, DZl, DZh, CLO[c:c + 1, o0:o1], CHI[c:c + 1, o0:o1], True, inf_c)
-            NL[c, o0:o1] = ZNl[0]
-            NH[c, o0:o1] = ZNh[0]
-            PL[c, o0:o1] = ZPl[0]
-            PH[c, o0:o1] = ZPh[0]
-            _store_stats(k, ZNl, ZNh, ZPl, ZPh, Zs, acts, alphas, noff)
-            HNl, HNh, HPl, HPh, DHl, DHh = _act_step(acts[k], alphas[k], ZNl, ZNh, ZPl, ZPh, DZl, DZh, True)
-            for j in range(nk):
-                Zs[_DHL, o0 + j] = DHl[0, j]
-                Zs[_DHH, o0 + j] = DHh[0, j]
-            if k == L - 1:
-                for j in range(nk):
-                    Hs[_HMAXN, n0 + o0 + j] = max(abs(HNl[0, j]), abs(HNh[0, j]))
-                    Hs[_HMAXP, n0 + o0 + j] = max(abs(HPl[0, j]), abs(HPh[0, j]))
-        # joint output rows: A h', -A h', (h' - h), (h - h')
-        rows = 2 * m + 2 * nL
-        GP = np.zeros((rows, nL))
-        GN = np.zeros((rows, nL))
-        for i in range(m):
-            for j in range(nL):
-                GP[i, j] = A[i, j]
-                GP[m + i, j] = -A[i, j]
-        for j in range(nL):
-            GP[2 * m + j, j] = 1.0
-            GN[2 * m + j, j] = -1.0
-            GP[2 * m + nL + j, j] = -1.0
-            GN[2 * m + nL + j, j] = 1.0
-        const = np.zeros(rows)
-        slack = np.zeros(rows)
-        FP, FN = _act_back(L - 1, GP, GN, True, True, mix, const, slack, Zs, Hs, n0, noff)
-        ub = _backsub(L - 1, FP, FN, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts, hasD,
-                      alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
-        for i in range(rows):
-            ub[i] = up(ub[i] + up(const[i] + slack[i]))
-        for i in range(m):
-            aH[c, i] = ub[i]
-            aL[c, i] = -ub[m + i]
-        for j in range(nL):
-            DHh[0, j] = min(DHh[0, j], ub[2 * m + j])
-            DHl[0, j] = max(DHl[0, j], -ub[2 * m + nL + j])
-        oNl[c] = HNl[0]
-        oNh[c] = HNh[0]
-        oPl[c] = HPl[0]
-        oPh[c] = HPh[0]
-        oDl[c] = DHl[0]
-        oDh[c] = DHh[0]
-        infeas[c] = inf_c[0]
+        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl,
+                     oPh, oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
+                     aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
+    return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas, aL, aH
+
+
+@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", )
+def linear_pass_serial(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD,
+                       alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
+    """Serial :func:`linear_pass` (small batches: no thread wake-up cost).
+
+    Per cell and layer: interval and difference images (as :func:`interval_pass`), the nominal
+    pre-activations tightened by CROWN back-substitution (layers >= 1); ``inter_mode`` >= 1 also
+    the perturbed ones (noise substituted), >= 2 also the differences ``dz`` (joint); only the
+    neurons whose relaxation is not exact unless ``refine_all`` (tighter ``dh`` intervals); then
+    ``z' ∩= (z + dz) ∩ clips``.  At the end one joint back-substitution bounds the rows of
+    ``A h'_L`` (perturbed, noise substituted) and the deviation ``h'_L - h_L`` (both networks,
+    shared ``x``).
+
+    Returns the outputs of :func:`interval_pass` followed by ``aL, aH (n, m)``: bounds of
+    ``A h'_L``.  The deviation outputs are already intersected with the joint bounds.
+    """
+    n = XL.shape[0]
+    L = widths.shape[0] - 1
+    N = noff[L]
+    n0 = widths[0]
+    nL = widths[L]
+    m = A.shape[0]
+    NL = np.empty((n, N))
+    NH = np.empty((n, N))
+    PL = np.empty((n, N))
+    PH = np.empty((n, N))
+    oNl = np.empty((n, nL))
+    oNh = np.empty((n, nL))
+    oPl = np.empty((n, nL))
+    oPh = np.empty((n, nL))
+    oDl = np.empty((n, nL))
+    oDh = np.empty((n, nL))
+    aL = np.empty((n, m))
+    aH = np.empty((n, m))
+    infeas = np.zeros(n, dtype=np.bool_)
+    for c in range(n):
+        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl,
+                     oPh, oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
+                     aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas, aL, aH
