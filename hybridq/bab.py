@@ -191,14 +191,22 @@ class _Engine:
             smear = gx * width if cfg.input_split == "smear" else width / self.root_width
             if not np.any(smear > 0):
                 smear = width.copy()
-            d = int(np.argmax(smear))
-            mid = 0.5 * (cell.lower[d] + cell.upper[d])
-            if cell.lower[d] < mid < cell.upper[d]:
-                up1, lo2 = cell.upper.copy(), cell.lower.copy()
-                up1[d] = mid
-                lo2[d] = mid
-                return [Cell(cell.lower.copy(), up1, cell.pre_lo.copy(), cell.pre_hi.copy(), cell.depth + 1),
-                        Cell(lo2, cell.upper.copy(), cell.pre_lo.copy(), cell.pre_hi.copy(), cell.depth + 1)], "input"
+            order = [int(d) for d in np.argsort(-smear, kind="stable") if width[d] > 0]
+            if cfg.split_lookahead > 1 and len(order) > 1:
+                # bound the children of the best few dimensions and keep the split whose worse child is best
+                cand = order[:cfg.split_lookahead]
+                kids = [c for d in cand for c in self._halves(cell, d)]
+                from hybridq.bounds import bounds
+
+                ob = bounds(net, self.p.perturbation, None, method=cfg.bound_method, spec=self.C, cells=kids)
+                ub = self._margin_ub(ob).reshape(len(cand), 2)
+                k = int(np.argmin(ub.max(axis=1) + 1e-3 * ub.min(axis=1)))
+                for c, u in zip(kids[2 * k:2 * k + 2], ub[k]):
+                    c.priority = float(u)
+                return kids[2 * k:2 * k + 2], "input"
+            mid = 0.5 * (cell.lower[order[0]] + cell.upper[order[0]])
+            if cell.lower[order[0]] < mid < cell.upper[order[0]]:
+                return self._halves(cell, order[0]), "input"
         best, choice = 0.0, None
         for k, l in enumerate(net.layers):
             if l.activation not in _SPLITTABLE:
@@ -226,6 +234,15 @@ class _Engine:
         a.pre_hi[idx] = min(a.pre_hi[idx], t)
         b.pre_lo[idx] = max(b.pre_lo[idx], t)
         return [a, b], "phase"
+
+    @staticmethod
+    def _halves(cell: Cell, d: int) -> list[Cell]:
+        mid = 0.5 * (cell.lower[d] + cell.upper[d])
+        up1, lo2 = cell.upper.copy(), cell.lower.copy()
+        up1[d] = mid
+        lo2[d] = mid
+        return [Cell(cell.lower.copy(), up1, cell.pre_lo.copy(), cell.pre_hi.copy(), cell.depth + 1),
+                Cell(lo2, cell.upper.copy(), cell.pre_lo.copy(), cell.pre_hi.copy(), cell.depth + 1)]
 
     def _n_unstable(self, plo, phi) -> int:
         n = 0
@@ -397,6 +414,14 @@ _WORKER: _Engine | None = None
 def _init_worker(problem: _Problem) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:  # share the cores among the workers instead of oversubscribing numba's thread pool
+        import os
+
+        import numba
+
+        numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // problem.config.jobs)))
+    except (ImportError, ValueError):  # pragma: no cover
+        pass
     _WORKER = _Engine(problem)
 
 
@@ -532,7 +557,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                         stats.splits_input += o.split == "input"
                         stats.splits_phase += o.split == "phase"
                         for ch in o.children:
-                            push(ch, o.ub)
+                            push(ch, min(o.ub, ch.priority) if ch.priority else o.ub)
                     else:
                         open_cells.append((cell, o.ub))
             if best_cand is not None and best_cand[0] > witnessed:

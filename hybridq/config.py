@@ -58,6 +58,9 @@ class RunConfig:
         In ``maximize`` mode, attack only cells whose depth is a multiple of this (and the root).
     input_split : {"smear", "widest"}
         Input dimension choice: largest smear, or largest width relative to the root box.
+    split_lookahead : int
+        Input splits: bound the children of the ``k`` dimensions with the largest smear and keep
+        the split whose worse child bound is smallest (``0`` or ``1``: the largest smear alone).
     max_queue : int
         Queue length above which cells are taken depth-first (bounds memory).
     input_split_max_dim : int
@@ -84,6 +87,7 @@ class RunConfig:
     attack_restarts: int = 1
     attack_every: int = 3
     input_split: str = "smear"
+    split_lookahead: int = 0
     max_queue: int = 100_000
     input_split_max_dim: int = 32
     record_leaves: bool | None = None
@@ -100,7 +104,7 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed", "chunk_size"):
+        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed", "chunk_size", "split_lookahead"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
