@@ -24,7 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # BLAS single-threaded: numba's threads are the parallelism
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,6 +56,7 @@ VARIANTS = [
     ("diff", dict(method="diff")),
     ("linear (refine=unstable)", dict(method="linear", refine="unstable")),
     ("linear", dict(method="linear")),
+    ("linear (inter=2)", dict(method="linear", inter=2)),
 ]
 
 
@@ -76,14 +80,15 @@ def _best(f, reps=3):
     return min(ts)
 
 
-def throughput(net, pert, lo, hi, lines):
-    threads = numba.get_num_threads()
+def throughput(net, pert, lo, hi, lines, threads):
+    numba.set_num_threads(threads)
     xs = 0.5 * (lo + hi)
     for _, kw in VARIANTS:  # warm up (cache load)
         bounds(net, pert, (lo[:4], hi[:4]), **kw)
     floor = _best(lambda: [net.forward(xs) for _ in range(4)], 5)
-    lines += [f"## Throughput: ACAS Xu 1_1, fp16, {len(lo)} cells in prop_1's box\n",
-              f"numba threads: {threads}; machine shared with other jobs (timings are the best of a few runs).\n",
+    lines += [f"## Throughput: ACAS Xu 1_1, fp16, {len(lo)} cells in prop_1's box, {threads} thread(s)\n",
+              f"numba threads: {threads}, BLAS threads: 1; the 2-core machine is shared with other jobs "
+              "(best of a few runs; the per-core column is time x threads / cells).\n",
               f"Floor (4 x float64 NumPy forward of the batch): {floor * 1e3:.1f} ms\n",
               "| method | time (s) | cells/s | ratio to floor | ms per cell per core |",
               "| --- | --- | --- | --- | --- |"]
@@ -193,7 +198,8 @@ def main():
     pert = perturbation("fp16", net)
     lo, hi = _cells(net)
     anchor(lines)
-    throughput(net, pert, lo, hi, lines)
+    throughput(net, pert, lo, hi, lines, 1)
+    throughput(net, pert, lo, hi, lines, numba.config.NUMBA_NUM_THREADS)
     tightness(net, pert, lo, hi, lines)
     cold_start(lines)
     OUT.parent.mkdir(parents=True, exist_ok=True)

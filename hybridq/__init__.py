@@ -23,6 +23,7 @@ from hybridq.bab import verify
 from hybridq.quantify import quantify
 from hybridq.result import Result
 from hybridq.smt import Sat, Unknown, Unsat, backends_table, get_backend, pure_smt
+from hybridq.bounds import OutputBounds, bounds
 
 __version__ = "0.1.0"
 
@@ -54,4 +55,6 @@ __all__ = [
     "backends_table",
     "get_backend",
     "pure_smt",
+    "bounds",
+    "OutputBounds",
 ]
