@@ -5,20 +5,21 @@ bias a real variable in its box, products ``w * h``, one query for the whole inp
 (:func:`hybridq.smt.pure_smt`).  The hybrid is :func:`hybridq.verify` with the same backend, one
 worker process (``jobs=1``) and the same timeout.
 
-Suite (13 queries):
+Suite (17 queries with ``../shared`` present, 14 without):
 
 * the two paper networks (``bench/paper/relu.npz``, ``linear.npz``), local (a test point) and
   global (the whole input box ``[-1, 1]^2``), ``abs:1e-2``, logit-space deviation;
 * random ReLU MLPs 2-4-1, 2-8-1, 2-8-8-1, 2-16-16-1, 2-32-32-1 (fixed seeds) over ``[-1, 1]^2``,
-  ``abs:1e-2``, logit-space deviation; the two smallest also with a tolerance below the deviation
-  the sampling reaches (a ``not_robust`` query);
-* ACAS Xu ``1_1`` at the centre of property 3's input box under ``fp16``: the deviation of the
-  logits and the kept argmax (skipped with a note when ``../shared/data/networks`` is absent).
+  ``abs:1e-2``, logit-space deviation;
+* ACAS Xu ``1_1`` at the centre of property 3's input box: deviation of the logits under
+  ``fp16``, and the kept argmax under ``fp16`` and ``fp32`` (skipped with a note when
+  ``../shared/data/networks`` is absent).
 
-Tolerances ``delta`` are set from a sampled estimate of the maximum deviation (random inputs,
-random corners of the parameter box; fixed seed): ``2x`` the estimate for the "robust" queries,
-``0.5x`` for the "not robust" ones.  The verdicts are whatever the tools prove; they must agree
-wherever both finish (the script exits 1 otherwise).
+Tolerances: :func:`hybridq.quantify` first brackets the maximum deviation as
+``[witnessed, proved]`` (tol 0.1); a "robust" query uses ``delta = 1.25 x proved`` and a "tight"
+one ``delta = 0.8 x witnessed``, so each query's expected verdict is known from certified numbers
+and pure SMT checks it independently.  The verdicts must agree wherever both finish (the script
+exits 1 otherwise).
 
 Each query runs ``--runs`` times (default 3) per method and the median wall time is reported;
 a pure-SMT query that hits the timeout on its first run is not repeated (its median is ``> T``).
@@ -47,6 +48,7 @@ import hybridq  # noqa: E402
 from hybridq.inputs import InputBox  # noqa: E402
 from hybridq.network import Layer, Network  # noqa: E402
 from hybridq.perturbation import perturbation as make_perturbation  # noqa: E402
+from hybridq.quantify import quantify  # noqa: E402
 from hybridq.properties import Decision, Deviation  # noqa: E402
 from hybridq.smt import Sat, Unsat, pure_smt  # noqa: E402
 
@@ -77,58 +79,58 @@ def random_mlp(widths, seed: int) -> Network:
     return Network(tuple(layers), name="random-" + "-".join(map(str, widths)))
 
 
-def sampled_max_deviation(net: Network, pert, box: InputBox, space: str = "logit", seed: int = 0,
-                          n_x: int = 512, n_theta: int = 24) -> float:
-    """A sampled (lower) estimate of ``max |y(x; theta) - y(x; theta0)|``: random inputs in the box
-    (plus its corners) against random corners of the parameter box."""
-    rng = np.random.default_rng(seed)
-    if box.is_point:
-        xs = box.lower[None, :]
-    else:
-        xs = rng.uniform(box.lower, box.upper, (n_x, box.n_in))
-    y0 = net.scores(xs) if space == "score" else net.forward(xs)
-    best = 0.0
-    for _ in range(n_theta):
-        params = tuple((c + r * rng.choice([-1.0, 1.0], c.shape), cb + rb * rng.choice([-1.0, 1.0], cb.shape))
-                       for (c, cb), (r, rb) in zip(pert.center, pert.radius))
-        y = net.scores(xs, params) if space == "score" else net.forward(xs, params)
-        best = max(best, float(np.max(np.abs(y - y0))))
-    return best
+def max_deviation(net: Network, spec: str, box: InputBox, space: str = "logit") -> tuple[float, float]:
+    """``[witnessed, proved]`` maximum deviation from :func:`hybridq.quantify` (tol 0.1, 30 s):
+    ``proved`` is certified, ``witnessed`` is reached by an exactly evaluated pair."""
+    q = quantify(net, spec, box, space=space, tol=0.1, backend="z3", jobs=1, timeout=30.0, seed=0)
+    return q.lower, q.upper
+
+
+def _up(v: float) -> float:
+    """``v`` rounded up to 3 significant digits (keeps the tolerance above a certified bound)."""
+    r = float(f"{v:.3g}")
+    return r if r >= v else float(f"{v * (1 + 1e-3):.3g}")
+
+
+def _down(v: float) -> float:
+    r = float(f"{v:.3g}")
+    return r if r <= v else float(f"{v * (1 - 1e-3):.3g}")
+
+
+def _pair(qs: list, name: str, net: Network, spec: str, box: InputBox, robust=True, not_robust=True) -> None:
+    """Append the robust (``1.25 x proved``) and / or not-robust (``0.8 x witnessed``) query."""
+    w, p = max_deviation(net, spec, box)
+    if robust:
+        qs.append(Query(f"{name} (robust)", net, spec, box, Deviation(_up(1.25 * p), "logit"),
+                        f"delta = 1.25 x proved max {p:.4g}"))
+    if not_robust:
+        qs.append(Query(f"{name} (tight)", net, spec, box, Deviation(_down(0.8 * w), "logit"),
+                        f"delta = 0.8 x witnessed max {w:.4g}"))
 
 
 def build_suite() -> list[Query]:
+    """The queries (see the module docstring); tolerances from :func:`max_deviation`."""
     qs: list[Query] = []
     data = np.load(PAPER / "data.npz")
     x_test = data["x_test"][0]
     for name in ("relu", "linear"):
         net = hybridq.load_network(PAPER / f"{name}.npz")
-        pert = make_perturbation("abs:1e-2", net)
-        for scope, inputs in (("local", InputBox.point(x_test)), ("global", BOX)):
-            est = sampled_max_deviation(net, pert, inputs)
-            qs.append(Query(f"paper {name} {scope}", net, "abs:1e-2", inputs,
-                            Deviation(float(f"{2 * est:.3g}"), "logit"), f"2x sampled max {est:.3g}"))
+        _pair(qs, f"paper {name} local", net, "abs:1e-2", InputBox.point(x_test), not_robust=False)
+        _pair(qs, f"paper {name} global", net, "abs:1e-2", BOX, not_robust=name == "relu")
     for widths, seed in (((2, 4, 1), 1), ((2, 8, 1), 2), ((2, 8, 8, 1), 3), ((2, 16, 16, 1), 4),
                          ((2, 32, 32, 1), 5)):
         net = random_mlp(widths, seed)
-        pert = make_perturbation("abs:1e-2", net)
-        est = sampled_max_deviation(net, pert, BOX)
         label = "-".join(map(str, widths))
-        qs.append(Query(f"random {label} global", net, "abs:1e-2", BOX,
-                        Deviation(float(f"{2 * est:.3g}"), "logit"), f"2x sampled max {est:.3g}"))
-        if len(widths) == 3 and widths[1] <= 8:
-            qs.append(Query(f"random {label} global (tight)", net, "abs:1e-2", BOX,
-                            Deviation(float(f"{0.5 * est:.3g}"), "logit"), f"0.5x sampled max {est:.3g}"))
+        _pair(qs, f"random {label} global", net, "abs:1e-2", BOX, not_robust=widths in ((2, 4, 1), (2, 8, 1), (2, 16, 16, 1)))
     if ACAS.exists():
         net = hybridq.load_network(ACAS)
         x = np.array([1650.0, 0.0, 3.12, 1090.0, 1080.0])  # centre of property 3's input box
-        pert = make_perturbation("fp16", net)
         pt = InputBox.point(x)
-        est = sampled_max_deviation(net, pert, pt)
-        qs.append(Query("ACAS Xu 1_1 local deviation", net, "fp16", pt,
-                        Deviation(float(f"{2 * est:.3g}"), "logit"), f"2x sampled max {est:.3g}"))
+        _pair(qs, "ACAS Xu 1_1 local, fp16", net, "fp16", pt, not_robust=False)
         label = int(np.argmax(net.forward(x)))
-        qs.append(Query("ACAS Xu 1_1 local argmax kept", net, "fp16", pt, Decision(label),
-                        f"label {label}"))
+        for spec in ("fp16", "fp32"):
+            qs.append(Query(f"ACAS Xu 1_1 local argmax kept, {spec}", net, spec, pt, Decision(label),
+                            f"label {label} (nominal margin {np.sort(net.forward(x))[-1] - np.sort(net.forward(x))[-2]:.3g})"))
     else:
         print(f"note: {ACAS} absent, ACAS Xu queries skipped", file=sys.stderr)
     return qs
@@ -275,9 +277,8 @@ def render(rows: list[dict], args) -> str:
         lines.append(f"- median speedup over all queries the hybrid decided (pure-SMT timeouts counted at the "
                      f"timeout, so a lower bound): {statistics.median(all_ratios):.1f}x")
     lines.append(f"- queries where pure SMT took > 1 s: {len(slow)}; hybrid faster on {len(faster)} of them.")
-    lines.append("- deltas: `2x` (or `0.5x` for the tight queries) a sampled estimate of the maximum "
-                 "deviation (random inputs x random corners of the parameter box), see the note column "
-                 "in the JSON file.")
+    lines.append("- deltas: \"robust\" queries use 1.25 x the proved maximum deviation, \"tight\" ones 0.8 x the "
+                 "witnessed one (both from `hybridq.quantify`, tol 0.1); see the note field in the JSON file.")
     return "\n".join(lines) + "\n"
 
 
