@@ -60,12 +60,21 @@ def _jit(sig, parallel=False):
 # ----------------------------------------------------------------------------- scalar helpers
 @_jit("f8(f8)")
 def up(x):
-    return np.nextafter(x, INF)
+    """A float ``>= nextafter(x, +inf)`` (one or two ulps up), so ``>=`` the exact value of an
+    operation whose round-to-nearest result is ``x``.  Proof: ``d = |x| 2^-52 >= ulp(x)`` (exact
+    scaling; where it underflows the final ``+ eta`` is the subnormal spacing), so ``x + d`` lies at
+    or above the next float and rounding is monotone.  Cheaper than libm ``nextafter``."""
+    if x == -INF or x != x:
+        return x
+    return (x + abs(x) * 2.220446049250313e-16) + ETA
 
 
 @_jit("f8(f8)")
 def dn(x):
-    return np.nextafter(x, -INF)
+    """A float ``<= nextafter(x, -inf)`` (mirror of :func:`up`)."""
+    if x == INF or x != x:
+        return x
+    return (x - abs(x) * 2.220446049250313e-16) - ETA
 
 
 @_jit("f8(i8)")
