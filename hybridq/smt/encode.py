@@ -295,6 +295,14 @@ def _act_term(ar: Arith, z, lo, hi, act: str, alpha: Fraction):
     raise EncodingUnsupported(f"unsupported activation {act}")
 
 
+def _round_out(v: Fraction, direction: int) -> Fraction:
+    """The float64 next to ``v`` in ``direction`` (-1 down, +1 up), as an exact Fraction."""
+    f = float(v)
+    if (direction < 0 and Fraction(f) > v) or (direction > 0 and Fraction(f) < v):
+        f = float(np.nextafter(f, direction * math.inf))
+    return Fraction(f)
+
+
 def _meet(a, b, fn):
     if a is None:
         return b
@@ -379,8 +387,8 @@ def _network(ar: Arith, q: Query, h, hlo, hhi, cons, perturbed: bool, tag: str):
             if ch is not None:
                 cons.append(_le(ar, z, ch))
             lo_j, hi_j = _meet(ilo[j], cl, max), _meet(ihi[j], ch, min)
-            if q.ibp and not _is_c(z):
-                cons += [_le(ar, ilo[j], z), _le(ar, z, ihi[j])]
+            if q.ibp and not _is_c(z):  # as short floats rounded outward: cheap for the solver
+                cons += [_le(ar, _round_out(ilo[j], -1), z), _le(ar, z, _round_out(ihi[j], 1))]
             if hi_j < lo_j:  # the clips make the cell empty; the constraints say so
                 hi_j = lo_j
             slo, shi = (lo_j, hi_j) if q.ibp else (cl, ch)
