@@ -911,6 +911,34 @@ def _underflow(hmax, n):
     return up(up(s + 1.0) * ((n + 2) * ETA * 2.0))
 
 
+@_jit(f"{_M}({_M}, {_A})")
+def _dot_cols(F, W):
+    """``F @ W`` skipping the all-zero columns of ``F`` (neurons inactive in every row, e.g. dead
+    relus): the same sums without their zero terms, so the same error bound holds."""
+    rows, n = F.shape
+    keep = np.zeros(n, dtype=np.bool_)
+    cnt = 0
+    for j in range(n):
+        for i in range(rows):
+            if F[i, j] != 0.0:
+                keep[j] = True
+                cnt += 1
+                break
+    if cnt == 0:
+        return np.zeros((rows, W.shape[1]))
+    if cnt * 4 > n * 3:
+        return np.dot(F, np.ascontiguousarray(W))
+    idx = np.nonzero(keep)[0]
+    Fs = np.empty((rows, cnt))
+    Ws = np.empty((cnt, W.shape[1]))
+    for t in range(cnt):
+        j = idx[t]
+        for i in range(rows):
+            Fs[i, t] = F[i, j]
+        Ws[t, :] = W[j, :]
+    return np.dot(Fs, Ws)
+
+
 @_jit(f"UniTuple({_M}, 2)(i8, {_M}, {_M}, b1, b1, i8, f8[::1], f8[::1], {_M}, {_M}, " + _NET_SIG + ")")
 def _lin_back(k, FP, FN, use_p, use_n, noise_mode, const, slack, Zs, Hs, widths, woff, noff, acts, hasD, alphas,
               W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
@@ -929,7 +957,7 @@ def _lin_back(k, FP, FN, use_p, use_n, noise_mode, const, slack, Zs, Hs, widths,
     GP = np.zeros((rows, n_in))
     GN = np.zeros((rows, n_in))
     if use_p:
-        GP = np.dot(FP, Wc[a:b].reshape((n_out, n_in)))
+        GP = _dot_cols(FP, Wc[a:b].reshape((n_out, n_in)))
         aF = np.abs(FP)
         e1 = np.dot(aF, Zs[_VP, zo:zo + n_out].copy())
         bcs = bc[zo:zo + n_out].copy()
@@ -941,7 +969,7 @@ def _lin_back(k, FP, FN, use_p, use_n, noise_mode, const, slack, Zs, Hs, widths,
             Q = GP[:, :0]
         else:
             nz = rbs
-            Q = np.dot(aF, R[a:b].reshape((n_out, n_in)))
+            Q = _dot_cols(aF, R[a:b].reshape((n_out, n_in)))
         uf = _underflow(Hs[_HMAXP, ho:ho + n_in], n_out)
         for i in range(rows):
             err = up(up(up(e1[i] * (1.0 + g)) * g) + up(up(cba[i] * (1.0 + g)) * g) + uf)
@@ -965,7 +993,7 @@ def _lin_back(k, FP, FN, use_p, use_n, noise_mode, const, slack, Zs, Hs, widths,
                 const[i] = up(const[i] + up(cs * (1.0 + 2.0 * g)))
             slack[i] = up(slack[i] + err)
     if use_n:
-        GN = np.dot(FN, W0[a:b].reshape((n_out, n_in)))
+        GN = _dot_cols(FN, W0[a:b].reshape((n_out, n_in)))
         aF = np.abs(FN)
         e1 = np.dot(aF, Zs[_VN, zo:zo + n_out].copy())
         b0s = b0[zo:zo + n_out].copy()
