@@ -261,7 +261,8 @@ class _Engine:
         return self._backend
 
     # ---------------------------------------------------------------- one chunk
-    def process(self, items, threshold: float, witnessed: float, deadline: float | None) -> list[_Outcome]:
+    def process(self, items, threshold: float, witnessed: float, deadline: float | None,
+                smt_ok: bool = True) -> list[_Outcome]:
         """Decide or split each ``(cell_id, Cell)`` of a chunk (independently of the others)."""
         from hybridq.bounds import bounds
 
@@ -312,7 +313,7 @@ class _Engine:
                 continue
             plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
             phi = [np.minimum(a[i], cell.pre_hi[o:o + w]) for a, o, w in zip(ob.pre_hi, self.offsets, self.widths)]
-            if p.mode == "verify" and cfg.backend != "none" and (
+            if smt_ok and p.mode == "verify" and cfg.backend != "none" and (
                 self._n_unstable(plo, phi) <= cfg.smt_max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
@@ -426,8 +427,7 @@ def _init_worker(problem: _Problem) -> None:
 
 
 def _work(args):
-    items, threshold, witnessed, deadline = args
-    return _WORKER.process(items, threshold, witnessed, deadline)
+    return _WORKER.process(*args)
 
 
 # =========================================================================== scheduler
@@ -482,9 +482,12 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     live: dict = {}
     next_id = 0
 
-    def push(cell, prio):
+    weight: dict = {}  # cell id -> share of the root's search space (halved at every split)
+
+    def push(cell, prio, w):
         nonlocal next_id
         cell.priority = prio
+        weight[next_id] = w
         live[next_id] = (cell, prio)
         heapq.heappush(queue, (-prio, next_id))
         if len(live) > cfg.max_queue // 2:
@@ -500,7 +503,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 return cid, cell
         return None
 
-    push(Cell.root(box.lower, box.upper, n_neurons), np.inf)
+    push(Cell.root(box.lower, box.upper, n_neurons), np.inf, 1.0)
     cex, witness, witnessed = None, None, 0.0
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
@@ -518,11 +521,14 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             threshold = max(witnessed * (1.0 + rtol), atol)
             size = cfg.chunk_size or (len(batch) if cfg.jobs == 1 else -(-len(batch) // (2 * cfg.jobs)))
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
-            args = [(c, threshold, witnessed, deadline) for c in chunks]
-            if cfg.jobs > 1 and len(chunks) > 1 and pool is None:
+            smt_ok = stats.smt_unknown < cfg.smt_max_unknown
+            args = [(c, threshold, witnessed, deadline, smt_ok) for c in chunks]
+            # small rounds stay in-process (starting workers costs seconds); the result is the same
+            if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
+                    len(batch) >= 4 * cfg.jobs or time.perf_counter() - t_start > 2.0):
                 pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn"),
                                            initializer=_init_worker, initargs=(problem,))
-            if pool is not None:
+            if pool is not None and len(chunks) > 1:
                 results = list(pool.map(_work, args))
             else:
                 results = [engine.process(*a) for a in args]
@@ -532,6 +538,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             for outs in results:
                 for o in outs:
                     cell = by_id[o.cell_id]
+                    if o.status in ("bounds", "smt", "counterexample"):
+                        stats.decided_fraction += weight[o.cell_id]
                     stats.cells += 1
                     stats.max_depth = max(stats.max_depth, cell.depth)
                     for k, v in o.times.items():
@@ -557,7 +565,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                         stats.splits_input += o.split == "input"
                         stats.splits_phase += o.split == "phase"
                         for ch in o.children:
-                            push(ch, min(o.ub, ch.priority) if ch.priority else o.ub)
+                            push(ch, min(o.ub, ch.priority) if ch.priority else o.ub, weight[o.cell_id] / len(o.children))
                     else:
                         open_cells.append((cell, o.ub))
             if best_cand is not None and best_cand[0] > witnessed:

@@ -192,12 +192,9 @@ def _progress_cb(enabled: bool):
     task = prog.add_task("branch and bound", total=1.0, info="")
 
     def cb(stats, pending):
-        done = stats.proved_bounds + stats.proved_smt + stats.refuted
-        frac = 1.0
-        if stats.total_volume > 0 and stats.undecided_volume >= 0:
-            frac = 0.0
-        prog.update(task, completed=frac if pending == 0 else min(0.99, done / max(1, done + pending)),
-                    info=f"proved {stats.proved_bounds}+{stats.proved_smt} refuted {stats.refuted} pending {pending}")
+        prog.update(task, completed=stats.decided_fraction,
+                    info=f"proved {stats.proved_bounds}+{stats.proved_smt} (bounds+SMT), refuted {stats.refuted}, "
+                         f"pending {pending}, decided {100 * stats.decided_fraction:.1f}%")
 
     return prog, cb
 

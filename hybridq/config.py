@@ -46,6 +46,9 @@ class RunConfig:
         A cell goes to the SMT backend when at most this many perturbed neurons are unstable.
     smt_min_depth : int
         ... or when it is at least this deep (0: never by depth alone).
+    smt_max_unknown : int
+        After this many SMT calls without an answer the run stops calling SMT and only splits
+        (a deterministic count, so results stay independent of ``jobs``).
     smt_timeout : float
         Most seconds per SMT call.
     smt_first_timeout : float
@@ -79,7 +82,8 @@ class RunConfig:
     chunk_size: int = 0
     max_depth: int = 60
     smt_max_unstable: int = 6
-    smt_min_depth: int = 12
+    smt_min_depth: int = 0
+    smt_max_unknown: int = 8
     smt_timeout: float = 10.0
     smt_first_timeout: float = 0.5
     attack_samples: int = 8
@@ -104,7 +108,7 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("smt_max_unstable", "smt_min_depth", "attack_steps", "seed", "chunk_size", "split_lookahead"):
+        for name in ("smt_max_unstable", "smt_min_depth", "smt_max_unknown", "attack_steps", "seed", "chunk_size", "split_lookahead"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")

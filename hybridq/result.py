@@ -75,7 +75,12 @@ class LeafCell:
 
 @dataclass
 class Stats:
-    """Counters and timings of one branch-and-bound run (times in seconds)."""
+    """Counters and timings of one branch-and-bound run (times in seconds).
+
+    ``decided_fraction`` is the share of the search space closed so far (the root counts 1, each
+    split gives its children half of the parent's share each); ``undecided_volume`` is the input
+    volume of the distinct input boxes left open at the end.
+    """
 
     cells: int = 0
     proved_bounds: int = 0
@@ -90,6 +95,7 @@ class Stats:
     rounds: int = 0
     undecided_volume: float = 0.0
     total_volume: float = 0.0
+    decided_fraction: float = 0.0
     jobs: int = 1
     interrupted: bool = False
     timed_out: bool = False
@@ -103,6 +109,7 @@ class Stats:
         self.max_depth = max(self.max_depth, other.max_depth)
         self.undecided_volume += other.undecided_volume
         self.total_volume += other.total_volume
+        self.decided_fraction = min(self.decided_fraction, other.decided_fraction) if self.cells else other.decided_fraction
         self.jobs = max(self.jobs, other.jobs)
         self.interrupted |= other.interrupted
         self.timed_out |= other.timed_out
