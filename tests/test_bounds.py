@@ -286,3 +286,37 @@ def test_bad_arguments():
     other = _net(rng, ["relu", "identity"], [2, 4, 2])
     with pytest.raises(ValueError):
         bounds(other, pert, np.zeros(2))
+
+
+def test_acasxu_real_network(networks_dir):
+    """ACAS Xu 1_1: fp16 bounds contain float evaluations at parameter corners (small margin for
+    the float forward's own rounding), and the linear bound at the auto_LiRPA anchor point is
+    narrower than CROWN's (issue 7: y0 width 0.0631 at eps = 4.9e-4)."""
+    from hybridq.io import load_network
+    from hybridq.perturbation import perturbation
+
+    net = load_network(networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet")
+    pert = perturbation("fp16", net)
+    rng = np.random.default_rng(9)
+    lo = np.array([[55947.691, -0.1, 0.2, 1145.0, 0.0], [58000.0, 1.0, -2.0, 1150.0, 30.0]])
+    hi = lo + np.array([500.0, 0.1, 0.1, 10.0, 5.0])
+    for m in METHODS:
+        B = bounds(net, pert, (lo, hi), method=m)
+        for c in range(2):
+            xs = rng.uniform(lo[c], hi[c], (50, 5))
+            y0 = net.forward(xs)
+            for th in (pert.lower(), pert.upper(), pert.sample(rng)):
+                y = net.forward(xs, th)
+                tol = 1e-9 * (1 + np.abs(y))
+                assert np.all(y >= B.logit_lo[c] - tol) and np.all(y <= B.logit_hi[c] + tol), m
+                assert np.all(y - y0 >= B.dev_logit_lo[c] - tol) and np.all(y - y0 <= B.dev_logit_hi[c] + tol), m
+    onnx_net = load_network(networks_dir / "acasxu" / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx")
+    x = 0.5 * (np.array([-0.303531156, -0.009549297, 0.493380324, 0.3, 0.3])
+               + np.array([-0.298552812, 0.009549297, 0.5, 0.5, 0.5]))
+    eps = 4.9e-4
+    box = Perturbation(onnx_net.params,
+                       tuple((np.full(W.shape, eps), np.full(b.shape, eps)) for W, b in onnx_net.params))
+    B = bounds(onnx_net, box, x, method="linear")
+    assert B.logit_hi[0, 0] - B.logit_lo[0, 0] < 0.0631
+    y = onnx_net.forward(x)
+    assert B.logit_lo[0, 0] <= y[0] <= B.logit_hi[0, 0]
