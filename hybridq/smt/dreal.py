@@ -13,8 +13,9 @@ weights (:func:`hybridq.smt.encode.pullback`) and re-checked exactly, then the c
 box, then the driver's retries (input fixed, small margins); otherwise the outcome is
 ``Unknown(kind="unconfirmed")``.
 
-Each ``check`` runs in a spawned child process so that ``timeout`` is enforced (dReal's API has no
-timeout); pass ``subprocess=False`` to run in-process without a time limit.
+Each ``check`` runs in a child process (forked where the parent is single-threaded, else spawned)
+so that ``timeout`` is enforced (dReal's API has no timeout); pass ``subprocess=False`` to run
+in-process without a time limit.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import itertools
 import logging
 import math
 import multiprocessing as mp
+import threading
 import time
 from fractions import Fraction
 
@@ -197,14 +199,16 @@ class DrealBackend(Backend):
         if not self.subprocess:
             return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
         t0 = time.perf_counter()
-        ctx = mp.get_context("spawn")
+        # fork (no re-import, fast) only where it is safe: a single-threaded parent on a system that has it
+        method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
+        ctx = mp.get_context(method)
         parent, child = ctx.Pipe(duplex=False)
         args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
         proc = ctx.Process(target=_child, args=(child, args), daemon=True)
         proc.start()
         child.close()
         try:
-            if parent.poll(max(float(timeout), 0.0) + 5.0):
+            if parent.poll(max(float(timeout), 0.0) + 2.0):  # + grace for the re-checks
                 return parent.recv()
             return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0)
         except EOFError:

@@ -1,0 +1,126 @@
+"""The dReal backend's glue (term builder, box read-back, float enclosures of constants, the
+timeout child process) exercised against a stand-in ``dreal`` module built on z3.
+
+This does not test dReal itself (``tests/test_smt.py`` runs the real one where ``import dreal``
+works); it checks that our side of the interface builds the formulas and maps the answers back.
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from hybridq.cell import Cell
+from hybridq.network import Layer, Network
+from hybridq.perturbation import Perturbation
+from hybridq.properties import Decision, Deviation
+from hybridq.smt import Sat, Unknown, Unsat, backends_table, get_backend
+
+FAKE_DREAL = textwrap.dedent('''
+    """Stand-in for dReal's Python API (the names hybridq uses), backed by z3 -- tests only."""
+    import z3
+
+    CALLS = {"check": 0}
+
+    def Variable(name):
+        return z3.Real(name)
+
+    def Expression(v):
+        return z3.RealVal(v)
+
+    def if_then_else(c, a, b):
+        return z3.If(c, a, b)
+
+    def And(*fs):
+        return z3.And(*fs)
+
+    def Or(*fs):
+        return z3.Or(*fs)
+
+    def exp(t):
+        raise NotImplementedError("the stand-in has no exp")
+
+    def tanh(t):
+        raise NotImplementedError("the stand-in has no tanh")
+
+    class _Interval:
+        def __init__(self, v):
+            self.v = v
+
+        def mid(self):
+            return self.v
+
+    class Box:
+        def __init__(self, model):
+            self.model = model
+
+        def __getitem__(self, var):
+            v = self.model.eval(var, model_completion=True)
+            return _Interval(float(v.numerator_as_long()) / float(v.denominator_as_long()))
+
+    def CheckSatisfiability(f, delta):
+        CALLS["check"] += 1
+        if delta == 0.125:  # a solver that hangs
+            import time
+            time.sleep(60)
+        s = z3.Solver()
+        s.add(f)
+        return Box(s.model()) if s.check() == z3.sat else None
+''')
+
+
+@pytest.fixture
+def fake_dreal(tmp_path, monkeypatch):
+    (tmp_path / "dreal.py").write_text(FAKE_DREAL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "dreal", raising=False)
+    yield
+    sys.modules.pop("dreal", None)
+
+
+def net_and_box():
+    W1 = np.array([[1.0, -1.0], [0.5, 1.0], [-1.0, 0.25]])
+    W2 = np.array([[1.0, -0.5, 0.75], [-1.0, 1.0, 0.5]])
+    net = Network((Layer(W1, np.array([0.1, -0.2, 0.3]), "relu"), Layer(W2, np.array([0.2, -0.1]), "identity")),
+                  input_mean=[0.1, 0.0], input_std=[3.0, 1.0])  # 1/3 is not a float: an enclosed constant
+    pert = Perturbation(net.params, tuple((np.full(W.shape, 0.05), np.full(b.shape, 0.05)) for W, b in net.params))
+    cell = Cell.root([0.5, -0.6], [0.7, -0.4], 5)
+    return net, pert, cell
+
+
+def test_dreal_glue_matches_z3_in_process(fake_dreal):
+    assert dict((r[0], r[1]) for r in backends_table())["dreal"] is True
+    assert get_backend("auto").name == "dreal"
+    dr = get_backend("dreal", delta=1e-3, subprocess=False)
+    z3b = get_backend("z3")
+    net, pert, cell = net_and_box()
+    for prop in (Deviation(0.01), Deviation(5.0), Decision(0, 0.0), Decision(1, 0.0)):
+        for encoding in ("reduced", "pure"):
+            a = dr.check(net, pert, cell, prop, 20, encoding=encoding)
+            b = z3b.check(net, pert, cell, prop, 20, encoding=encoding)
+            assert type(a) is type(b), (prop, encoding, a, b)
+            assert a.stats["backend"] == "dreal"
+            if isinstance(a, Sat):
+                assert pert.contains(a.params) and prop.check_exact(net, a.x, a.params)
+    import dreal
+
+    assert dreal.CALLS["check"] >= 8
+
+
+def test_dreal_glue_child_process_and_bad_delta(fake_dreal):
+    net, pert, cell = net_and_box()
+    dr = get_backend("dreal", delta=1e-3)  # subprocess=True: the timeout is enforced
+    assert isinstance(dr.check(net, pert, cell, Deviation(5.0), 60), Unsat)
+    out = dr.check(net, pert, cell, Deviation(0.01), 60)
+    assert isinstance(out, Sat) and Deviation(0.01).check_exact(net, out.x, out.params)
+    with pytest.raises(ValueError, match="delta"):
+        get_backend("dreal", delta=0.0)
+    import time
+
+    t0 = time.perf_counter()
+    out = get_backend("dreal", delta=0.125).check(net, pert, cell, Deviation(5.0), 0.5)
+    assert isinstance(out, Unknown) and out.kind == "timeout"
+    assert time.perf_counter() - t0 < 10
