@@ -424,3 +424,46 @@ def test_model_failing_the_exact_recheck_is_retried_or_unconfirmed():
     assert out.stats["retries"] >= 1
     out = _Garbling(100).backend.check(net, pert, cell, prop, 20)
     assert isinstance(out, Unknown) and out.kind == "unconfirmed" and "re-check" in out.reason
+
+
+def test_softmax_score_deviation_is_unknown_on_z3():
+    net = Network((Layer(np.eye(2), np.zeros(2), "identity"),), output="softmax")
+    pert = Perturbation(net.params, radius_like(net.params, 0.01))
+    out = get_backend("z3").check(net, pert, root(net, [0, 0], [0, 0]), Deviation(0.01, space="score"), 5)
+    assert isinstance(out, Unknown) and out.kind == "unsupported" and "softmax" in out.reason
+
+
+def test_leaky_and_hardtanh_layers_reduced_agrees_with_pure_and_sampling():
+    """Sign-changing hidden activations need |h'| as an if-then-else in the reduced encoding."""
+    rng = np.random.default_rng(11)
+    b = get_backend("z3", rlimit=300_000)
+    finished = 0
+    for trial in range(12):
+        acts = [str(rng.choice(["leaky_relu", "hardtanh"])) for _ in range(2)]
+        net = Network((Layer(rng.normal(size=(4, 2)), rng.normal(size=4) * 0.5, acts[0], alpha=0.1),
+                       Layer(rng.normal(size=(3, 4)) / 2, rng.normal(size=3) * 0.5, acts[1], alpha=0.2),
+                       Layer(rng.normal(size=(1, 3)), rng.normal(size=1), "identity")))
+        pert = Perturbation(net.params, radius_like(net.params, 0.05))
+        x0 = rng.uniform(-1, 1, 2)
+        lo, hi = x0 - 0.2, x0 + 0.2
+        cell = root(net, lo, hi)
+        worst = 0.0
+        samples = []
+        for _ in range(60):
+            p = pert.sample(rng)
+            xs = np.vstack([rng.uniform(lo, hi, (20, 2)), [lo, hi, [lo[0], hi[1]], [hi[0], lo[1]]]])
+            dev = np.abs(net.forward(xs, p) - net.forward(xs))[:, 0]
+            worst = max(worst, float(dev.max()))
+            samples.append((xs[int(np.argmax(dev))], p))
+        prop = Deviation(worst * float(rng.choice([0.8, 1.3])))
+        red = b.check(net, pert, cell, prop, 20)
+        pure = b.check(net, pert, cell, prop, 20, encoding="pure", ibp=False)
+        for out in (red, pure):
+            if isinstance(out, Sat):
+                recheck(net, pert, cell, prop, out)
+            if isinstance(out, Unsat):
+                assert not any(prop.check_exact(net, x, p) for x, p in samples)
+        if not isinstance(red, Unknown) and not isinstance(pure, Unknown):
+            finished += 1
+            assert type(red) is type(pure), (trial, red, pure)
+    assert finished >= 6
