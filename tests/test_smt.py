@@ -85,7 +85,7 @@ def test_extreme_noise_is_attained_by_weights_in_the_box():
     +-(R|h'| + rb) is reached by concrete weights inside the box (exact Fractions), and the
     float64 weights of the pullback reach it to rounding and lie in the box."""
     rng = np.random.default_rng(7)
-    for trial in range(12):
+    for trial in range(8):
         widths = [int(rng.integers(2, 5))] + [int(rng.integers(2, 7)) for _ in range(2)] + [2]
         acts = [str(rng.choice(["relu", "identity", "leaky_relu", "hardtanh"])) for _ in widths[2:]] + ["identity"]
         net = Network(tuple(Layer(rng.normal(size=(widths[k + 1], widths[k])), rng.normal(size=widths[k + 1]),
@@ -438,7 +438,7 @@ def test_leaky_and_hardtanh_layers_reduced_agrees_with_pure_and_sampling():
     rng = np.random.default_rng(11)
     b = get_backend("z3", rlimit=300_000)
     finished = 0
-    for trial in range(12):
+    for trial in range(8):
         acts = [str(rng.choice(["leaky_relu", "hardtanh"])) for _ in range(2)]
         net = Network((Layer(rng.normal(size=(4, 2)), rng.normal(size=4) * 0.5, acts[0], alpha=0.1),
                        Layer(rng.normal(size=(3, 4)) / 2, rng.normal(size=3) * 0.5, acts[1], alpha=0.2),
@@ -466,4 +466,4 @@ def test_leaky_and_hardtanh_layers_reduced_agrees_with_pure_and_sampling():
         if not isinstance(red, Unknown) and not isinstance(pure, Unknown):
             finished += 1
             assert type(red) is type(pure), (trial, red, pure)
-    assert finished >= 6
+    assert finished >= 4
