@@ -167,6 +167,8 @@ class Result:
             f"{s.cells} cells ({s.proved_bounds} by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
             f"{s.open} open), {s.time.get('total', 0.0):.2f} s"
         )
+        if type(self.property).__name__ == "Deviation" and np.isfinite(self.bound) and self.verdict == "robust":
+            parts[-1] += f"; certified max deviation <= {self.bound + self.property.delta:.6g}"
         if self.message:
             parts.append(f"[{self.message}]")
         return " ".join(parts)
