@@ -72,7 +72,7 @@ def quantify_acas(args):
           f"input splits {s.splits_input}, time per stage {({k: round(v, 1) for k, v in s.time.items()})}")
     above = q.upper * 1.01
     t = time.perf_counter()
-    r = verify(net, pert, box, Deviation(above), jobs=args.jobs, timeout=args.timeout)
+    r = verify(net, pert, box, Deviation(above), jobs=args.jobs, timeout=args.verify_timeout)
     print(f"verify fp16 delta {above:.6g} (1.01 x proved): {r.summary()} [{time.perf_counter() - t:.1f} s]")
     pert2 = perturbation("abs:1e-2", net)
     below = q.lower * 0.9
@@ -103,6 +103,7 @@ def main():
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--tol", type=float, default=0.5)
+    ap.add_argument("--verify-timeout", type=float, default=600.0)
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"network data not found at {DATA}")

@@ -28,6 +28,7 @@ import dataclasses
 import heapq
 import logging
 import multiprocessing
+import os
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -293,7 +294,7 @@ class _Engine:
             out = _Outcome(cid, "open", u, times=times)
             rng = np.random.default_rng([cfg.seed, cid])
             root = cell.depth == 0
-            if p.mode == "maximize" and not root and cell.depth % cfg.attack_every:
+            if not root and cell.depth % cfg.attack_every:
                 outs.append(self._split_or_open(out, cell, ob, i, times))
                 continue
             ta = time.perf_counter()
@@ -416,14 +417,37 @@ def _init_worker(problem: _Problem) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:  # share the cores among the workers instead of oversubscribing numba's thread pool
-        import os
-
         import numba
 
         numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, (os.cpu_count() or 1) // problem.config.jobs)))
     except (ImportError, ValueError):  # pragma: no cover
         pass
     _WORKER = _Engine(problem)
+
+
+_BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _ping(_):
+    return os.getpid()
+
+
+def _make_pool(problem: _Problem, jobs: int) -> ProcessPoolExecutor:
+    """A spawn pool whose workers run single-threaded BLAS (tiny matrices; several BLAS threads per
+    worker process only fight over the cores)."""
+    saved = {k: os.environ.get(k) for k in _BLAS_VARS}
+    os.environ.update({k: "1" for k in _BLAS_VARS})
+    try:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(problem,))
+        list(pool.map(_ping, range(jobs)))  # start the workers now, with the environment above
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool
 
 
 def _work(args):
@@ -526,8 +550,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             # small rounds stay in-process (starting workers costs seconds); the result is the same
             if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
                     len(batch) >= 4 * cfg.jobs or time.perf_counter() - t_start > 2.0):
-                pool = ProcessPoolExecutor(max_workers=cfg.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init_worker, initargs=(problem,))
+                pool = _make_pool(problem, cfg.jobs)
             if pool is not None and len(chunks) > 1:
                 results = list(pool.map(_work, args))
             else:

@@ -58,7 +58,8 @@ class RunConfig:
         Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
         (the root cell gets ``4 x`` the samples and restarts and ``2 x`` the steps).
     attack_every : int
-        In ``maximize`` mode, attack only cells whose depth is a multiple of this (and the root).
+        Attack only the root and the cells whose depth is a multiple of this (attacks on children
+        of an attacked cell rarely find what the parent's attack missed).
     input_split : {"smear", "widest"}
         Input dimension choice: largest smear, or largest width relative to the root box.
     split_lookahead : int
