@@ -233,7 +233,7 @@ def main(argv=None) -> int:
 
 def _prop_text(p) -> str:
     if isinstance(p, Deviation):
-        return f"|dy| <= {p.delta:g} ({p.space})"
+        return f"deviation <= {p.delta:g} ({p.space})"
     if isinstance(p, Decision):
         return f"argmax {p.label} kept"
     return type(p).__name__

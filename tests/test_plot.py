@@ -139,3 +139,37 @@ def test_plot_study_png(tmp_path):
     assert sum(1 for ln in fig.axes[0].get_lines() if ln.get_linestyle() != "None") == 6
     with pytest.raises(ConfigError, match="lacks"):
         plot_study([{"network": "relu"}])
+
+
+def _cli(args) -> int:
+    from hybridq.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    return int(e.value.code)
+
+
+def test_cli_plot_verify_and_quantify(tmp_path, capsys):
+    net = _net()
+    path = tmp_path / "net.npz"
+    net.save(path)
+    common = [path, "--perturb", "abs:1e-3", "--box=-1:1,-1:1", "--backend", "none", "--jobs", "1", "--no-progress"]
+    code = _cli(["verify", *common, "--delta", "0.5", "--plot", tmp_path / "v.png", "--json", tmp_path / "v.json"])
+    assert code == 0
+    _check_png(tmp_path / "v.png")
+    import json
+
+    stats = json.loads((tmp_path / "v.json").read_text())["stats"]
+    assert "robust" in capsys.readouterr().out
+    assert stats["proved_bounds"] >= 1
+    code = _cli(["quantify", *common, "--space", "score", "--plot", tmp_path / "q.png"])
+    assert code == 0
+    _check_png(tmp_path / "q.png")
+    assert "max deviation" in capsys.readouterr().out
+    # a network with more than two inputs: one clear line, exit 3, no file
+    big = Network((Layer(np.eye(3)[:2], np.zeros(2), "relu"), Layer(np.ones((1, 2)), np.zeros(1), "identity")))
+    big.save(tmp_path / "big.npz")
+    code = _cli(["verify", tmp_path / "big.npz", "--perturb", "abs:1e-3", "--box=-1:1,-1:1,-1:1", "--delta", "1",
+                 "--backend", "none", "--jobs", "1", "--no-progress", "--plot", tmp_path / "big.png"])
+    assert code == 3 and not (tmp_path / "big.png").exists()
+    assert "at most two inputs" in capsys.readouterr().err
