@@ -543,7 +543,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             while live and len(batch) < cfg.batch_size:
                 batch.append(pop())
             threshold = max(witnessed * (1.0 + rtol), atol)
-            size = cfg.chunk_size or (len(batch) if cfg.jobs == 1 else -(-len(batch) // (2 * cfg.jobs)))
+            size = cfg.chunk_size or -(-len(batch) // cfg.jobs)
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
             smt_ok = stats.smt_unknown < cfg.smt_max_unknown
             args = [(c, threshold, witnessed, deadline, smt_ok) for c in chunks]

@@ -39,7 +39,7 @@ class RunConfig:
         Cells taken from the queue per round (a round's cells are processed independently, so the
         result does not depend on how a round is shared among workers).
     chunk_size : int
-        Cells per worker task (0: automatic, ``batch_size / (2 jobs)``; one chunk in-process).
+        Cells per worker task (0: automatic, ``batch_size / jobs``).
     max_depth : int
         Cells deeper than this are not split further (they stay open if nothing decides them).
     smt_max_unstable : int
