@@ -25,7 +25,7 @@ Each query runs ``--runs`` times (default 3) per method and the median wall time
 a pure-SMT query that hits the timeout on its first run is not repeated (its median is ``> T``).
 Run from the repo root::
 
-    python3 bench/vs_smt.py                 # writes bench/results/vs_smt.md (and .json)
+    python3 bench/vs_smt.py                 # writes bench/results/vs_smt.md (and .json, maps/*.png)
     python3 bench/vs_smt.py --timeout 60 --runs 3 --backend z3
 """
 
@@ -48,6 +48,7 @@ import hybridq  # noqa: E402
 from hybridq.inputs import InputBox  # noqa: E402
 from hybridq.network import Layer, Network  # noqa: E402
 from hybridq.perturbation import perturbation as make_perturbation  # noqa: E402
+from hybridq.plot import plot_cells  # noqa: E402
 from hybridq.quantify import quantify  # noqa: E402
 from hybridq.properties import Decision, Deviation  # noqa: E402
 from hybridq.smt import Sat, Unsat, pure_smt  # noqa: E402
@@ -172,6 +173,8 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=3, help="runs per query and method; the median is reported")
     ap.add_argument("--backend", default="z3", help="SMT backend for both methods (z3; dreal when importable)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "vs_smt.md")
+    ap.add_argument("--maps", type=Path, default=ROOT / "bench" / "results" / "maps",
+                    help="folder for the cell maps of the hybrid's multi-cell 2-input runs")
     ap.add_argument("--only", default="", help="run only queries whose name contains this text")
     args = ap.parse_args(argv)
 
@@ -218,6 +221,12 @@ def main(argv=None) -> int:
                    "hybrid_cells": res.stats.cells, "hybrid_bounds": res.stats.proved_bounds,
                    "hybrid_smt": res.stats.proved_smt, "hybrid_smt_calls": res.stats.smt_calls}
             rows.append(row)
+            if args.maps is not None and res.leaves is not None and len(res.leaves) > 1:
+                args.maps.mkdir(parents=True, exist_ok=True)
+                slug = "".join(c if c.isalnum() else "_" for c in q.name).strip("_")
+                plot_cells(res, args.maps / f"{slug}.png", box=q.inputs,
+                           title=f"{q.name}: {res.verdict}, {len(res.leaves)} leaf cells "
+                                 f"({res.stats.proved_bounds} bounds, {res.stats.proved_smt} SMT)")
             print(f"[{be}] {q.name:38s} hybrid {h_v:10s} {h_med:8.3f} s | pure {p_v:10s} "
                   f"{'>' if p_timed_out else ' '}{p_med:8.3f} s | x{ratio:.1f}", flush=True)
 

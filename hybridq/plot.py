@@ -199,6 +199,7 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
     span = np.where(span > 0, span, 1.0)
     min_w = 0.006 * span
     verts = _rect_paths(lo, hi, min_w)
+    lw = 0.25 if len(cells) < 500 else 0.1 if len(cells) < 5000 else 0.0  # dense maps: edges would hide colours
 
     fig = Figure(figsize=(11.5, 5.0), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
@@ -212,7 +213,7 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
     for s in STATUSES:
         m = status == s
         coll = PolyCollection(list(verts[m]), closed=True, facecolors=STATUS_COLORS[s],
-                              edgecolors="k", linewidths=0.25, gid=f"status:{s}", zorder=2)
+                              edgecolors="k", linewidths=lw, gid=f"status:{s}", zorder=2)
         ax_s.add_collection(coll)
     handles = [Patch(facecolor=STATUS_COLORS[s], edgecolor="k", label=f"{_LABELS[s]} ({int(np.sum(status == s))})")
                for s in STATUSES]
@@ -241,7 +242,7 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
             vmax = float(vals.max())
             norm = Normalize(vmin=min(0.0, float(vals.min())), vmax=vmax if vmax > 0 else 1.0)
         hc = PolyCollection(list(verts[fin_o]), closed=True, cmap="viridis", norm=norm,
-                            edgecolors="k", linewidths=0.15, gid="bound:value", zorder=2)
+                            edgecolors="k", linewidths=0.6 * lw, gid="bound:value", zorder=2)
         hc.set_array(vals)
         ax_h.add_collection(hc)
         cb = fig.colorbar(hc, ax=ax_h, shrink=0.9)
