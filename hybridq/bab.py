@@ -294,24 +294,22 @@ class _Engine:
             out = _Outcome(cid, "open", u, times=times)
             rng = np.random.default_rng([cfg.seed, cid])
             root = cell.depth == 0
-            if not root and cell.depth % cfg.attack_every:
-                outs.append(self._split_or_open(out, cell, ob, i, times))
-                continue
-            ta = time.perf_counter()
-            aprop = self.max_prop if p.mode == "maximize" else p.prop
-            if root:
-                samples, steps, restarts = 4 * cfg.attack_samples, 2 * cfg.attack_steps, 4 * cfg.attack_restarts
-            else:
-                samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
-            res = attack(net, pert, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
-                         restarts=restarts, confirm_exact=p.mode == "verify")
-            if p.mode == "maximize" and res.value > witnessed:
-                out.candidate = (res.value, res.x, res.params)
-            times["attack"] = time.perf_counter() - ta
-            if res.counterexample is not None:
-                out.status, out.counterexample = "counterexample", res.counterexample
-                outs.append(out)
-                continue
+            if root or cell.depth % cfg.attack_every == 0:
+                ta = time.perf_counter()
+                aprop = self.max_prop if p.mode == "maximize" else p.prop
+                if root:
+                    samples, steps, restarts = 4 * cfg.attack_samples, 2 * cfg.attack_steps, 4 * cfg.attack_restarts
+                else:
+                    samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
+                res = attack(net, pert, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
+                             restarts=restarts, confirm_exact=p.mode == "verify")
+                if p.mode == "maximize" and res.value > witnessed:
+                    out.candidate = (res.value, res.x, res.params)
+                times["attack"] = time.perf_counter() - ta
+                if res.counterexample is not None:
+                    out.status, out.counterexample = "counterexample", res.counterexample
+                    outs.append(out)
+                    continue
             plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
             phi = [np.minimum(a[i], cell.pre_hi[o:o + w]) for a, o, w in zip(ob.pre_hi, self.offsets, self.widths)]
             if smt_ok and p.mode == "verify" and cfg.backend != "none" and (
