@@ -132,7 +132,7 @@ class _Engine:
             return dev if self.p.mode == "maximize" else dev - prop.delta
         if isinstance(prop, Decision):
             if self.C.shape[0] == 0:
-                return np.full(ob.spec_lo.shape[0], -np.inf)
+                return np.full(ob.infeasible.shape[0], -np.inf)
             return prop.kappa - ob.spec_lo.min(axis=1)
         out = np.full(ob.spec_lo.shape[0], -np.inf)
         for (A, c), sl in zip(prop.disjuncts, self.slices):
@@ -199,7 +199,8 @@ class _Engine:
                 kids = [c for d in cand for c in self._halves(cell, d)]
                 from hybridq.bounds import bounds
 
-                ob = bounds(net, self.p.perturbation, None, method=cfg.bound_method, spec=self.C, cells=kids)
+                spec = self.C if self.C is not None and self.C.shape[0] else None
+                ob = bounds(net, self.p.perturbation, None, method=cfg.bound_method, spec=spec, cells=kids)
                 ub = self._margin_ub(ob).reshape(len(cand), 2)
                 k = int(np.argmin(ub.max(axis=1) + 1e-3 * ub.min(axis=1)))
                 for c, u in zip(kids[2 * k:2 * k + 2], ub[k]):
@@ -273,7 +274,8 @@ class _Engine:
         cells = [c for _, c in items]
         if self.root_width is None:
             self.root_width = np.maximum(problem_width(self.p), 1e-300)
-        ob = bounds(net, pert, None, method=cfg.bound_method, spec=self.C, cells=cells)
+        spec = self.C if self.C is not None and self.C.shape[0] else None
+        ob = bounds(net, pert, None, method=cfg.bound_method, spec=spec, cells=cells)
         # a cell's region lies inside its parent's: the parent's bound (kept in ``priority``) holds too
         ub = np.minimum(self._margin_ub(ob), np.array([c.priority for c in cells], dtype=np.float64))
         t_bounds = (time.perf_counter() - t0) / len(items)

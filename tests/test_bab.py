@@ -170,3 +170,10 @@ def test_bad_arguments():
     other = perturbation("abs:0.01", _net(0, [2, 4, 1]))
     with pytest.raises(PerturbationError):
         verify(net, other, np.zeros(2), Deviation(0.1))
+
+
+def test_decision_with_one_output_is_vacuous():
+    # argmax over a single logit never changes: robust for any perturbation
+    net = _net(1, [2, 4, 1])
+    res = verify(net, perturbation("abs:0.5", net), np.array([0.1, 0.2]), Decision(0), jobs=1)
+    assert res.verdict == "robust" and res.stats.proved_bounds == 1
