@@ -11,7 +11,7 @@ Every returned bound encloses the exact real value.  Three devices are used:
 
 * single operations are rounded outward with ``nextafter`` (:func:`up`, :func:`dn`): for a
   round-to-nearest result ``v = fl(a op b)`` the exact value lies in ``[dn(v), up(v)]``;
-* a dot product (or matrix product, by BLAS in any summation order, with or without FMA) of
+* a dot product (or matrix product: ``np.dot`` -> BLAS, any summation order, with or without FMA) of
   length ``n`` is off by at most ``gamma_n * sum_i |a_i||b_i| + n*eta`` with
   ``gamma_n = n u / (1 - n u)``, ``u = 2^-53`` and ``eta = 2^-1074`` for underflow
   (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed., §3.1 eq. (3.4)-(3.5) and §2.1
@@ -39,7 +39,8 @@ import math
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["ACT_CODES", "interval_pass", "interval_pass_serial", "linear_pass", "linear_pass_serial", "sig_fwd", "relax", "f_lo", "f_hi", "dprime_range"]
+__all__ = ["ACT_CODES", "interval_pass", "interval_pass_serial", "linear_pass", "linear_pass_serial", "score_sigmoid",
+           "score_softmax", "relax", "f_lo", "f_hi", "dprime_range", "sig_fwd"]
 
 U = 2.0 ** -53          # unit roundoff of float64
 ETA = 5e-324            # 2^-1074, smallest subnormal
