@@ -135,7 +135,8 @@ def tightness(net, pert, lo, hi, lines, n_cells=100, n_theta=200, n_x=500, seed=
         bnd = np.max(np.maximum(np.abs(B.dev_logit_lo), np.abs(B.dev_logit_hi)), axis=1)
         width = np.mean(B.dev_logit_hi - B.dev_logit_lo, axis=1)
         r = bnd / found
-        lines.append(f"| {name} | {np.median(r):.2f} | {np.mean(r):.2f} | {np.median(width):.4g} | {np.median(found):.4g} |")
+        lines.append(f"| {name} | {np.median(r):.2f} | {np.mean(r):.2f} | {np.median(width):.4g} "
+                     f"| {np.median(found):.4g} |")
         print(lines[-1], flush=True)
     lines.append("")
 
@@ -173,8 +174,8 @@ def cold_start(lines):
     imp, first, np_nb, kern = min(runs, key=lambda r: r[0] + r[1])
     lines += ["## Cold start (new process, warm numba cache; best of 3)\n",
               f"total {imp + first:.2f} s = imports + network load + fp16 spec {imp:.2f} s (of which numpy + numba "
-              f"{np_nb:.2f} s, loading the cached kernels at `import hybridq.kernels` {kern:.2f} s: explicit signatures "
-              f"load eagerly) + first call of all three methods {first:.2f} s\n"]
+              f"{np_nb:.2f} s, loading the cached kernels at `import hybridq.kernels` {kern:.2f} s: explicit "
+              f"signatures load eagerly) + first call of all three methods {first:.2f} s\n"]
     print(lines[-1], flush=True)
 
 

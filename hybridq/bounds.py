@@ -176,8 +176,10 @@ def pack(network: Network, perturbation: Perturbation) -> PackedNetwork:
     packed = PackedNetwork(
         net=tuple(net[name] for name in K._NET_NAMES), widths=tuple(int(w) for w in widths),
         n_neurons=int(noff[-1]), in_lower=network.input_lower, in_upper=network.input_upper,
-        in_mean=np.asarray(network.input_mean, dtype=np.float64), in_std=np.asarray(network.input_std, dtype=np.float64),
-        out_mean=np.asarray(network.output_mean, dtype=np.float64), out_std=np.asarray(network.output_std, dtype=np.float64),
+        in_mean=np.asarray(network.input_mean, dtype=np.float64),
+        in_std=np.asarray(network.input_std, dtype=np.float64),
+        out_mean=np.asarray(network.output_mean, dtype=np.float64),
+        out_std=np.asarray(network.output_std, dtype=np.float64),
         output=network.output,
     )
     if len(_CACHE) >= _CACHE_SIZE:
