@@ -24,6 +24,7 @@ from hybridq.quantify import quantify
 from hybridq.result import Result
 from hybridq.smt import Sat, Unknown, Unsat, backends_table, get_backend, pure_smt
 from hybridq.bounds import OutputBounds, bounds
+from hybridq.plot import plot_cells, plot_study
 
 __version__ = "0.1.0"
 
@@ -57,4 +58,6 @@ __all__ = [
     "pure_smt",
     "bounds",
     "OutputBounds",
+    "plot_cells",
+    "plot_study",
 ]
