@@ -165,7 +165,7 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
             if c is None and con is not None:
                 c = decision_label(con)
             if c is None:
-                c = int(np.argmax(net.forward(b.center)))
+                c = int(net.predict(b.center))
             prop = Decision(int(c), float(kappa or 0.0))
         elif con is not None:
             prop = con

@@ -329,8 +329,12 @@ class Network:
         return s[0] if one else s
 
     def predict(self, x, params: Params | None = None) -> np.ndarray:
-        """Predicted class (argmax of the logits), shape ``(n,)`` or a scalar."""
-        return np.argmax(self.forward(x, params), axis=-1)
+        """Predicted class, shape ``(n,)`` or a scalar: the argmax of the logits, or for a network
+        with one output (a binary classifier) 1 where the logit is > 0, else 0."""
+        y = self.forward(x, params)
+        if self.n_out == 1:
+            return (y[..., 0] > 0).astype(np.int64)
+        return np.argmax(y, axis=-1)
 
     # ------------------------------------------------------------ exact path
     def exact_logits(self, x, params: Params | None = None) -> list:

@@ -18,7 +18,9 @@ Deviation(delta, space, outputs)
 Decision(label, kappa)
     violated iff ``y_c(x; theta) - y_j(x; theta) <= kappa`` for some ``j != c`` (``c = label``):
     the class is kept only when it wins by more than ``kappa`` (``kappa = 0``: a tie already counts
-    as a flip, the sound reading of argmax).
+    as a flip, the sound reading of argmax).  A network with one output is a binary classifier
+    (class 1 iff ``y > 0``, i.e. sigmoid score > 1/2): label 1 is kept iff ``y > kappa``, label 0
+    iff ``-y > kappa``.
 OutputConstraint(disjuncts)
     a VNNLIB unsafe set ``OR_d (A_d y <= c_d)`` of the perturbed logits; violated iff some ``theta``
     and ``x`` reach it.
@@ -140,7 +142,15 @@ class Decision:
         object.__setattr__(self, "label", int(self.label))
 
     def spec_matrix(self, n_out: int) -> np.ndarray:
-        """Rows ``e_c - e_j`` (``j != c``), shape ``(n_out - 1, n_out)``: robust iff every row > kappa."""
+        """Rows ``e_c - e_j`` (``j != c``), shape ``(n_out - 1, n_out)``: robust iff every row > kappa.
+
+        For one output (binary classifier, class 1 iff ``y > 0``) the single row is ``[1]`` for
+        label 1 and ``[-1]`` for label 0.
+        """
+        if n_out == 1:
+            if self.label > 1:
+                raise ValueError(f"label {self.label} out of range for a binary (one-output) classifier")
+            return np.array([[1.0 if self.label == 1 else -1.0]])
         if self.label >= n_out:
             raise ValueError(f"label {self.label} out of range for {n_out} outputs")
         rows = []
@@ -162,6 +172,12 @@ class Decision:
         y = network.exact_logits(x, params)
         c = self.label
         k = Fraction(self.kappa)
+        if len(y) == 1:  # binary classifier: the margin is +-y
+            m = y[0] if c == 1 else -y[0]
+            if isinstance(m, Fraction):
+                return m <= k
+            with iv_precision():
+                return bool(m.b <= mpmath.iv.mpf(k.numerator) / k.denominator)
         for j in range(len(y)):
             if j == c:
                 continue

@@ -172,8 +172,14 @@ def test_bad_arguments():
         verify(net, other, np.zeros(2), Deviation(0.1))
 
 
-def test_decision_with_one_output_is_vacuous():
-    # argmax over a single logit never changes: robust for any perturbation
+def test_decision_with_one_output_is_the_sign_of_the_logit():
+    # a one-output network is a binary classifier (class 1 iff y > 0): a large box flips it,
+    # a zero-radius box keeps the nominal class
     net = _net(1, [2, 4, 1])
-    res = verify(net, perturbation("abs:0.5", net), np.array([0.1, 0.2]), Decision(0), jobs=1)
-    assert res.verdict == "robust" and res.stats.proved_bounds == 1
+    x = np.array([0.1, 0.2])
+    c = int(net.predict(x))
+    res = verify(net, perturbation("abs:0.5", net), x, Decision(c), jobs=1)
+    assert res.verdict == "not_robust"
+    assert Decision(c).check_exact(net, res.counterexample.x, res.counterexample.params)
+    res = verify(net, perturbation("abs:0", net), x, Decision(c), jobs=1)
+    assert res.verdict == "robust"

@@ -108,3 +108,18 @@ def test_input_box_basics():
     assert InputBox.point([3.0]).is_point and InputBox.point([3.0]).volume == 0.0
     with pytest.raises(ValueError, match="3 inputs"):
         b.check_dim(3)
+
+
+def test_decision_on_a_binary_classifier_is_the_sign_of_the_logit():
+    W1, b1 = np.array([[1.0, -1.0]]), np.array([0.0])
+    net = Network((Layer(W1, b1, "identity"),), output="sigmoid")
+    x = np.array([0.75, 0.25])  # y = 0.5: class 1
+    assert not Decision(1).check_exact(net, x, None)
+    assert Decision(0).check_exact(net, x, None)
+    assert Decision(1, kappa=0.5).check_exact(net, x, None)  # margin exactly kappa counts as a flip
+    flipped = ((W1, np.array([-0.5])),)  # y = 0 exactly: a tie is a flip
+    assert Decision(1).check_exact(net, x, flipped)
+    assert Decision(1).margin(net, net.forward(x[None]))[0] == pytest.approx(-0.5)
+    assert Decision(0).margin(net, net.forward(x[None]))[0] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="binary"):
+        Decision(2).spec_matrix(1)

@@ -498,8 +498,9 @@ def _sigmoid_thresholds(y0: Fraction, d: Fraction):
 def _violation(ar: Arith, q: Query, yp, yn, margin: Fraction):
     p, net = q.prop, q.network
     if isinstance(p, Decision):
-        c, k = p.label, Fraction(p.kappa) - margin
-        return _or(ar, [_le(ar, _diff(ar, yp[c], yp[j]), k) for j in range(net.n_out) if j != c])
+        k = Fraction(p.kappa) - margin
+        rows = p.spec_matrix(net.n_out)  # rows e_c - e_j (or +-1 for a binary classifier)
+        return _or(ar, [_le(ar, _affine(ar, [Fraction(float(a)) for a in row], yp, _F0), k) for row in rows])
     if isinstance(p, OutputConstraint):
         ds = []
         for A, cvec in p.disjuncts:
