@@ -535,14 +535,10 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     open_cells: list = []
     try:
         while live:
-            if deadline is not None:
-                # keep time for a final bound pass over the queued cells (see _sweep)
-                per_cell = stats.time["bounds"] / max(1, stats.cells) / max(1, cfg.jobs)
-                reserve = min(0.2 * cfg.timeout, 1.5 * per_cell * len(live))
-                if time.time() > deadline - reserve:
-                    stats.timed_out = True
-                    message = f"timeout after {cfg.timeout:g} s"
-                    break
+            if deadline is not None and time.time() > deadline:
+                stats.timed_out = True
+                message = f"timeout after {cfg.timeout:g} s"
+                break
             batch = []
             while live and len(batch) < cfg.batch_size:
                 batch.append(pop())
@@ -613,12 +609,6 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 for proc in list(getattr(pool, "_processes", {}).values()):
                     proc.terminate()
 
-    if stats.timed_out and live and not stats.interrupted and (cex is None or mode == "maximize"):
-        closed = _sweep(engine, live, mode, max(witnessed * (1.0 + rtol), atol), stats)
-        for cell, u in closed:
-            max_closed = max(max_closed, u)
-            if record:
-                leaves.append(LeafCell(cell.lower, cell.upper, "bounds", u + shift))
     remaining = [(cell, prio) for cell, prio in live.values()]
     undecided = open_cells + (remaining if cex is None or mode == "maximize" else [])
     stats.open = len(undecided)
@@ -646,39 +636,6 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
         if not message:
             message = f"{len(undecided)} cells left open"
     return BabOutcome(verdict, cex, bound, stats, leaves, message)
-
-
-def _sweep(engine: _Engine, live: dict, mode: str, threshold: float, stats: Stats) -> list:
-    """Bound every queued cell once (their priorities are their parents' bounds): tightens the
-    final bound of a run stopped by its budget and closes the cells already decided.  Updates
-    ``live`` in place; returns the closed ``(cell, bound)`` pairs."""
-    from hybridq.bounds import bounds
-
-    t0 = time.perf_counter()
-    ids = sorted(live)
-    spec = engine.C if engine.C is not None and engine.C.shape[0] else None
-    closed = []
-    try:
-        for start in range(0, len(ids), 256):
-            chunk = ids[start:start + 256]
-            cells = [live[i][0] for i in chunk]
-            ob = bounds(engine.p.network, engine.p.perturbation, None, method=engine.p.config.bound_method,
-                        spec=spec, cells=cells)
-            ub = np.minimum(engine._margin_ub(ob), np.array([live[i][1] for i in chunk]))
-            stats.cells += len(chunk)
-            for i, cid in enumerate(chunk):
-                cell, u = live[cid][0], float(ub[i])
-                done = bool(ob.infeasible[i]) or (u <= threshold if mode == "maximize" else engine._proved(u))
-                if done:
-                    del live[cid]
-                    closed.append((cell, u))
-                    stats.proved_bounds += 1
-                else:
-                    live[cid] = (cell, u)
-    except KeyboardInterrupt:
-        stats.interrupted = True
-    stats.time["bounds"] += time.perf_counter() - t0
-    return closed
 
 
 # =========================================================================== public entry
