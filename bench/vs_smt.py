@@ -176,7 +176,13 @@ def main(argv=None) -> int:
     ap.add_argument("--maps", type=Path, default=ROOT / "bench" / "results" / "maps",
                     help="folder for the cell maps of the hybrid's multi-cell 2-input runs")
     ap.add_argument("--only", default="", help="run only queries whose name contains this text")
+    ap.add_argument("--from-json", type=Path, default=None,
+                    help="only re-render the markdown table from a JSON file written by an earlier run")
     args = ap.parse_args(argv)
+    if args.from_json is not None:
+        args.out.write_text(render(json.loads(args.from_json.read_text()), args))
+        print(f"wrote {args.out}")
+        return 0
 
     backends = [args.backend]
     if args.backend == "z3":
@@ -263,11 +269,11 @@ def render(rows: list[dict], args) -> str:
         "|---|---|---|---|---|---|---:|---|---|---:|---:|---|",
     ]
     for r in rows:
-        ps = f"> {r['pure_s']:.1f}" if r["pure_timed_out"] else f"{r['pure_s']:.3f}"
-        sp = f">= {r['ratio']:.1f}x" if r["pure_timed_out"] else f"{r['ratio']:.1f}x"
+        ps = f"> {r['pure_s']:.1f}" if r["pure_timed_out"] else f"{r['pure_s']:.3g}"
+        sp = f">= {r['ratio']:.3g}x" if r["pure_timed_out"] else f"{r['ratio']:.3g}x"
         lines.append(
             f"| {r['backend']} | {r['query']} | {r['net']} | `{r['perturb']}` | {r['property']} | {r['hybrid']} "
-            f"| {r['hybrid_s']:.3f} | {r['hybrid_cells']} ({r['hybrid_bounds']}/{r['hybrid_smt']}) | {r['pure']} "
+            f"| {r['hybrid_s']:.3g} | {r['hybrid_cells']} ({r['hybrid_bounds']}/{r['hybrid_smt']}) | {r['pure']} "
             f"| {ps} | {sp} | {'yes' if r['agree'] else '**NO**'} |"
         )
     both = [r for r in rows if _decided(r["hybrid"]) and _decided(r["pure"])]
