@@ -498,3 +498,20 @@ def test_verify_accepts_or_rejects_spec_string_cleanly():
 def test_network_wrong_length_normalization_is_model_format_error():
     with pytest.raises(hybridq.ModelFormatError):
         Network((Layer(np.ones((1, 1)), np.zeros(1)),), input_mean=[1.0, 2.0])
+
+
+@pytest.mark.xfail(strict=True, reason="Quantity.summary / Result.summary print the proved (certified) "
+                   "deviation with '{:.6g}' rounded to nearest: 'proved 1.23456' and 'certified max "
+                   "deviation <= 1.23456' although the exact max deviation is 1.2345641 (round up)")
+def test_printed_proved_bounds_round_outward():
+    net = Network((Layer(np.ones((1, 1)), np.zeros(1), "identity"),))
+    pert = perturbation("abs:1.2345641", net)  # y = (1 + e) x + e at x = 0: max deviation exactly eps
+    eps = F(float(pert.radius[0][1][0]))
+    q = quantify(net, pert, np.zeros(1), backend="none", jobs=1)
+    assert F(q.lower) <= eps <= F(q.upper)  # the float fields are right
+    proved = re.search(r"max deviation in \[\S+, (\S+)\]", q.summary()).group(1)
+    assert F(proved) >= eps
+    r = verify(net, pert, np.zeros(1), Deviation(2.0), backend="none", jobs=1)
+    assert r.verdict == "robust"
+    printed = re.search(r"certified max deviation <= (\S+)", r.summary()).group(1)
+    assert F(printed) >= eps
