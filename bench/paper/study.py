@@ -109,7 +109,9 @@ def run(args) -> dict:
             h = np.maximum(h @ layer.W.T + layer.b, 0.0) if layer.activation == "relu" else h @ layer.W.T + layer.b
         context[name] = {"max_abs_logit_box": float(np.max(np.abs(y_grid))),
                          "median_abs_logit_test": float(np.median(np.abs(y_pts))),
-                         "max_l1_last_hidden_box": float(np.max(np.sum(np.abs(h), axis=1)))}
+                         "max_l1_last_hidden_box": float(np.max(np.sum(np.abs(h), axis=1))),
+                         # induced inf-norm (max row L1 norm) of each W_k: how much a layer can amplify
+                         "layer_gain": [float(np.max(np.sum(np.abs(W), axis=1))) for W, _ in net.params]}
     return {"rows": rows, "points": points.tolist(), "context": context,
             "train": json.loads((HERE / "train_report.json").read_text())}
 
@@ -159,7 +161,10 @@ def render(res: dict, args, elapsed: float) -> str:
           f"{c['relu']['max_abs_logit_box']:.3g}, linear {c['linear']['max_abs_logit_box']:.3g}; median |logit| at "
           f"the test points ReLU {c['relu']['median_abs_logit_test']:.3g}, linear "
           f"{c['linear']['median_abs_logit_test']:.3g}; max L1 norm of the last hidden layer over the box ReLU "
-          f"{c['relu']['max_l1_last_hidden_box']:.3g}, linear {c['linear']['max_l1_last_hidden_box']:.3g}."]
+          f"{c['relu']['max_l1_last_hidden_box']:.3g}, linear {c['linear']['max_l1_last_hidden_box']:.3g}; "
+          "max row L1 norm of W_1, W_2, W_3 (the gain by which a layer can amplify a deviation) ReLU "
+          f"{', '.join(f'{g:.2f}' for g in c['relu']['layer_gain'])}, linear "
+          f"{', '.join(f'{g:.2f}' for g in c['linear']['layer_gain'])}."]
     L += ["", "![deviation vs radius](paper_study.png)", ""]
     return "\n".join(L) + "\n"
 
