@@ -199,7 +199,7 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
     span = np.where(span > 0, span, 1.0)
     min_w = 0.006 * span
     verts = _rect_paths(lo, hi, min_w)
-    lw = 0.25 if len(cells) < 500 else 0.1 if len(cells) < 5000 else 0.0  # dense maps: edges would hide colours
+    lw = 0.25 if len(cells) < 500 else 0.1 if len(cells) < 5000 else 0.04  # dense maps: thick edges would hide colours
 
     fig = Figure(figsize=(11.5, 5.0), dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
