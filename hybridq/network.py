@@ -165,7 +165,10 @@ def output_transform(y: np.ndarray, output: str) -> np.ndarray:
 def _vec(a, n: int, name: str, default: float | None) -> np.ndarray | None:
     if a is None:
         return None if default is None else np.full(n, default)
-    arr = np.array(np.broadcast_to(np.asarray(a, dtype=np.float64), (n,)), dtype=np.float64)
+    try:
+        arr = np.array(np.broadcast_to(np.asarray(a, dtype=np.float64), (n,)), dtype=np.float64)
+    except (ValueError, TypeError) as exc:
+        raise ModelFormatError(f"{name}: expected a scalar or {n} values, got shape {np.shape(a)}") from exc
     if not np.all(np.isfinite(arr)):
         raise ModelFormatError(f"{name}: non-finite value")
     arr.setflags(write=False)

@@ -39,6 +39,25 @@ from hybridq.network import iv_precision
 __all__ = ["Deviation", "Decision", "OutputConstraint", "Property"]
 
 
+def _real(v, name: str) -> float:
+    """A real number argument as float; ``ValueError`` for strings, bools and other types."""
+    if isinstance(v, (bool, str, bytes)) or not isinstance(v, (int, float, np.integer, np.floating, Fraction)):
+        raise ValueError(f"{name} must be a real number, got {v!r}")
+    return float(v)
+
+
+def _index(v, name: str) -> int:
+    """A non-negative integer index; ``ValueError`` for 0.7, -1, '1', True."""
+    if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        else:
+            raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+    if v < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {v}")
+    return int(v)
+
+
 def _to_iv(v):
     if isinstance(v, Fraction):
         return mpmath.iv.mpf(v.numerator) / v.denominator
@@ -69,12 +88,17 @@ class Deviation:
     outputs: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.delta) or self.delta < 0:
+        delta = _real(self.delta, "delta")
+        if not np.isfinite(delta) or delta < 0:
             raise ValueError(f"delta must be finite and >= 0, got {self.delta}")
+        object.__setattr__(self, "delta", delta)
         if self.space not in ("logit", "score"):
             raise ValueError(f"space must be 'logit' or 'score', got {self.space!r}")
         if self.outputs is not None:
-            object.__setattr__(self, "outputs", tuple(int(j) for j in self.outputs))
+            outs = tuple(_index(j, "output index") for j in self.outputs)
+            if not outs:
+                raise ValueError("outputs is empty: give at least one output index, or None for all")
+            object.__setattr__(self, "outputs", outs)
 
     def selected(self, n_out: int) -> tuple[int, ...]:
         out = tuple(range(n_out)) if self.outputs is None else self.outputs
@@ -135,11 +159,12 @@ class Decision:
     kappa: float = 0.0
 
     def __post_init__(self) -> None:
-        if int(self.label) < 0:
-            raise ValueError(f"label must be >= 0, got {self.label}")
-        if not np.isfinite(self.kappa) or self.kappa < 0:
+        label = _index(self.label, "label")
+        kappa = _real(self.kappa, "kappa")
+        if not np.isfinite(kappa) or kappa < 0:
             raise ValueError(f"kappa must be finite and >= 0, got {self.kappa}")
-        object.__setattr__(self, "label", int(self.label))
+        object.__setattr__(self, "label", label)
+        object.__setattr__(self, "kappa", kappa)
 
     def spec_matrix(self, n_out: int) -> np.ndarray:
         """Rows ``e_c - e_j`` (``j != c``), shape ``(n_out - 1, n_out)``: robust iff every row > kappa.

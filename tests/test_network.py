@@ -99,7 +99,8 @@ def test_hand_computed_network():
     # h = relu([1, 2]) = [1, 2]; y_n = 2 - 2 + 0.5 = 0.5; y = 0.5 * 4 + 3 = 5
     assert net.forward(x)[0] == pytest.approx(5.0, abs=1e-15)
     assert net.exact_logits(x) == [Fraction(5)]
-    assert net.predict(np.array([x, x])).tolist() == [0, 0]
+    # one output: a binary classifier, class 1 iff the logit is > 0
+    assert net.predict(np.array([x, x])).tolist() == [1, 1]
 
 
 def test_leaky_relu_and_hardtanh_values():

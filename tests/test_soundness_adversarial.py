@@ -467,15 +467,11 @@ def test_cli_huge_radius_exit_code(tmp_path, capsys):
     assert "Traceback" not in capsys.readouterr().err
 
 
-@pytest.mark.xfail(strict=True, reason="Decision(0.7) silently becomes label 0 (int() truncation) "
-                   "instead of raising ValueError")
 def test_decision_non_integer_label_rejected():
     with pytest.raises(ValueError):
         Decision(0.7)
 
 
-@pytest.mark.xfail(strict=True, reason="Deviation(outputs=()) reaches numpy: 'zero-size array to "
-                   "reduction operation maximum' instead of a clear message about the outputs")
 def test_deviation_empty_outputs_clear_error():
     net = _tiny()
     with pytest.raises(ValueError, match="output"):
@@ -493,8 +489,6 @@ def test_verify_accepts_or_rejects_spec_string_cleanly():
     assert res.verdict in VERDICTS
 
 
-@pytest.mark.xfail(strict=True, reason="Network(input_mean of the wrong length) raises numpy's broadcast "
-                   "ValueError instead of ModelFormatError naming the field")
 def test_network_wrong_length_normalization_is_model_format_error():
     with pytest.raises(hybridq.ModelFormatError):
         Network((Layer(np.ones((1, 1)), np.zeros(1)),), input_mean=[1.0, 2.0])
