@@ -27,6 +27,8 @@ __all__ = ["AttackResult", "attack", "confirm", "margin_and_grad", "exact_deviat
 
 logger = logging.getLogger(__name__)
 
+_FMAX = Fraction(float(np.finfo(np.float64).max))
+
 
 @dataclass
 class AttackResult:
@@ -193,10 +195,25 @@ def _corners(lower, upper, k, rng):
 
 
 def _evaluate(network, prop, x, Ws, bs, nominal):
+    """Float margins per row; a row whose margin is NaN or whose pair is not finite (float
+    overflow on huge boxes) gets ``-inf``, so it is never picked as a candidate."""
     yp, cache = _forward(network, x, Ws, bs)
     yn, ncache = _forward(network, x, *nominal)
     mg, gyp, gyn = margin_and_grad(network, prop, yp, yn)
-    return mg, (yp, cache, yn, ncache, gyp, gyn)
+    ok = ~np.isnan(mg) & np.all(np.isfinite(x), axis=1)
+    for a, per_sample_ndim in [(W, 3) for W in Ws] + [(b, 2) for b in bs]:
+        a = np.asarray(a)
+        if a.ndim == per_sample_ndim:
+            ok &= np.all(np.isfinite(a.reshape(a.shape[0], -1)), axis=1)
+        else:
+            ok &= bool(np.all(np.isfinite(a)))
+    mg = np.where(ok, mg, -np.inf)
+    return mg, (yp, cache, yn, ncache, np.nan_to_num(gyp), np.nan_to_num(gyn))
+
+
+def _sign(g):
+    """``sign(g)`` with NaN (from overflowed gradients) mapped to 0 (no move)."""
+    return np.sign(np.nan_to_num(g, nan=0.0))
 
 
 def _grads(network, x, Ws, info, nominal, want_params=True):
@@ -234,7 +251,18 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     -------
     AttackResult
         The best pair by float margin; ``counterexample`` only when re-checked exactly.
+
+    Notes
+    -----
+    Huge boxes (radii near the float64 range) overflow the float search; that is expected, so
+    it runs under ``np.errstate`` and non-finite candidates are discarded (only finite pairs
+    reach the exact re-check).
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact)
+
+
+def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact):
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     width = upper - lower
@@ -243,6 +271,12 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     R = [np.asarray(W) for W, _ in perturbation.radius]
     Rb = [np.asarray(b) for _, b in perturbation.radius]
     nominal = ([l.W for l in network.layers], [l.b for l in network.layers])
+    # the parameter box, clamped to finite floats (c +- r may overflow for radii near float max)
+    big = np.finfo(np.float64).max
+    lo_W = [np.clip(c - r, -big, big) for c, r in zip(C, R)]
+    hi_W = [np.clip(c + r, -big, big) for c, r in zip(C, R)]
+    lo_b = [np.clip(c - r, -big, big) for c, r in zip(Cb, Rb)]
+    hi_b = [np.clip(c + r, -big, big) for c, r in zip(Cb, Rb)]
 
     # 1. inputs: centre, corners, samples; each with the gradient-preferred vertex
     xs = [0.5 * (lower + upper)[None, :], _corners(lower, upper, samples // 2, rng)]
@@ -251,13 +285,15 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     n = X.shape[0]
     mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
     _, gW, gb = _grads(network, X, C, info, nominal)
-    Ws = [c[None] + r[None] * np.sign(g) for c, r, g in zip(C, R, gW)]
-    bs = [c[None] + r[None] * np.sign(g) for c, r, g in zip(Cb, Rb, gb)]
+    Ws = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
+    bs = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
     # half of the samples also get a random vertex
     h = n // 2
     for k in range(len(Ws)):
-        Ws[k][h:] = C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape)
-        bs[k][h:] = Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape)
+        Ws[k][h:] = np.clip(C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape),
+                            lo_W[k], hi_W[k])
+        bs[k][h:] = np.clip(Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape),
+                            lo_b[k], hi_b[k])
     mg, info = _evaluate(network, prop, X, Ws, bs, nominal)
     best_i = int(np.argmax(mg))
     best = (float(mg[best_i]), X[best_i].copy(), [W[best_i].copy() for W in Ws], [b[best_i].copy() for b in bs])
@@ -271,19 +307,15 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
         x = X[order].copy()
         Ws = [W[order].copy() for W in Ws]
         bs = [b[order].copy() for b in bs]
-        lo_W = [c - r for c, r in zip(C, R)]
-        hi_W = [c + r for c, r in zip(C, R)]
-        lo_b = [c - r for c, r in zip(Cb, Rb)]
-        hi_b = [c + r for c, r in zip(Cb, Rb)]
         mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
         for t in range(steps):
             ax = 0.25 * (1.0 - t / steps) + 0.02
             at = 1.0 if t == 0 else 0.5 * (1.0 - t / steps) + 0.05
             gx, gW, gb = _grads(network, x, Ws, info, nominal)
-            x = np.clip(x + ax * width * np.sign(gx), lower, upper)
+            x = np.clip(x + ax * width * _sign(gx), lower, upper)
             for k in range(len(Ws)):
-                Ws[k] = np.clip(Ws[k] + at * 2.0 * R[k] * np.sign(gW[k]), lo_W[k], hi_W[k])
-                bs[k] = np.clip(bs[k] + at * 2.0 * Rb[k] * np.sign(gb[k]), lo_b[k], hi_b[k])
+                Ws[k] = np.clip(Ws[k] + at * 2.0 * R[k] * _sign(gW[k]), lo_W[k], hi_W[k])
+                bs[k] = np.clip(bs[k] + at * 2.0 * Rb[k] * _sign(gb[k]), lo_b[k], hi_b[k])
             mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
             i = int(np.argmax(mg))
             if mg[i] > best[0]:
@@ -322,6 +354,9 @@ def exact_deviation(network, prop: Deviation, x, params) -> float:
     for j in prop.selected(network.n_out):
         if isinstance(a[j], Fraction) and isinstance(b[j], Fraction):
             d = a[j] - b[j]
+            if abs(d) > _FMAX:  # beyond float64: the largest float is the value rounded toward zero
+                best = max(best, float(np.finfo(np.float64).max))
+                continue
             lo, hi = interval_bounds([d])
         else:
             from hybridq.network import iv_precision

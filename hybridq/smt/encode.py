@@ -296,11 +296,15 @@ def _act_term(ar: Arith, z, lo, hi, act: str, alpha: Fraction):
 
 
 def _round_out(v: Fraction, direction: int) -> Fraction:
-    """The float64 next to ``v`` in ``direction`` (-1 down, +1 up), as an exact Fraction."""
-    f = float(v)
-    if (direction < 0 and Fraction(f) > v) or (direction > 0 and Fraction(f) < v):
-        f = float(np.nextafter(f, direction * math.inf))
-    return Fraction(f)
+    """The float64 next to ``v`` in ``direction`` (-1 down, +1 up), as an exact Fraction; ``v``
+    itself (exact, so still a valid bound) when that float would overflow the float64 range."""
+    try:
+        f = float(v)
+        if (direction < 0 and Fraction(f) > v) or (direction > 0 and Fraction(f) < v):
+            f = float(np.nextafter(f, direction * math.inf))
+        return Fraction(f)
+    except (OverflowError, ValueError):  # |v| beyond float64 (float(v) or Fraction(+-inf) overflows)
+        return v
 
 
 def _meet(a, b, fn):
