@@ -33,6 +33,7 @@ import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -123,13 +124,13 @@ class _Engine:
 
     # ---------------------------------------------------------------- margin bounds
     def _margin_ub(self, ob) -> np.ndarray:
-        """Certified upper bound of the violation margin per cell (``maximize``: of the deviation)."""
+        """Certified upper bound per cell of the violation margin; for deviation properties of the
+        deviation itself (never ``deviation - delta`` in float: a huge ``delta`` would absorb it)."""
         prop = self.p.prop
         if isinstance(prop, Deviation):
             lo, hi = (ob.dev_logit_lo, ob.dev_logit_hi) if prop.space == "logit" else (ob.dev_score_lo, ob.dev_score_hi)
             sel = list(prop.selected(self.p.network.n_out))
-            dev = np.maximum(hi[:, sel], -lo[:, sel]).max(axis=1)
-            return dev if self.p.mode == "maximize" else dev - prop.delta
+            return np.maximum(hi[:, sel], -lo[:, sel]).max(axis=1)
         if isinstance(prop, Decision):
             if self.C.shape[0] == 0:
                 return np.full(ob.infeasible.shape[0], -np.inf)
@@ -140,8 +141,8 @@ class _Engine:
         return out
 
     def _proved(self, ub: float) -> bool:
-        if isinstance(self.p.prop, Deviation):
-            return ub <= 0.0
+        if isinstance(self.p.prop, Deviation):  # ``ub`` bounds the deviation
+            return ub <= self.p.prop.delta
         return ub < 0.0
 
     def _objective(self, ob, i: int) -> np.ndarray:
@@ -468,6 +469,7 @@ class BabOutcome:
     witnessed: float = 0.0
     witness: Counterexample | None = None
     proved: float = float("inf")
+    deviation_bound: float = float("nan")
 
 
 def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "verify",
@@ -499,8 +501,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
     stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
     leaves: list | None = [] if record else None
-    # leaf bounds: the deviation itself for deviation properties, else the violation margin
-    shift = prop.delta if (mode == "verify" and isinstance(prop, Deviation)) else 0.0
+    # leaf bounds (``o.ub``): the deviation itself for deviation properties, else the violation margin
     queue: list = []  # (-priority, id, cell)
     deep: list = []  # (-depth, -priority, id) for depth-first when the queue is large
     live: dict = {}
@@ -576,14 +577,14 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                         stats.proved_smt += o.status == "smt"
                         max_closed = max(max_closed, o.ub)
                         if record:
-                            leaves.append(LeafCell(cell.lower, cell.upper, o.status, o.ub + shift))
+                            leaves.append(LeafCell(cell.lower, cell.upper, o.status, o.ub))
                     elif o.status == "counterexample":
                         stats.refuted += 1
                         max_closed = max(max_closed, o.ub)
                         if cex is None:
                             cex = o.counterexample
                         if record:
-                            leaves.append(LeafCell(cell.lower, cell.upper, "counterexample", o.ub + shift))
+                            leaves.append(LeafCell(cell.lower, cell.upper, "counterexample", o.ub))
                     elif o.status == "split":
                         stats.splits_input += o.split == "input"
                         stats.splits_phase += o.split == "phase"
@@ -621,12 +622,15 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     stats.undecided_volume = vol
     if record:
         for cell, u in undecided:
-            leaves.append(LeafCell(cell.lower, cell.upper, "open", u + shift))
+            leaves.append(LeafCell(cell.lower, cell.upper, "open", u))
     bound = max([max_closed] + [u for _, u in undecided]) if (undecided or np.isfinite(max_closed)) else float("nan")
     stats.time["total"] = time.perf_counter() - t_start
     if mode == "maximize":
         proved = max([witnessed, max_closed] + [u for _, u in undecided])
         return BabOutcome("unknown", None, bound, stats, leaves, message, witnessed, witness, proved)
+    dev_bound = float("nan")
+    if isinstance(prop, Deviation):  # the leaf bounds are deviations: report the margin as well
+        dev_bound, bound = bound, _sub_up(bound, prop.delta)
     if cex is not None:
         verdict = "not_robust"
     elif not undecided and not stats.interrupted and not stats.timed_out:
@@ -635,16 +639,30 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
         verdict = "unknown"
         if not message:
             message = f"{len(undecided)} cells left open"
-    return BabOutcome(verdict, cex, bound, stats, leaves, message)
+    return BabOutcome(verdict, cex, bound, stats, leaves, message, deviation_bound=dev_bound)
+
+
+def _sub_up(a: float, b: float) -> float:
+    """``a - b`` rounded up (an upper bound of the exact difference of two floats)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float(a - b) if not (np.isinf(a) and np.isinf(b)) else float("nan")
+    d = a - b
+    if np.isfinite(d) and Fraction(d) >= Fraction(a) - Fraction(b):
+        return float(d)
+    return float(np.nextafter(d, np.inf))
 
 
 # =========================================================================== public entry
 def check_problem(network, perturbation, inputs, prop):
-    """Validate a problem; returns the :class:`InputBox`.  Raises ``ValueError`` /
+    """Validate a problem; returns the :class:`InputBox` (via :func:`hybridq.inputs.as_input_box`,
+    the conversion ``bounds`` uses too).  Raises ``ValueError`` / ``TypeError`` /
     :class:`hybridq.PerturbationError` with a clear message."""
+    if not hasattr(perturbation, "check_network"):
+        raise TypeError(f"perturbation must be a Perturbation or a spec string, got {type(perturbation).__name__}")
     perturbation.check_network(network)
-    box = as_input_box(inputs)
-    box.check_dim(network.n_in)
+    box = as_input_box(inputs, network.n_in)
+    if prop is None:
+        raise ValueError("a property is required: a Deviation, Decision or OutputConstraint")
     if isinstance(prop, Deviation):
         prop.selected(network.n_out)
     elif isinstance(prop, Decision):
@@ -667,10 +685,11 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
     Parameters
     ----------
     network : Network
-    perturbation : Perturbation
-        The parameter box (see :func:`hybridq.perturbation`).
-    inputs : InputBox, (n_in,) array or (lower, upper)
-        The input set in the network's raw input space (a point: local robustness).
+    perturbation : Perturbation or str
+        The parameter box, or a spec string for :func:`hybridq.perturbation` (as in ``quantify``).
+    inputs : InputBox, (n_in,) array or (lower, upper) tuple or list
+        The input set in the network's raw input space (a point: local robustness); converted by
+        :func:`hybridq.inputs.as_input_box`.
     property : Deviation | Decision | OutputConstraint
     backend : {"auto", "z3", "dreal", "none"}
         SMT backend for the cells the bound pass leaves open.
@@ -694,8 +713,15 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
     Raises
     ------
     ValueError, PerturbationError, ConfigError, BackendUnavailableError
-        Mismatched shapes, an output index or label out of range, invalid options, a missing backend.
+        Mismatched shapes, an output index or label out of range, ``property=None``, a bad spec
+        string, invalid options, a missing backend.
+    TypeError
+        ``perturbation`` or ``property`` of the wrong type.
     """
+    if isinstance(perturbation, str):
+        from hybridq.perturbation import perturbation as make_perturbation
+
+        perturbation = make_perturbation(perturbation, network)
     box = check_problem(network, perturbation, inputs, property)
     given = {"backend": backend, "jobs": jobs, "timeout": timeout, "seed": seed}
     if config is not None:  # explicit arguments override the config only where they differ from the defaults
@@ -706,4 +732,5 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
 
         get_backend(cfg.backend)  # fail early with the install message
     out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress)
-    return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message)
+    return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message,
+                  deviation_bound=out.deviation_bound)

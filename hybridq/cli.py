@@ -302,9 +302,12 @@ def bounds(
                          "deviation_logit": [float(ob.dev_logit_lo[0, j]), float(ob.dev_logit_hi[0, j])],
                          "deviation_score": [float(ob.dev_score_lo[0, j]), float(ob.dev_score_hi[0, j])]})
     typer.echo(f"{'output':>6}  {'logit lo':>12} {'logit hi':>12}  {'dev lo':>12} {'dev hi':>12}  {'score dev lo':>12} {'score dev hi':>12}")
-    for r in rows:
-        typer.echo(f"{r['output']:>6}  {r['logit'][0]:>12.6g} {r['logit'][1]:>12.6g}  {r['deviation_logit'][0]:>12.6g} "
-                   f"{r['deviation_logit'][1]:>12.6g}  {r['deviation_score'][0]:>12.6g} {r['deviation_score'][1]:>12.6g}")
+    from hybridq.result import fmt_bound
+
+    for r in rows:  # certified enclosures: lower ends printed rounded down, upper ends rounded up
+        cols = [f"{fmt_bound(r[k][0], 'down'):>12} {fmt_bound(r[k][1], 'up'):>12}"
+                for k in ("logit", "deviation_logit", "deviation_score")]
+        typer.echo(f"{r['output']:>6}  " + "  ".join(cols))
     if o["json"]:
         Path(o["json"]).write_text(_json.dumps(rows, indent=2))
 
@@ -395,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("hybridq: interrupted", err=True)
         code = 2
-    except (HybridqError, ValueError, OSError, TypeError) as e:
+    except (HybridqError, ValueError, OSError, TypeError, ArithmeticError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         typer.echo(f"hybridq: error: {msg}", err=True)
         code = EXIT_USAGE

@@ -8,18 +8,64 @@ cells (:class:`LeafCell`) with how each was decided (for :mod:`hybridq.plot`).
 
 from __future__ import annotations
 
+import decimal
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["Counterexample", "LeafCell", "Stats", "Result", "Quantity", "combine", "VERDICTS", "EXIT_CODES"]
+__all__ = ["Counterexample", "LeafCell", "Stats", "Result", "Quantity", "combine", "fmt_bound", "VERDICTS",
+           "EXIT_CODES"]
 
 #: The three verdicts (DESIGN.md §1).
 VERDICTS = ("robust", "not_robust", "unknown")
 #: CLI exit code per verdict (3 is a usage or input error).
 EXIT_CODES = {"robust": 0, "not_robust": 1, "unknown": 2}
+
+
+def fmt_bound(value: float, direction: str, digits: int = 6) -> str:
+    """Print a certified number with ``digits`` significant digits, rounded *outward*.
+
+    Parameters
+    ----------
+    value : float
+        The (float64) bound.
+    direction : {"up", "down"}
+        ``"up"`` for upper bounds (the printed decimal is ``>= value`` exactly), ``"down"`` for
+        lower bounds and witnessed values (printed ``<= value``).
+    digits : int
+        Significant decimal digits (as ``'{:.6g}'``).
+
+    Returns
+    -------
+    str
+        ``'{:.<digits>g}'``-style text; ``inf``, ``-inf`` and ``nan`` as such.  The decimal is
+        obtained from the exact binary value of ``value`` by directed rounding (``decimal``
+        with ``ROUND_CEILING`` / ``ROUND_FLOOR``), so it is never on the wrong side.
+
+    Raises
+    ------
+    ValueError
+        ``direction`` is not ``"up"`` or ``"down"``.
+    """
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    v = float(value)
+    if not math.isfinite(v):
+        return str(v)
+    ctx = decimal.Context(prec=digits, rounding=decimal.ROUND_CEILING if direction == "up" else decimal.ROUND_FLOOR)
+    d = ctx.create_decimal(v)  # exact binary value, rounded once in the chosen direction
+    if d.is_zero():
+        return "-0" if d.is_signed() else "0"
+    d = d.normalize(ctx)  # strip trailing zeros (exact: the value has at most ``digits`` digits)
+    e = d.adjusted()
+    if -4 <= e < digits:  # the layout of '{:.6g}'
+        return format(d, "f")
+    sign, ds, _ = d.as_tuple()
+    ds = "".join(map(str, ds))
+    return ("-" if sign else "") + ds[0] + ("." + ds[1:] if len(ds) > 1 else "") + f"e{e:+03d}"
 
 
 @dataclass
@@ -130,13 +176,17 @@ class Result:
     bound : float
         Certified upper bound of the violation margin over the whole input set, taken from the
         bound pass on the leaves (``< 0`` everywhere it was proved by bounds alone; ``nan`` when
-        the run stopped before any bound pass).  For a deviation property ``bound + delta``
-        bounds the deviation.
+        the run stopped before any bound pass).  For a deviation property it is
+        ``deviation_bound - delta`` rounded up.
     stats : Stats
     leaves : list of LeafCell or None
         Recorded for inputs with at most two dimensions (for :mod:`hybridq.plot`).
     message : str
         Why the verdict is unknown (timeout, interrupt, open cells), else empty.
+    deviation_bound : float
+        Deviation properties: certified upper bound of the maximum deviation itself (the largest
+        leaf bound, kept apart from ``delta`` so a huge ``delta`` cannot absorb it); ``nan``
+        otherwise or before any bound pass.
     """
 
     verdict: str
@@ -146,6 +196,7 @@ class Result:
     stats: Stats = field(default_factory=Stats)
     leaves: list | None = None
     message: str = ""
+    deviation_bound: float = float("nan")
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
@@ -161,14 +212,14 @@ class Result:
         parts = [f"{self.verdict}:"]
         if self.counterexample is not None:
             cx = self.counterexample
-            val = f", deviation {cx.value:.6g}" if cx.value is not None else ""
+            val = f", deviation {fmt_bound(cx.value, 'down')}" if cx.value is not None else ""
             parts.append(f"counterexample re-checked exactly (margin {cx.margin:.3g}{val});")
         parts.append(
             f"{s.cells} cells ({s.proved_bounds} by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
             f"{s.open} open), {s.time.get('total', 0.0):.2f} s"
         )
-        if type(self.property).__name__ == "Deviation" and np.isfinite(self.bound) and self.verdict == "robust":
-            parts[-1] += f"; certified max deviation <= {self.bound + self.property.delta:.6g}"
+        if type(self.property).__name__ == "Deviation" and np.isfinite(self.deviation_bound) and self.verdict == "robust":
+            parts[-1] += f"; certified max deviation <= {fmt_bound(self.deviation_bound, 'up')}"
         if self.message:
             parts.append(f"[{self.message}]")
         return " ".join(parts)
@@ -179,6 +230,7 @@ class Result:
             "verdict": self.verdict,
             "property": _prop_dict(self.property),
             "bound": None if not np.isfinite(self.bound) else float(self.bound),
+            "deviation_bound": None if not np.isfinite(self.deviation_bound) else float(self.deviation_bound),
             "stats": asdict(self.stats),
             "message": self.message,
             "counterexample": None if self.counterexample is None else self.counterexample.to_dict(),
@@ -232,10 +284,12 @@ class Quantity:
     def summary(self) -> str:
         t = self.stats.time.get("total", 0.0)
         if self.what == "deviation":
-            return (f"max deviation in [{self.lower:.6g}, {self.upper:.6g}] (witnessed, proved; ratio "
+            return (f"max deviation in [{fmt_bound(self.lower, 'down')}, {fmt_bound(self.upper, 'up')}] "
+                    f"(witnessed, proved; ratio "
                     f"{self.ratio:.3g}), {self.stats.cells} cells, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
         if self.what == "epsilon":
-            return (f"largest epsilon proved robust {self.lower:.6g}; not proved at {self.upper:.6g}, "
+            return (f"largest epsilon proved robust {fmt_bound(self.lower, 'down')}; not proved at "
+                    f"{fmt_bound(self.upper, 'up')}, "
                     f"{len(self.steps)} steps, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
         return (f"fewest bits proved robust {_fmt_bits(self.upper)}; not proved at {_fmt_bits(self.lower)}, "
                 f"{len(self.steps)} steps, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
@@ -269,11 +323,12 @@ def combine(results: list[Result]) -> Result:
     else:
         verdict, cex = "unknown", None
     bound = max((r.bound for r in results if np.isfinite(r.bound)), default=float("nan"))
+    dev_bound = max((r.deviation_bound for r in results if np.isfinite(r.deviation_bound)), default=float("nan"))
     msgs = sorted({r.message for r in results if r.message})
     leaves = None
     if all(r.leaves is not None for r in results):
         leaves = [c for r in results for c in r.leaves]
-    return Result(verdict, results[0].property, cex, bound, stats, leaves, "; ".join(msgs))
+    return Result(verdict, results[0].property, cex, bound, stats, leaves, "; ".join(msgs), dev_bound)
 
 
 def _prop_dict(prop) -> dict:
