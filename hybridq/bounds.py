@@ -33,7 +33,7 @@ import numpy as np
 
 from hybridq import kernels as K
 from hybridq.cell import Cell
-from hybridq.inputs import InputBox
+from hybridq.inputs import InputBox, as_input_box
 from hybridq.network import Network
 from hybridq.perturbation import Perturbation
 
@@ -190,9 +190,10 @@ def pack(network: Network, perturbation: Perturbation) -> PackedNetwork:
 
 # ----------------------------------------------------------------------------- validation
 def _as_batch(inputs, n_in: int) -> tuple[np.ndarray, np.ndarray]:
-    if isinstance(inputs, InputBox):
-        inputs.check_dim(n_in)
-        return inputs.lower[None, :].copy(), inputs.upper[None, :].copy()
+    pair = isinstance(inputs, (tuple, list)) and len(inputs) == 2
+    if not (np.ndim(inputs[0]) == 2 if pair else np.ndim(inputs) == 2):  # one box: shared conversion
+        box = as_input_box(inputs, n_in)
+        return box.lower[None, :].copy(), box.upper[None, :].copy()
     if isinstance(inputs, (tuple, list)) and len(inputs) == 2:
         lo = np.array(inputs[0], dtype=np.float64)
         hi = np.array(inputs[1], dtype=np.float64)

@@ -48,7 +48,7 @@ class InputBox:
         bad = np.flatnonzero(lo > hi)
         if bad.size:
             i = int(bad[0])
-            raise ValueError(f"inverted input box: lower[{i}] = {lo[i]} > upper[{i}] = {hi[i]}")
+            raise ValueError(f"inverted box: input lower[{i}] = {lo[i]} > upper[{i}] = {hi[i]}")
         object.__setattr__(self, "lower", lo)
         object.__setattr__(self, "upper", hi)
 
@@ -93,10 +93,41 @@ class InputBox:
         return bool(np.all(x >= self.lower) and np.all(x <= self.upper))
 
 
-def as_input_box(inputs) -> InputBox:
-    """Accept an :class:`InputBox`, a point array ``(n_in,)`` or a ``(lower, upper)`` pair."""
+def as_input_box(inputs, n_in: int | None = None) -> InputBox:
+    """The one conversion of user inputs to an :class:`InputBox` (``verify``, ``quantify``,
+    ``bounds``).
+
+    Parameters
+    ----------
+    inputs : InputBox, (n_in,) array-like, or (lower, upper) pair
+        A point, or a box given as a tuple *or list* of two array-likes ``(lower, upper)`` of
+        shape ``(n_in,)`` each.  A pair of two plain numbers is a 1-input box when ``n_in == 1``
+        (or, without ``n_in``, when it is a tuple), else a 2-input point.
+    n_in : int, optional
+        The network's number of inputs; when given, the dimension is checked.
+
+    Returns
+    -------
+    InputBox
+
+    Raises
+    ------
+    ValueError
+        Not a point or a box (e.g. a 2-D array), NaN/inf, inverted bounds, or (with ``n_in``)
+        a dimension other than the network's.
+    """
     if isinstance(inputs, InputBox):
-        return inputs
-    if isinstance(inputs, tuple) and len(inputs) == 2:
-        return InputBox(inputs[0], inputs[1])
-    return InputBox.point(inputs)
+        box = inputs
+    elif isinstance(inputs, (tuple, list)) and len(inputs) == 2 and (
+            all(np.ndim(v) >= 1 for v in inputs) or n_in == 1 or (n_in is None and isinstance(inputs, tuple))):
+        box = InputBox(inputs[0], inputs[1])
+    else:
+        arr = np.asarray(inputs, dtype=np.float64)
+        if arr.ndim > 1:
+            raise ValueError(f"inputs must be an InputBox, a point of shape (n_in,) or a (lower, upper) pair; "
+                             f"got an array of shape {arr.shape}")
+        box = InputBox.point(arr)
+    if n_in is not None and box.n_in != n_in:
+        raise ValueError(f"input box has {box.n_in} dimensions (bounds of shape ({box.n_in},)), "
+                         f"the network has {n_in} inputs")
+    return box
