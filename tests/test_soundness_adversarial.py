@@ -412,9 +412,6 @@ def _tiny():
                     Layer(rng.normal(size=(2, 3)), rng.normal(size=2), "identity")))
 
 
-@pytest.mark.xfail(strict=True, reason="Result.summary prints 'certified max deviation <= bound + delta' "
-                   "rounded to nearest: for delta >> deviation it prints '<= 0' although the exact "
-                   "max deviation is ~1.21 (must be rounded up / computed from the deviation bound)")
 def test_summary_certified_max_deviation_is_an_upper_bound():
     net = _tiny()
     pert = perturbation("abs:0.1", net)
@@ -427,8 +424,6 @@ def test_summary_certified_max_deviation_is_an_upper_bound():
     assert claimed >= q.lower
 
 
-@pytest.mark.xfail(strict=True, reason="SMT encoder _round_out: float(Fraction) OverflowError escapes "
-                   "verify() when a neuron bound exceeds the float64 range (abs:1e308)")
 def test_smt_encoder_huge_bounds_no_overflow_error():
     net = _tiny()
     with warnings.catch_warnings():
@@ -438,8 +433,6 @@ def test_smt_encoder_huge_bounds_no_overflow_error():
     assert res.verdict in VERDICTS
 
 
-@pytest.mark.xfail(strict=True, reason="attack overflows to NaN on huge radii (abs:1e308, RuntimeWarnings "
-                   "from attack.py/bab.py leak) and an obvious violation at a point ends 'unknown'")
 def test_huge_radius_obvious_violation_is_found():
     net = _tiny()
     res = verify(net, perturbation("abs:1e308", net), np.zeros(2), Deviation(1.0), backend="none", jobs=1,
@@ -447,8 +440,6 @@ def test_huge_radius_obvious_violation_is_found():
     assert res.verdict == "not_robust"
 
 
-@pytest.mark.xfail(strict=True, reason="CLI: the SMT encoder OverflowError (abs:1e308) ends in a raw "
-                   "traceback with exit code 1 instead of a verdict or one error line with exit 3")
 def test_cli_huge_radius_exit_code(tmp_path, capsys):
     """Companion of the SMT overflow bug through the CLI."""
     from hybridq.cli import main
@@ -478,8 +469,6 @@ def test_deviation_empty_outputs_clear_error():
         verify(net, perturbation("abs:0.1", net), np.zeros(2), Deviation(1.0, outputs=()), backend="none", jobs=1)
 
 
-@pytest.mark.xfail(strict=True, reason="verify() with a spec string raises a raw AttributeError "
-                   "(quantify accepts the same string)")
 def test_verify_accepts_or_rejects_spec_string_cleanly():
     net = _tiny()
     try:
@@ -494,9 +483,6 @@ def test_network_wrong_length_normalization_is_model_format_error():
         Network((Layer(np.ones((1, 1)), np.zeros(1)),), input_mean=[1.0, 2.0])
 
 
-@pytest.mark.xfail(strict=True, reason="Quantity.summary / Result.summary print the proved (certified) "
-                   "deviation with '{:.6g}' rounded to nearest: 'proved 1.23456' and 'certified max "
-                   "deviation <= 1.23456' although the exact max deviation is 1.2345641 (round up)")
 def test_printed_proved_bounds_round_outward():
     net = Network((Layer(np.ones((1, 1)), np.zeros(1), "identity"),))
     pert = perturbation("abs:1.2345641", net)  # y = (1 + e) x + e at x = 0: max deviation exactly eps
@@ -511,8 +497,6 @@ def test_printed_proved_bounds_round_outward():
     assert F(printed) >= eps
 
 
-@pytest.mark.xfail(strict=True, reason="CLI 'bounds' prints certified bounds with '{:12.6g}' rounded to "
-                   "nearest: dev hi printed 1.35802 although the exact deviation 1.35802051 is reached")
 def test_cli_bounds_printed_values_enclose(tmp_path, capsys):
     from hybridq.cli import main
 
