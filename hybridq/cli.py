@@ -130,13 +130,19 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     from hybridq.perturbation import perturbation
     from hybridq.properties import Decision, Deviation
 
+    if point is not None and box is not None:
+        _fail("give either --point or --box, not both")
+    if vnnlib is not None and (point is not None or box is not None):
+        _fail("--vnnlib gives the input box: drop --point/--box (use --center or --ball for its centre)")
+    if delta is not None and decision:
+        _fail("give either --delta (deviation) or --decision, not both")
+    if kappa is not None and not decision:
+        _fail("--kappa applies to --decision only")
     net = load_network(network)
     pert = perturbation(perturb, net) if perturb is not None else None
     pairs = []
     if vnnlib is not None:
         pairs = load_vnnlib(vnnlib, net.n_in, net.n_out)
-    if point is not None and box is not None:
-        _fail("give either --point or --box, not both")
     if box is not None:
         boxes = [_box(box)]
     elif point is not None:
@@ -175,6 +181,29 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
             prop = None
         jobs.append((b, prop))
     return net, pert, jobs
+
+
+def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
+    """Fail before the run (exit 3) when an output file cannot be written or a plot cannot be drawn."""
+    for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
+        if path is None:
+            continue
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            _fail(f"{opt} {path}: directory {parent} does not exist")
+        if Path(path).is_dir():
+            _fail(f"{opt} {path} is a directory")
+    if plot is not None and net.n_in > 2:
+        _fail(f"--plot draws cell maps of networks with at most two inputs; this one has {net.n_in}")
+
+
+def _write_outputs(writers) -> None:
+    """Write each requested output; a failure is a warning, the verdict's exit code stands."""
+    for opt, write in writers:
+        try:
+            write()
+        except (OSError, ValueError) as e:
+            typer.echo(f"hybridq: warning: could not write {opt}: {e}", err=True)
 
 
 def _progress_cb(enabled: bool):
@@ -221,6 +250,23 @@ def _load_toml(config):
     return load_toml(config)
 
 
+def _version(value: bool):
+    if value:
+        from hybridq import __version__
+
+        typer.echo(f"hybridq {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: bool = O(False, "--version", callback=_version, is_eager=True, help="Print the version and exit.")):
+    """Prove or refute (with an exactly re-checked counterexample) that a network stays robust when its
+    weights and biases are perturbed, e.g. by quantization.
+
+    Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error.
+    """
+
+
 # ------------------------------------------------------------------ commands
 @app.command()
 def verify(
@@ -246,6 +292,7 @@ def verify(
     cfg = _run_config(run, backend, jobs, timeout, seed)
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"])
+    _check_outputs(net, o["json"], o["counterexample"], o["plot"])
     prog, cb = _progress_cb(progress)
     results = []
     try:
@@ -261,15 +308,17 @@ def verify(
             prog.stop()
     res = combine(results)
     typer.echo(res.summary())
+    writers = []
     if o["json"]:
-        res.to_json(o["json"])
+        writers.append(("--json", lambda: res.to_json(o["json"])))
     if o["counterexample"] and res.counterexample is not None:
-        res.counterexample.save(o["counterexample"])
+        writers.append(("--counterexample", lambda: res.counterexample.save(o["counterexample"])))
     if o["plot"]:
         # the cell map (hybridq.plot) of a 2-input run
         from hybridq.plot import plot_cells
 
-        plot_cells(res, o["plot"], box=problems[0][0] if len(problems) == 1 else None)
+        writers.append(("--plot", lambda: plot_cells(res, o["plot"], box=problems[0][0] if len(problems) == 1 else None)))
+    _write_outputs(writers)
     raise typer.Exit(res.exit_code)
 
 
@@ -347,6 +396,9 @@ def quantify(
     if len(problems) != 1:
         _fail(f"quantify takes one input box; the VNNLIB file has {len(problems)}")
     b, prop = problems[0]
+    _check_outputs(net, o["json"], None, o["plot"])
+    if o["plot"] and what != "deviation":
+        _fail("--plot draws the cells of a 2-input '--what deviation' run only")
     if what == "deviation":
         outs = None if o["outputs"] is None else tuple(int(v) for v in _vector(o["outputs"], "--outputs"))
         prop = Deviation(0.0, o["space"] or "logit", outs)
@@ -360,15 +412,15 @@ def quantify(
         if prog is not None:
             prog.stop()
     typer.echo(res.summary())
+    writers = []
     if o["json"]:
-        res.to_json(o["json"])
+        writers.append(("--json", lambda: res.to_json(o["json"])))
     if o["plot"]:
         # the cell map and deviation heatmap (hybridq.plot) of a 2-input max-deviation run
-        if getattr(res, "leaves", None) is None:
-            _fail("--plot draws the cells of a 2-input '--what deviation' run only")
         from hybridq.plot import plot_cells
 
-        plot_cells(res, o["plot"], box=b)
+        writers.append(("--plot", lambda: plot_cells(res, o["plot"], box=b)))
+    _write_outputs(writers)
     raise typer.Exit(0)
 
 

@@ -215,7 +215,7 @@ class Result:
             val = f", deviation {fmt_bound(cx.value, 'down')}" if cx.value is not None else ""
             parts.append(f"counterexample re-checked exactly (margin {cx.margin:.3g}{val});")
         parts.append(
-            f"{s.cells} cells ({s.proved_bounds} by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
+            f"{s.cells} cells examined ({s.proved_bounds} proved by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
             f"{s.open} open), {s.time.get('total', 0.0):.2f} s"
         )
         if type(self.property).__name__ == "Deviation" and np.isfinite(self.deviation_bound) and self.verdict == "robust":
@@ -286,7 +286,7 @@ class Quantity:
         if self.what == "deviation":
             return (f"max deviation in [{fmt_bound(self.lower, 'down')}, {fmt_bound(self.upper, 'up')}] "
                     f"(witnessed, proved; ratio "
-                    f"{self.ratio:.3g}), {self.stats.cells} cells, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
+                    f"{self.ratio:.3g}), {self.stats.cells} cells examined, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
         if self.what == "epsilon":
             return (f"largest epsilon proved robust {fmt_bound(self.lower, 'down')}; not proved at "
                     f"{fmt_bound(self.upper, 'up')}, "

@@ -176,3 +176,52 @@ def test_quantify_and_bounds_commands(capsys, tiny):
     assert 0 < lo <= hi
     code, out, _ = run(capsys, "bounds", tiny, "--perturb", "abs:1e-2", "--point", "1,0")
     assert code == 0 and len(out.strip().splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--delta", "0.1", "--decision"], "not both"),
+        (["--delta", "0.1", "--kappa", "0.5"], "--kappa applies to --decision"),
+        (["--delta", "0.1", "--json", "/nonexistent-dir/r.json"], "does not exist"),
+        (["--delta", "0.1", "--counterexample", "/nonexistent-dir/cx.npz"], "does not exist"),
+    ],
+)
+def test_conflicting_options_and_unwritable_outputs_fail_before_the_run(capsys, tiny, extra, needle):
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--point", "1,0", *extra)
+    assert code == 3 and out == ""  # nothing ran: no verdict printed
+    assert needle in one_error_line(err)
+
+
+def test_vnnlib_with_point_is_rejected(capsys, tiny, tmp_path):
+    spec = tmp_path / "p.vnnlib"
+    spec.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 Real)\n"
+                    "(assert (>= X_0 0))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 1))\n"
+                    "(assert (>= Y_0 100))\n")
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--vnnlib", spec, "--point", "1,0")
+    assert code == 3 and "--vnnlib gives the input box" in one_error_line(err)
+
+
+def test_plot_needs_two_inputs_before_the_run(capsys, tmp_path):
+    net = Network((Layer(np.eye(3), np.zeros(3), "relu"), Layer(np.ones((1, 3)), [0.0], "identity")))
+    p = tmp_path / "three.npz"
+    net.save(p)
+    code, out, err = run(capsys, "verify", p, "--perturb", "abs:0.1", "--point", "1,0,0", "--delta", "0.1",
+                         "--plot", tmp_path / "m.png")
+    assert code == 3 and out == "" and "at most two inputs" in one_error_line(err)
+
+
+def test_output_paths_are_checked_before_the_run(capsys, tiny, tmp_path):
+    target = tmp_path / "r.json"
+    target.mkdir()  # exists, but as a directory: caught before the run
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--point", "1,0", "--delta", "10",
+                         "--json", target)
+    assert code == 3 and "is a directory" in one_error_line(err)
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--point", "1,0", "--delta", "10",
+                         "--json", tmp_path / "ok.json")
+    assert code == 0 and out.startswith("robust") and json.loads((tmp_path / "ok.json").read_text())
+
+
+def test_version(capsys):
+    code, out, err = run(capsys, "--version")
+    assert code == 0 and out.strip().startswith("hybridq 0.")
