@@ -1,0 +1,99 @@
+"""The project decorator, constants and the packed-network calling convention of the kernels.
+
+Every compiled function of hybridq is declared with :func:`_jit` (explicit float64 signature,
+``cache=True``, ``error_model="numpy"``, never ``fastmath``).  See :mod:`hybridq.kernels` for the
+floating-point soundness argument.
+
+Numba's on-disk cache keys a function's compiled code on its own source file only, but a kernel
+inlines helpers from the sibling modules of this package: editing ``scalar.py`` would leave the
+cached ``linear_pass`` stale.  :func:`_register_cache_locator` therefore keys every function of
+this package on the hash of *all* the package's sources (any edit recompiles the package).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+
+import numpy as np
+from numba import njit
+from numba.core import caching
+
+log = logging.getLogger(__name__)
+
+U = 2.0 ** -53          # unit roundoff of float64
+ETA = 5e-324            # 2^-1074, smallest subnormal
+FSLACK = 16.0 * U       # relative slack for libm exp/tanh based values
+INF = np.inf
+
+RELU, IDENTITY, LEAKY, HARDTANH, SIGMOID, TANH = 0, 1, 2, 3, 4, 5
+#: activation name -> kernel code
+ACT_CODES = {"relu": RELU, "identity": IDENTITY, "leaky_relu": LEAKY, "hardtanh": HARDTANH,
+             "sigmoid": SIGMOID, "tanh": TANH}
+
+
+def _jit(sig, parallel=False):
+    """The project decorator: explicit signature, cached, numpy error model, no fastmath."""
+    return njit(sig, cache=True, error_model="numpy", fastmath=False, parallel=parallel, nogil=True)
+
+
+# ------------------------------------------------------------------------ network arrays
+# A packed network (see hybridq.bounds.PackedNetwork) is passed as the argument list NET:
+#   widths (L+1,) i8, woff (L+1,) i8 offsets of layer k's block in the flat weight arrays,
+#   noff (L+1,) i8 offsets of z^(k) in the concatenated neuron arrays, acts (L,) i8, hasD (L,) i8,
+#   alphas (L,) f8, W0 / Wc / R (row-major (out, in) blocks), W0T / aW0T / WcT / aWcT / RT /
+#   DT / aDT / RdT ((in, out) blocks: transposes, |.| of the transposes), b0 / bc / rb / db / rbd.
+# Layer k (0-based): z^(k) = W_k h^(k) + b_k, h^(k+1) = act_k(z^(k)), h^(0) = x (normalized).
+# Perturbed: W' in [Wc - R, Wc + R], b' in [bc - rb, bc + rb].  Difference form (against theta0):
+# W' = W0 + D + d with |d| <= Rd (Rd = R + rounding error of D = fl(Wc - W0)), likewise b.
+_NET_NAMES = ("widths", "woff", "noff", "acts", "hasD", "alphas", "W0", "W0T", "aW0T", "Wc", "WcT",
+              "aWcT", "R", "RT", "DT", "aDT", "RdT", "b0", "bc", "rb", "db", "rbd")
+_NET_SIG = "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1]" + ", f8[::1]" * 17
+_M = "f8[:, ::1]"
+_A = "f8[:, :]"
+
+
+# ------------------------------------------------------------------------ cache invalidation
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _package_stamp():
+    """sha256 over the names and contents of every ``.py`` file of this package."""
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(_PKG_DIR)):
+        if name.endswith(".py"):
+            h.update(name.encode())
+            with open(os.path.join(_PKG_DIR, name), "rb") as f:
+                h.update(f.read())
+    return h.digest()
+
+
+def _register_cache_locator():
+    """Put, before each of numba's cache locators, a variant that claims only this package's
+    functions and stamps them with :func:`_package_stamp` instead of their own file's hash."""
+    classes = getattr(getattr(caching, "CacheImpl", None), "_locator_classes", None)
+    if not isinstance(classes, list):
+        log.warning("numba.core.caching.CacheImpl._locator_classes not found: kernel cache entries are keyed "
+                    "per file (clear hybridq/kernels/__pycache__ after editing a kernel module)")
+        return
+    if any(getattr(c, "_hybridq_pkg", False) for c in classes):
+        return
+    stamp = _package_stamp()
+    new = []
+    for base in classes:
+        if hasattr(base, "get_source_stamp") and hasattr(base, "from_function"):
+            def from_function(cls, py_func, py_file, _base=base):
+                if os.path.dirname(os.path.abspath(py_file)) != _PKG_DIR:
+                    return None
+                return _base.from_function.__func__(cls, py_func, py_file)
+
+            sub = type("HybridqPackage" + base.__name__, (base,),
+                       {"_hybridq_pkg": True, "get_source_stamp": lambda self: stamp,
+                        "from_function": classmethod(from_function)})
+            new.append(sub)
+        new.append(base)
+    classes[:] = new
+
+
+_register_cache_locator()
