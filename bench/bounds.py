@@ -3,6 +3,8 @@
 Run from the repository root::
 
     python3 bench/bounds.py            # writes bench/results/bounds.md
+    python3 bench/bounds.py --parts throughput,cold --out /tmp/b.md   # only those parts
+    HYBRIDQ_ROOT=/path/to/other/tree python3 bench/bounds.py ...      # benchmark another checkout
 
 1. ACAS Xu 1_1 (.nnet, with its normalization), ``fp16`` parameter box, 4096 input cells tiling
    prop_1's box: cells per second per method and the ratio to a floor measured in the same run
@@ -29,7 +31,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parents[1]
+ROOT = Path(os.environ.get("HYBRIDQ_ROOT", HERE)).resolve()
 sys.path.insert(0, str(ROOT))
 
 import numba  # noqa: E402
@@ -39,10 +42,10 @@ from hybridq.bounds import bounds  # noqa: E402
 from hybridq.io import load_network  # noqa: E402
 from hybridq.perturbation import perturbation  # noqa: E402
 
-NETS = ROOT / ".." / "shared" / "data" / "networks" / "acasxu"
+NETS = HERE / ".." / "shared" / "data" / "networks" / "acasxu"
 NNET = NETS / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet"
 ONNX = NETS / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"
-OUT = ROOT / "bench" / "results" / "bounds.md"
+OUT = HERE / "bench" / "results" / "bounds.md"
 # prop_1 and prop_3 boxes in normalized input space (acasxu/vnnlib/prop_1.vnnlib, prop_3.vnnlib)
 P1_LO = np.array([0.6, -0.5, -0.5, 0.45, -0.5])
 P1_HI = np.array([0.679857769, 0.5, 0.5, 0.5, -0.45])
@@ -201,22 +204,34 @@ def anchor(lines):
 
 
 def main():
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="anchor,throughput,tightness,cold",
+                    help="comma-separated subset of anchor,throughput,tightness,cold")
+    ap.add_argument("--out", default=str(OUT), help="markdown file to write")
+    args = ap.parse_args()
+    parts = set(args.parts.split(","))
     if not NNET.is_file() or not ONNX.is_file():
         sys.exit(f"ACAS Xu networks not found under {NETS}")
     lines = ["# Bound pass benchmark (bench/bounds.py)\n",
              f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, numba {numba.__version__}, "
-             f"{os.cpu_count()} CPUs.\n"]
+             f"{os.cpu_count()} CPUs, hybridq from {ROOT}.\n"]
     net = load_network(NNET)
     pert = perturbation("fp16", net)
     lo, hi = _cells(net)
-    anchor(lines)
-    throughput(net, pert, lo, hi, lines, 1)
-    throughput(net, pert, lo, hi, lines, numba.config.NUMBA_NUM_THREADS)
-    tightness(net, pert, lo, hi, lines)
-    cold_start(lines)
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text("\n".join(lines) + "\n")
-    print(f"wrote {OUT}")
+    if "anchor" in parts:
+        anchor(lines)
+    if "throughput" in parts:
+        throughput(net, pert, lo, hi, lines, 1)
+        throughput(net, pert, lo, hi, lines, numba.config.NUMBA_NUM_THREADS)
+    if "tightness" in parts:
+        tightness(net, pert, lo, hi, lines)
+    if "cold" in parts:
+        cold_start(lines)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

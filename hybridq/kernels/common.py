@@ -33,9 +33,24 @@ ACT_CODES = {"relu": RELU, "identity": IDENTITY, "leaky_relu": LEAKY, "hardtanh"
              "sigmoid": SIGMOID, "tanh": TANH}
 
 
-def _jit(sig, parallel=False):
-    """The project decorator: explicit signature, cached, numpy error model, no fastmath."""
-    return njit(sig, cache=True, error_model="numpy", fastmath=False, parallel=parallel, nogil=True)
+def _jit(sig, parallel=False, entry=False):
+    """The project decorator: explicit signature, cached, numpy error model, no fastmath.
+
+    ``entry=True`` (functions called from Python) compiles / loads ``sig`` eagerly at import.
+    Internal helpers (``entry=False``) keep ``sig`` as their declared type (``.hq_sig``) but are
+    compiled only into their callers: the callers' cached code already contains them, so a new
+    process loads a handful of entry points instead of every helper (cold start).  The helpers are
+    only called with the float64 / int64 / bool arguments of ``sig`` (from the entry points, and
+    from Python as scalars)."""
+    opts = dict(cache=True, error_model="numpy", fastmath=False, parallel=parallel, nogil=True)
+    if entry:
+        return njit(sig, **opts)
+
+    def deco(fn):
+        disp = njit(**opts)(fn)
+        disp.hq_sig = sig
+        return disp
+    return deco
 
 
 # ------------------------------------------------------------------------ network arrays

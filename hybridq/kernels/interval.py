@@ -224,7 +224,7 @@ def _interval_block(bi, block, XL, XH, CLO, CHI, do_diff, NL, NH, PL, PH, oNl, o
     infeas[r0:r1] = inf_b
 
 
-@_jit(f"Tuple(({_IP_OUT}))({_M}, {_M}, {_M}, {_M}, b1, i8, " + _NET_SIG + ")", parallel=True)
+@_jit(f"Tuple(({_IP_OUT}))({_M}, {_M}, {_M}, {_M}, b1, i8, " + _NET_SIG + ")", parallel=True, entry=True)
 def interval_pass(XL, XH, CLO, CHI, do_diff, block, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
                   aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Methods ``interval`` (``do_diff`` False) and ``diff`` for a batch of cells.
@@ -259,7 +259,7 @@ def interval_pass(XL, XH, CLO, CHI, do_diff, block, widths, woff, noff, acts, ha
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas
 
 
-@_jit(f"Tuple(({_IP_OUT}))({_M}, {_M}, {_M}, {_M}, b1, i8, " + _NET_SIG + ")")
+@_jit(f"Tuple(({_IP_OUT}))({_M}, {_M}, {_M}, {_M}, b1, i8, " + _NET_SIG + ")", entry=True)
 def interval_pass_serial(XL, XH, CLO, CHI, do_diff, block, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T,
                          Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Serial :func:`interval_pass` (small batches: no thread wake-up cost); same body."""

@@ -463,7 +463,7 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
     infeas[c] = inf_c[0]
 
 
-@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", parallel=True)
+@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", parallel=True, entry=True)
 def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD, alphas,
                 W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Method ``linear`` for a batch of cells (parallel over cells).
@@ -491,7 +491,7 @@ def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, wi
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas, aL, aH
 
 
-@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", )
+@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", entry=True)
 def linear_pass_serial(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD,
                        alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Serial :func:`linear_pass` (small batches: no thread wake-up cost); same body (:func:`_linear_cell`)."""

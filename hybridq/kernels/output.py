@@ -11,7 +11,7 @@ from hybridq.kernels.scalar import dn, dprime_range, f_hi, f_lo, up
 
 
 # ------------------------------------------------------------------------ output transforms
-@_jit(f"UniTuple({_M}, 4)({_M}, {_M}, {_M}, {_M}, {_M}, {_M})")
+@_jit(f"UniTuple({_M}, 4)({_M}, {_M}, {_M}, {_M}, {_M}, {_M})", entry=True)
 def score_sigmoid(yNl, yNh, yPl, yPh, dyl, dyh):
     """Sigmoid scores of the perturbed logits and the score deviation
     ``s(y') - s(y) = s'(xi) (y' - y)`` with ``s'`` enclosed on the hull of both logit boxes
@@ -75,7 +75,7 @@ def _softmax_box(yl, yh):
     return sl, sh
 
 
-@_jit(f"UniTuple({_M}, 4)({_M}, {_M}, {_M}, {_M}, {_M}, {_M})")
+@_jit(f"UniTuple({_M}, 4)({_M}, {_M}, {_M}, {_M}, {_M}, {_M})", entry=True)
 def score_softmax(yNl, yNh, yPl, yPh, dyl, dyh):
     """Softmax scores of the perturbed logits and the score deviation by the mean value theorem in
     integral form: ``ds_j = s_j(xi) sum_i s_i(xi) (dy_j - dy_i)`` with ``s(xi)`` enclosed over the
