@@ -235,15 +235,19 @@ def _normalize(p: PackedNetwork, lo: np.ndarray, hi: np.ndarray):
 
 
 def _affine_iv(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, shift: np.ndarray):
-    """Rigorous ``C @ y + shift`` for ``y`` in ``[lo, hi]`` (rows: cells), Higham §3.1 error term."""
-    m = _dn(0.5 * lo + 0.5 * hi)
-    m = np.where(np.isfinite(m), m, 0.0)
-    r = np.maximum(_up(hi - m), _up(m - lo))
-    n = C.shape[1]
-    g = _up((n + 3) * _U / (1 - (n + 3) * _U))
-    cen = m @ C.T + shift
-    rad = _up((np.abs(m) * g + r) @ np.abs(C).T * (1 + 2 * g) + 4 * _U * np.abs(cen) + 1e-320)
-    with np.errstate(invalid="ignore"):
+    """Rigorous ``C @ y + shift`` for ``y`` in ``[lo, hi]`` (rows: cells), Higham §3.1 error term.
+
+    Infinite or overflowing ends give infinite (never NaN) results: a NaN is mapped to the
+    trivially sound ``-inf`` / ``+inf``.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        m = _dn(0.5 * lo + 0.5 * hi)
+        m = np.where(np.isfinite(m), m, 0.0)
+        r = np.maximum(_up(hi - m), _up(m - lo))
+        n = C.shape[1]
+        g = _up((n + 3) * _U / (1 - (n + 3) * _U))
+        cen = m @ C.T + shift
+        rad = _up((np.abs(m) * g + r) @ np.abs(C).T * (1 + 2 * g) + 4 * _U * np.abs(cen) + 1e-320)
         slo = _dn(cen - rad)
         shi = _up(cen + rad)
     return np.where(np.isnan(slo), -np.inf, slo), np.where(np.isnan(shi), np.inf, shi)

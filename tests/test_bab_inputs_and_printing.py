@@ -9,7 +9,7 @@ from fractions import Fraction as F
 import numpy as np
 import pytest
 
-from hybridq import Deviation, InputBox, Layer, Network, bounds, perturbation, quantify, verify
+from hybridq import Decision, Deviation, InputBox, Layer, Network, bounds, perturbation, quantify, verify
 from hybridq.result import fmt_bound
 
 
@@ -87,3 +87,14 @@ def test_fmt_bound_rounds_outward(digits):
     assert fmt_bound(float("inf"), "down") == "inf"
     with pytest.raises(ValueError, match="direction"):
         fmt_bound(1.0, "nearest")
+
+
+def test_decision_with_huge_radius_is_refuted_without_warnings():
+    # abs:1e308 drives the spec-row bounds to infinity: no NaN warning (errors under pytest), an exact flip
+    rng = np.random.default_rng(0)
+    net = Network((Layer(rng.normal(size=(3, 2)), rng.normal(size=3)),
+                   Layer(rng.normal(size=(2, 3)), rng.normal(size=2), "identity")))
+    res = verify(net, "abs:1e308", np.zeros(2), Decision(0), backend="none", jobs=1)
+    assert res.verdict == "not_robust"
+    cx = res.counterexample
+    assert Decision(0).check_exact(net, cx.x, cx.params)
