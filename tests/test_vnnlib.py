@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,18 @@ HEAD2 = "(declare-const X_0 Real)\n(declare-const X_1 Real)\n(declare-const Y_0 
 BOX2 = "(assert (>= X_0 -1))\n(assert (<= X_0 1))\n(assert (>= X_1 0))\n(assert (<= X_1 0.5))\n"
 
 
+def dn(dec: str) -> float:
+    """The largest float64 <= the decimal (how box lower ends are read: outward)."""
+    f = float(dec)
+    return float(np.nextafter(f, -np.inf)) if Fraction(f) > Fraction(dec) else f
+
+
+def up(dec: str) -> float:
+    """The smallest float64 >= the decimal (box upper ends and unsafe-set right-hand sides)."""
+    f = float(dec)
+    return float(np.nextafter(f, np.inf)) if Fraction(f) < Fraction(dec) else f
+
+
 def rows(constraint: OutputConstraint):
     return [(A.tolist(), c.tolist()) for A, c in constraint.disjuncts]
 
@@ -22,9 +36,9 @@ def rows(constraint: OutputConstraint):
 # ----------------------------------------------------------------------------- shipped specs
 def test_acasxu_property_1(networks_dir):
     ((box, oc),) = load_vnnlib(networks_dir / "acasxu" / "vnnlib" / "prop_1.vnnlib", 5, 5)
-    assert box.lower.tolist() == [0.6, -0.5, -0.5, 0.45, -0.5]
-    assert box.upper.tolist() == [0.679857769, 0.5, 0.5, 0.5, -0.45]
-    assert rows(oc) == [([[-1.0, 0, 0, 0, 0]], [-3.991125645861615])]   # Y_0 >= 3.99...
+    assert box.lower.tolist() == [dn("0.6"), dn("-0.5"), dn("-0.5"), dn("0.45"), dn("-0.5")]
+    assert box.upper.tolist() == [up("0.679857769"), up("0.5"), up("0.5"), up("0.5"), up("-0.45")]
+    assert rows(oc) == [([[-1.0, 0, 0, 0, 0]], [up("-3.991125645861615")])]   # Y_0 >= 3.99...
     assert decision_label(oc) is None
 
 
@@ -45,9 +59,9 @@ def test_acasxu_property_6_two_input_boxes(networks_dir):
     pairs = load_vnnlib(networks_dir / "acasxu" / "vnnlib" / "prop_6.vnnlib", 5, 5)
     assert len(pairs) == 2
     (b1, o1), (b2, o2) = pairs
-    assert b1.lower[1] == 0.11140846 and b1.upper[1] == 0.499999896
-    assert b2.lower[1] == -0.499999896 and b2.upper[1] == -0.11140846
-    assert b1.upper[0] == b2.upper[0] == 0.700434925         # above the .nnet clamp, as PROVENANCE says
+    assert b1.lower[1] == dn("0.11140846") and b1.upper[1] == up("0.499999896")
+    assert b2.lower[1] == dn("-0.499999896") and b2.upper[1] == up("-0.11140846")
+    assert b1.upper[0] == b2.upper[0] == up("0.700434925")         # above the .nnet clamp, as PROVENANCE says
     for oc in (o1, o2):
         assert rows(oc) == [([[-1.0] + [1.0 if k == j else 0.0 for k in range(1, 5)]], [0.0]) for j in range(1, 5)]
         assert decision_label(oc) is None
@@ -118,12 +132,16 @@ def test_and_of_ors_expands_to_dnf_and_matches_direct_evaluation():
     assert want.any() and not want.all()
 
 
-def test_numbers_parse_exactly_and_round_once():
+def test_numbers_parse_exactly_and_round_outward():
     text = "(declare-const X_0 Real)(declare-const Y_0 Real)" \
            "(assert (>= X_0 0.1))(assert (<= X_0 1e-1))(assert (<= (* 3 Y_0) 0.3))"
     ((box, oc),) = parse_vnnlib(text, 1, 1)
-    assert box.lower[0] == box.upper[0] == 0.1
-    assert rows(oc) == [([[3.0]], [0.3])]
+    # the float box contains the decimal one: lower end rounded down, upper end up (float 0.1 > 1/10)
+    assert Fraction(box.lower[0]) < Fraction(1, 10) < Fraction(box.upper[0]) and box.upper[0] == 0.1
+    assert box.lower[0] == np.nextafter(0.1, 0.0)
+    # the unsafe set 3 y <= 3/10 is enlarged: float 0.3 < 3/10, so the next float up
+    ((A, c),) = oc.disjuncts
+    assert A.tolist() == [[3.0]] and Fraction(c[0]) >= Fraction(3, 10) and c[0] == np.nextafter(0.3, 1.0)
 
 
 def test_decision_label_recognizes_only_the_argmax_form():

@@ -12,7 +12,9 @@ brought to disjunctive normal form and its disjuncts are grouped by their input 
 ``(InputBox, OutputConstraint)`` pair per distinct box (ACAS Xu property 6, ``test_small.vnnlib``).
 Strict comparisons ``<``/``>`` are rejected (the unsafe set ``A y <= c`` is closed).
 
-Numbers are parsed exactly (``fractions.Fraction``) and rounded once to the nearest float64.
+Numbers are parsed exactly (``fractions.Fraction``) and rounded once to float64, outward where it
+matters for soundness: input-box ends down (lower) and up (upper), so the float box contains the
+decimal one, and the right-hand sides of the unsafe set ``A y <= c`` up; coefficients to nearest.
 """
 
 from __future__ import annotations
@@ -154,10 +156,16 @@ class _Parser:
         raise self.fail(f"unsupported formula operator {op!r} (supported: and, or, <=, >=, =)", f.pos)
 
 
-def _float(p: _Parser, v: Fraction, pos) -> float:
-    """``v`` rounded to the nearest float64; a value beyond the float64 range is an error."""
+def _float(p: _Parser, v: Fraction, pos, direction: str = "nearest") -> float:
+    """``v`` as a float64: rounded to nearest, or ``"down"`` / ``"up"`` (directed, so the float is
+    ``<= v`` / ``>= v`` exactly); a value beyond the float64 range is an error."""
     try:
-        return float(v)
+        f = float(v)
+        if direction == "down" and Fraction(f) > v:
+            f = float(np.nextafter(f, -np.inf))
+        elif direction == "up" and Fraction(f) < v:
+            f = float(np.nextafter(f, np.inf))
+        return f
     except OverflowError:
         raise p.fail(f"a number of about 10^{len(str(abs(v.numerator) // v.denominator)) - 1} is beyond the float64 range",
                      pos) from None
@@ -218,7 +226,8 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                 if len(coefs) != 1:
                     raise p.fail("an input constraint must bound a single X variable (a box)", pos)
                 (v, a), = coefs.items()
-                i, bound = p.declared[v][1], _float(p, -k / a, pos)
+                # outward: the float box contains the decimal box, so "robust" covers all of it
+                i, bound = p.declared[v][1], _float(p, -k / a, pos, "up" if a > 0 else "down")
                 if a > 0:
                     hi[i] = bound if hi[i] is None else min(hi[i], bound)
                 else:
@@ -228,7 +237,7 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                 for v, a in coefs.items():
                     row[p.declared[v][1]] = _float(p, a, pos)
                 rows.append(row)
-                rhs.append(_float(p, -k, pos))
+                rhs.append(_float(p, -k, pos, "up"))  # enlarges the unsafe set A y <= c: sound for "robust"
             else:
                 raise p.fail("a constraint mixes input (X) and output (Y) variables", pos)
         for i in range(n_in):
