@@ -346,24 +346,11 @@ def confirm(network, perturbation, prop, x, params, margin: float) -> Counterexa
 def exact_deviation(network, prop: Deviation, x, params) -> float:
     """``max_j |s_j(x; params) - s_j(x; theta0)|`` over the property's outputs, evaluated exactly
     and rounded toward zero (a certified lower bound of the true deviation)."""
-    if prop.space == "score":
-        a, b = network.exact_scores(x, params), network.exact_scores(x, None)
-    else:
-        a, b = network.exact_logits(x, params), network.exact_logits(x, None)
     best = 0.0
-    for j in prop.selected(network.n_out):
-        if isinstance(a[j], Fraction) and isinstance(b[j], Fraction):
-            d = a[j] - b[j]
-            if abs(d) > _FMAX:  # beyond float64: the largest float is the value rounded toward zero
-                best = max(best, float(np.finfo(np.float64).max))
-                continue
-            lo, hi = interval_bounds([d])
-        else:
-            from hybridq.network import iv_precision
-            from hybridq.properties import _to_iv
-
-            with iv_precision():
-                d = _to_iv(a[j]) - _to_iv(b[j])
-            lo, hi = interval_bounds([d])
+    for d in prop.exact_deviations(network, x, params):
+        if isinstance(d, Fraction) and abs(d) > _FMAX:  # beyond float64: the largest float, toward zero
+            best = max(best, float(np.finfo(np.float64).max))
+            continue
+        lo, hi = interval_bounds([d])
         best = max(best, float(lo[0]), float(-hi[0]))
     return best

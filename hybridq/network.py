@@ -66,6 +66,16 @@ def iv_precision(bits: int = _IV_PREC):
         mpmath.iv.prec = old
 
 
+def as_interval(v):
+    """An ``mpmath.iv`` interval for an exact value (a Fraction, an int or a float, converted without
+    error) or the interval itself; call it inside :func:`iv_precision`."""
+    if isinstance(v, Fraction):
+        return mpmath.iv.mpf(v.numerator) / v.denominator
+    if isinstance(v, (int, float)):
+        return mpmath.iv.mpf(v)
+    return v
+
+
 def _as_f64(a, name: str, ndim: int) -> np.ndarray:
     arr = np.array(a, dtype=np.float64, copy=True)
     if arr.ndim != ndim:
@@ -368,7 +378,7 @@ class Network:
         if self.output == "identity":
             return y
         with iv_precision():
-            yi = [v if not isinstance(v, Fraction) else mpmath.iv.mpf(v.numerator) / v.denominator for v in y]
+            yi = [as_interval(v) for v in y]
             if self.output == "sigmoid":
                 return [1 / (1 + mpmath.iv.exp(-v)) for v in yi]
             # softmax, shifted by a real constant (exact identity)

@@ -34,7 +34,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
-from hybridq.network import iv_precision
+from hybridq.network import as_interval, iv_precision
 
 __all__ = ["Deviation", "Decision", "OutputConstraint", "Property"]
 
@@ -56,12 +56,6 @@ def _index(v, name: str) -> int:
     if v < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {v}")
     return int(v)
-
-
-def _to_iv(v):
-    if isinstance(v, Fraction):
-        return mpmath.iv.mpf(v.numerator) / v.denominator
-    return v
 
 
 @dataclass(frozen=True)
@@ -117,22 +111,33 @@ class Deviation:
         sel = list(self.selected(y_pert.shape[1]))
         return np.max(np.abs(y_pert[:, sel] - y_nom[:, sel]), axis=1) - self.delta
 
-    def check_exact(self, network, x, params) -> bool:
-        """True iff ``(x, params)`` violates the property in exact arithmetic."""
+    def exact_deviations(self, network, x, params) -> list:
+        """``s_j(x; params) - s_j(x; theta0)`` for each selected output ``j``, exactly: a Fraction
+        (piecewise-linear network, logits or identity output) or an ``mpmath`` interval enclosing it."""
         if self.space == "score":
             sp, sn = network.exact_scores(x, params), network.exact_scores(x, None)
         else:
             sp, sn = network.exact_logits(x, params), network.exact_logits(x, None)
-        d = Fraction(self.delta)
+        out = []
         for j in self.selected(network.n_out):
             a, b = sp[j], sn[j]
             if isinstance(a, Fraction) and isinstance(b, Fraction):
-                if abs(a - b) > d:
+                out.append(a - b)
+            else:
+                with iv_precision():
+                    out.append(as_interval(a) - as_interval(b))
+        return out
+
+    def check_exact(self, network, x, params) -> bool:
+        """True iff ``(x, params)`` violates the property in exact arithmetic."""
+        d = Fraction(self.delta)
+        for dev in self.exact_deviations(network, x, params):
+            if isinstance(dev, Fraction):
+                if abs(dev) > d:
                     return True
                 continue
             with iv_precision():
-                dev = _to_iv(a) - _to_iv(b)
-                dd = mpmath.iv.mpf(d.numerator) / d.denominator
+                dd = as_interval(d)
                 if dev.a > dd.b or dev.b < -dd.b:
                     return True
         return False
@@ -202,7 +207,7 @@ class Decision:
             if isinstance(m, Fraction):
                 return m <= k
             with iv_precision():
-                return bool(m.b <= mpmath.iv.mpf(k.numerator) / k.denominator)
+                return bool(m.b <= as_interval(k))
         for j in range(len(y)):
             if j == c:
                 continue
@@ -212,7 +217,7 @@ class Decision:
             else:
                 with iv_precision():
                     m = y[c] - y[j]
-                    if m.b <= mpmath.iv.mpf(k.numerator) / k.denominator:
+                    if m.b <= as_interval(k):
                         return True
         return False
 
@@ -262,7 +267,7 @@ class OutputConstraint:
                         s = mpmath.iv.mpf(0)
                         for a, v in zip(row, y):
                             if a != 0.0:
-                                s = s + mpmath.iv.mpf(float(a)) * _to_iv(v)
+                                s = s + as_interval(float(a)) * as_interval(v)
                         inside = bool(s.b <= mpmath.iv.mpf(float(rhs)))
                 if not inside:
                     break
