@@ -88,24 +88,79 @@ def _forward(network, x, Ws, bs):
     return y, (hs, zs)
 
 
-def _backward(network, x, cache, Ws, gy, want_params=True):
-    """Gradients of ``sum_n gy[n] . y[n]`` w.r.t. ``x`` (raw) and the per-sample parameters."""
+def _backprop(network, x, cache, Ws, gy):
+    """Back-propagation of ``sum_n gy[n] . y[n]``: the gradients w.r.t. every pre-activation
+    (list of ``(n, n_k)``) and w.r.t. the raw input ``x`` (``(n, n_in)``)."""
     hs, zs = cache
     g = gy * network.output_std
-    gWs, gbs = [None] * len(Ws), [None] * len(Ws)
+    gzs = [None] * len(Ws)
     for k in range(len(Ws) - 1, -1, -1):
         l = network.layers[k]
         gz = g * _dact(zs[k], hs[k + 1], l.activation, l.alpha)
-        if want_params:
-            gWs[k] = gz[:, :, None] * hs[k][:, None, :]
-            gbs[k] = gz
+        gzs[k] = gz
         W = Ws[k]
         g = np.einsum("noi,no->ni", W, gz) if W.ndim == 3 else gz @ W
     gx = g / network.input_std
     if network.input_lower is not None:
         inside = (x >= network.input_lower) & (x <= network.input_upper)
         gx = gx * inside
-    return gx, gWs, gbs
+    return gzs, gx
+
+
+def _backward(network, x, cache, Ws, gy, want_params=True):
+    """Gradients of ``sum_n gy[n] . y[n]`` w.r.t. ``x`` (raw) and the per-sample parameters."""
+    gzs, gx = _backprop(network, x, cache, Ws, gy)
+    if not want_params:
+        return gx, [None] * len(Ws), [None] * len(Ws)
+    hs = cache[0]
+    return gx, [gz[:, :, None] * h[:, None, :] for gz, h in zip(gzs, hs)], list(gzs)
+
+
+def _first_order_gain(perturbation, cache, gzs) -> np.ndarray:
+    """``max over theta in the box`` of the linearised change ``g_theta . (theta - c)`` per row:
+    ``sum_k |gz_k| R_k |h_{k-1}| + |gz_k| . rb_k`` (per-sample gradient ``gz_k h_{k-1}^T``, so no
+    per-sample weight arrays are formed).  ``(n,)``."""
+    hs = cache[0]
+    total = np.zeros(hs[0].shape[0])
+    for k, (RW, rb) in enumerate(perturbation.radius):
+        a = np.abs(gzs[k])
+        total += np.einsum("no,ni->n", a @ np.asarray(RW), np.abs(hs[k])) + a @ np.asarray(rb)
+    return total
+
+
+def _first_order(network, perturbation, prop, X, C, mg0, info):
+    """First-order model of the best violation margin at the box vertices, per row of ``X``.
+
+    At the box centre ``c`` the margin is ``mg0``; its linearisation in ``theta`` is maximised over
+    the box by ``|g_theta| . r`` (:func:`_first_order_gain`).  For a deviation every selected output
+    is tried (with the sign of its deviation at ``c``) and the best kept; the gradients returned
+    are those of that output's margin, so the vertex ``c + r sign(g)`` realises the model.
+
+    Returns ``(score (n,), gyp (n, n_out), gyn (n, n_out))``."""
+    yp, cache, yn, ncache, gyp, gyn = info
+    if not isinstance(prop, Deviation):
+        gzs, _ = _backprop(network, X, cache, C, gyp)
+        return mg0 + _first_order_gain(perturbation, cache, gzs), gyp, gyn
+    n, m = yp.shape
+    sel = np.array(prop.selected(m))
+    if prop.space == "score":
+        sp, sn, out = output_transform(yp, network.output), output_transform(yn, network.output), network.output
+    else:
+        sp, sn, out = yp, yn, "identity"
+    best = np.full(n, -np.inf)
+    bp, bn = np.zeros((n, m)), np.zeros((n, m))
+    for j in sel:
+        jj = np.full(n, j)
+        d = sp[:, j] - sn[:, j]
+        sign = np.where(d >= 0, 1.0, -1.0)[:, None]
+        gp = sign * _score_grad(yp, sp, jj, out)
+        gzs, _ = _backprop(network, X, cache, C, gp)
+        score = np.abs(d) + _first_order_gain(perturbation, cache, gzs) - prop.delta
+        better = score > best
+        best = np.where(better, score, best)
+        bp[better] = gp[better]
+        bn[better] = -(sign * _score_grad(yn, sn, jj, out))[better]
+    return np.nan_to_num(best, nan=-np.inf), np.nan_to_num(bp), np.nan_to_num(bn)
 
 
 def _score_grad(y, s, j, output):
@@ -211,6 +266,16 @@ def _evaluate(network, prop, x, Ws, bs, nominal):
     return mg, (yp, cache, yn, ncache, np.nan_to_num(gyp), np.nan_to_num(gyn))
 
 
+def _rows(ok, new, old):
+    """``new`` where ``ok`` else ``old``, row by row, through nested tuples / lists of arrays whose
+    first dimension is the row (arrays shared by all rows are taken from ``new``)."""
+    if isinstance(new, (tuple, list)):
+        return type(new)(_rows(ok, a, b) for a, b in zip(new, old))
+    if isinstance(new, np.ndarray) and new.ndim >= 1 and new.shape[0] == ok.shape[0] and np.shape(old) == new.shape:
+        return np.where(ok.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+    return new
+
+
 def _sign(g):
     """``sign(g)`` with NaN (from overflowed gradients) mapped to 0 (no move)."""
     return np.sign(np.nan_to_num(g, nan=0.0))
@@ -226,7 +291,7 @@ def _grads(network, x, Ws, info, nominal, want_params=True):
 
 
 def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, restarts=2,
-           confirm_exact=True) -> AttackResult:
+           confirm_exact=True, screen=0) -> AttackResult:
     """Search a cell for a violation.
 
     Parameters
@@ -246,6 +311,10 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
         Starts improved by gradient steps.
     confirm_exact : bool
         Re-check the best candidate exactly when its float margin is ``>= 0``.
+    screen : int
+        When larger than the number of starts, draw this many uniform inputs in all, rank them by
+        the first-order model of the margin at the best vertex (:func:`_first_order`, no per-sample
+        weights: cheap) and keep the best as the starts.
 
     Returns
     -------
@@ -259,10 +328,10 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     reach the exact re-check).
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact)
+        return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen)
 
 
-def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact):
+def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen):
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     width = upper - lower
@@ -283,8 +352,15 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
     xs.append(lower + width * rng.uniform(0.0, 1.0, size=(max(samples - xs[1].shape[0], 1), lower.size)))
     X = np.clip(np.concatenate(xs), lower, upper)
     n = X.shape[0]
+    if screen > n:  # screen many more inputs by the first-order model, keep the n best
+        X = np.concatenate([X, np.clip(lower + width * rng.uniform(0.0, 1.0, size=(screen - n, lower.size)),
+                                       lower, upper)])
+        mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
+        score, _, _ = _first_order(network, perturbation, prop, X, C, mg0, info)
+        X = X[np.argsort(-score, kind="stable")[:n]]
     mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
-    _, gW, gb = _grads(network, X, C, info, nominal)
+    _, gyp, gyn = _first_order(network, perturbation, prop, X, C, mg0, info)
+    _, gW, gb = _grads(network, X, C, info[:4] + (gyp, gyn), nominal)
     Ws = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
     bs = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
     # half of the samples also get a random vertex
@@ -301,22 +377,28 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
         i = int(np.argmax(mg0))
         best = (float(mg0[i]), X[i].copy(), [c.copy() for c in C], [c.copy() for c in Cb])
 
-    # 2. projected sign-gradient steps from the best starts
+    # 2. projected sign-gradient steps from the best starts; a row keeps a step only when it
+    # raises its margin, and its input step grows after a success and shrinks after a failure
+    # (narrow peaks need steps far below the box width)
     if steps > 0 and restarts > 0:
         order = np.argsort(-mg, kind="stable")[:restarts]
         x = X[order].copy()
         Ws = [W[order].copy() for W in Ws]
         bs = [b[order].copy() for b in bs]
         mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
+        ax = np.full(x.shape[0], 0.25)
         for t in range(steps):
-            ax = 0.25 * (1.0 - t / steps) + 0.02
             at = 1.0 if t == 0 else 0.5 * (1.0 - t / steps) + 0.05
             gx, gW, gb = _grads(network, x, Ws, info, nominal)
-            x = np.clip(x + ax * width * _sign(gx), lower, upper)
-            for k in range(len(Ws)):
-                Ws[k] = np.clip(Ws[k] + at * 2.0 * R[k] * _sign(gW[k]), lo_W[k], hi_W[k])
-                bs[k] = np.clip(bs[k] + at * 2.0 * Rb[k] * _sign(gb[k]), lo_b[k], hi_b[k])
-            mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
+            xn = np.clip(x + ax[:, None] * width * _sign(gx), lower, upper)
+            Wn = [np.clip(W + at * 2.0 * r * _sign(g), lo, hi) for W, r, g, lo, hi in zip(Ws, R, gW, lo_W, hi_W)]
+            bn = [np.clip(b + at * 2.0 * r * _sign(g), lo, hi) for b, r, g, lo, hi in zip(bs, Rb, gb, lo_b, hi_b)]
+            mgn, infon = _evaluate(network, prop, xn, Wn, bn, nominal)
+            ok = mgn > mg
+            ax = np.where(ok, np.minimum(1.5 * ax, 0.5), 0.4 * ax)
+            if not ok.any():
+                continue
+            x, Ws, bs, mg, info = _rows(ok, (xn, Wn, bn, mgn, infon), (x, Ws, bs, mg, info))
             i = int(np.argmax(mg))
             if mg[i] > best[0]:
                 best = (float(mg[i]), x[i].copy(), [W[i].copy() for W in Ws], [b[i].copy() for b in bs])

@@ -31,6 +31,10 @@ class Cell:
         where unsplit); ``n_neurons = sum of the layer widths``.
     depth : int
         Number of splits from the root.
+    priority : float
+        Certified bound of the parent's violation margin (queue order).
+    split_dim : int
+        The input dimension whose split made this cell (``-1``: the root or a phase split).
     """
 
     lower: np.ndarray
@@ -39,6 +43,7 @@ class Cell:
     pre_hi: np.ndarray
     depth: int = 0
     priority: float = field(default=0.0, compare=False)
+    split_dim: int = field(default=-1, compare=False)
 
     @classmethod
     def root(cls, lower, upper, n_neurons: int) -> "Cell":
