@@ -124,7 +124,7 @@ def _first_order_gain(perturbation, cache, gzs) -> np.ndarray:
     total = np.zeros(hs[0].shape[0])
     for k, (RW, rb) in enumerate(perturbation.radius):
         a = np.abs(gzs[k])
-        total += np.einsum("no,ni->n", a @ np.asarray(RW), np.abs(hs[k])) + a @ np.asarray(rb)
+        total += np.einsum("ni,ni->n", a @ np.asarray(RW), np.abs(hs[k])) + a @ np.asarray(rb)
     return total
 
 

@@ -183,3 +183,56 @@ def test_decision_with_one_output_is_the_sign_of_the_logit():
     assert Decision(c).check_exact(net, res.counterexample.x, res.counterexample.params)
     res = verify(net, perturbation("abs:0", net), x, Decision(c), jobs=1)
     assert res.verdict == "robust"
+
+
+def test_split_follows_the_dimension_weights():
+    """``process`` multiplies the smear by ``dim_weight``: a weight that singles out one input
+    makes every input split cut that input, and the children carry the dimension they were cut
+    along and, once processed, the relative drop of their bound from the parent's."""
+    from hybridq.bab import _Engine, _Problem, _dim_weight
+    from hybridq.cell import Cell
+    from hybridq.config import make_config
+
+    net = _net(4, [3, 8, 8, 2])
+    pert = perturbation("abs:0.01", net)
+    lo, hi = -np.ones(3), np.ones(3)
+    eng = _Engine(_Problem(net, pert, Deviation(0.0), make_config(None), "maximize", lo, hi))
+    n = sum(l.n_out for l in net.layers)
+    for d in range(3):
+        w = np.full(3, 1e-9)
+        w[d] = 1.0
+        root = Cell.root(lo, hi, n)
+        root.priority = np.inf
+        (out,) = eng.process([(0, root)], threshold=0.0, witnessed=0.0, deadline=None, dim_weight=w)
+        assert out.status == "split" and out.split == "input"
+        assert [c.split_dim for c in out.children] == [d, d]
+        assert out.children[0].upper[d] == 0.0 and out.children[1].lower[d] == 0.0
+        assert np.isnan(out.gain)  # the root was not made by an input split
+        for c in out.children:
+            c.priority = out.ub
+        kids = eng.process([(1, out.children[0]), (2, out.children[1])], 0.0, 0.0, None, dim_weight=w)
+        for k in kids:
+            assert 0.0 <= k.gain <= 1.0
+    # no observations: every dimension gets the prior; observed drops rank the dimensions
+    np.testing.assert_array_equal(_dim_weight(np.zeros(3), np.zeros(3)), [0.1, 0.1, 0.1])
+    w = _dim_weight(np.array([0.0, 5.0, 0.5]), np.array([10.0, 10.0, 1.0]))
+    assert w[1] > w[2] > w[0] and w[0] == pytest.approx(0.1 / 11)
+
+
+def test_deviation_properties_refine_the_differences_by_default():
+    from hybridq.bab import _Engine, _Problem
+    from hybridq.config import make_config
+
+    net = _net(4, [3, 8, 2])
+    pert = perturbation("abs:0.01", net)
+    box = (-np.ones(3), np.ones(3))
+    mk = lambda prop, **kw: _Engine(_Problem(net, pert, prop, make_config(None, **kw), "verify", *box))  # noqa: E731
+    assert mk(Deviation(0.1)).inter == 2
+    assert mk(Decision(0)).inter == 1
+    assert mk(Deviation(0.1), bound_inter=0).inter == 0
+    from hybridq.errors import ConfigError
+    for bad in (3, True, "2", -1):
+        with pytest.raises(ConfigError, match="bound_inter"):
+            make_config(None, bound_inter=bad)
+    with pytest.raises(ConfigError, match="attack_screen"):
+        make_config(None, attack_screen=-1)
