@@ -49,6 +49,8 @@ __all__ = ["verify", "run_bab", "BabOutcome"]
 logger = logging.getLogger(__name__)
 
 _SPLITTABLE = ("relu", "leaky_relu", "hardtanh", "sigmoid", "tanh")
+#: Chunks per round (the unit of work of a worker process).
+_CHUNKS = 8
 
 
 # =========================================================================== problem + engine
@@ -76,6 +78,7 @@ class _Outcome:
     times: dict = field(default_factory=dict)
     smt_called: bool = False
     smt_unknown: bool = False
+    smt_charge: float = 0.0  # time limit of an SMT call that ended without an answer
     split: str = ""
     gain: float = float("nan")  # relative drop of the bound from the parent's (input-split children)
 
@@ -274,9 +277,13 @@ class _Engine:
 
     # ---------------------------------------------------------------- one chunk
     def process(self, items, threshold: float, witnessed: float, deadline: float | None,
-                smt_ok: bool = True, dim_weight: np.ndarray | None = None) -> list[_Outcome]:
-        """Decide or split each ``(cell_id, Cell)`` of a chunk (independently of the others);
-        ``dim_weight`` scales the smear of each input dimension (see :func:`_dim_weight`)."""
+                smt_allow: tuple = (1 << 30, float("inf")), dim_weight: np.ndarray | None = None) -> list[_Outcome]:
+        """Decide or split each ``(cell_id, Cell)`` of a chunk (independently of the others).
+
+        ``smt_allow = (calls, seconds)``: the chunk's share of the run's budget for SMT calls that
+        end without an answer (counted, and charged their time limit, which is deterministic,
+        not the time they took); ``dim_weight`` scales the smear of each input dimension (see
+        :func:`_dim_weight`)."""
         from hybridq.bounds import bounds
 
         self.dim_weight = dim_weight
@@ -296,6 +303,7 @@ class _Engine:
             gain = np.clip((parent - own) / (np.abs(parent) + np.abs(own)), 0.0, 1.0)
         t_bounds = (time.perf_counter() - t0) / len(items)
         outs = []
+        smt_unknown, smt_charged = 0, 0.0
         for i, (cid, cell) in enumerate(items):
             times = {"bounds": t_bounds, "attack": 0.0, "smt": 0.0, "split": 0.0}
             u = float(ub[i])
@@ -334,13 +342,15 @@ class _Engine:
                     continue
             plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
             phi = [np.minimum(a[i], cell.pre_hi[o:o + w]) for a, o, w in zip(ob.pre_hi, self.offsets, self.widths)]
-            if smt_ok and p.mode == "verify" and cfg.backend != "none" and (
+            if smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= cfg.smt_first_timeout \
+                    and p.mode == "verify" and cfg.backend != "none" and (
                 self._n_unstable(plo, phi) <= cfg.smt_max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 ts = time.perf_counter()
                 # shallow cells get short SMT budgets (a split is often cheaper); deeper ones more
-                tlim = min(cfg.smt_timeout, cfg.smt_first_timeout * 2.0 ** cell.depth)
+                tlim = min(cfg.smt_timeout, cfg.smt_first_timeout * 2.0 ** cell.depth, smt_allow[1] - smt_charged)
+                charge = tlim
                 if deadline is not None:
                     tlim = max(0.1, min(tlim, deadline - time.time()))
                 ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=_ob_row(ob, i))
@@ -359,6 +369,9 @@ class _Engine:
                         outs.append(out)
                         continue
                 out.smt_unknown = True
+                out.smt_charge = charge
+                smt_unknown += 1
+                smt_charged += charge
             outs.append(self._split_or_open(out, cell, ob, i, times, plo, phi))
         for o, (_, cell), g in zip(outs, items, gain):  # one outcome per cell, in order
             if cell.split_dim >= 0 and np.isfinite(g):
@@ -563,6 +576,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     gain_sum = np.zeros(network.n_in) if cfg.input_split == "smear" else None
     gain_n = np.zeros(network.n_in) if cfg.input_split == "smear" else None
     cex, witness, witnessed = None, None, 0.0
+    smt_charged = 0.0
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
     message = ""
@@ -577,11 +591,14 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             while live and len(batch) < cfg.batch_size:
                 batch.append(pop())
             threshold = max(witnessed * (1.0 + rtol), atol)
-            size = cfg.chunk_size or -(-len(batch) // cfg.jobs)
+            # the same chunks whatever ``jobs`` is, so per-chunk budgets keep results independent of it
+            size = cfg.chunk_size or -(-len(batch) // _CHUNKS)
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
-            smt_ok = stats.smt_unknown < cfg.smt_max_unknown
+            # the SMT budget left (calls without an answer, their seconds) is shared among the chunks
+            smt_allow = (-(-max(0, cfg.smt_max_unknown - stats.smt_unknown) // len(chunks)),
+                         max(0.0, cfg.smt_budget - smt_charged) / len(chunks))
             dim_weight = _dim_weight(gain_sum, gain_n) if gain_n is not None else None
-            args = [(c, threshold, witnessed, deadline, smt_ok, dim_weight) for c in chunks]
+            args = [(c, threshold, witnessed, deadline, smt_allow, dim_weight) for c in chunks]
             # small rounds stay in-process (starting workers costs seconds); the result is the same
             if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
                     len(batch) >= 4 * cfg.jobs or time.perf_counter() - t_start > 2.0):
@@ -604,6 +621,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                         stats.time[k] = stats.time.get(k, 0.0) + v
                     stats.smt_calls += o.smt_called
                     stats.smt_unknown += o.smt_unknown
+                    smt_charged += o.smt_charge
                     if gain_n is not None and cell.split_dim >= 0 and o.gain == o.gain:
                         gain_sum[cell.split_dim] += o.gain
                         gain_n[cell.split_dim] += 1

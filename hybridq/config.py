@@ -44,7 +44,8 @@ class RunConfig:
         Cells taken from the queue per round (a round's cells are processed independently, so the
         result does not depend on how a round is shared among workers).
     chunk_size : int
-        Cells per worker task (0: automatic, ``batch_size / jobs``).
+        Cells per worker task (0: automatic, ``batch_size / 8``: the same chunks whatever
+        ``jobs`` is, so per-chunk budgets such as the SMT one keep results independent of it).
     max_depth : int
         Cells deeper than this are not split further (they stay open if nothing decides them).
     smt_max_unstable : int
@@ -53,7 +54,11 @@ class RunConfig:
         ... or when it is at least this deep (0: never by depth alone).
     smt_max_unknown : int
         After this many SMT calls without an answer the run stops calling SMT and only splits
-        (a deterministic count, so results stay independent of ``jobs``).
+        (a deterministic count, so results stay independent of ``jobs``; a round's chunks share
+        what is left of it).
+    smt_budget : float
+        Seconds of SMT time limits that calls ending without an answer may use up in a run (each
+        such call is charged its limit, so the count is deterministic); past it no SMT is called.
     smt_timeout : float
         Most seconds per SMT call.
     smt_first_timeout : float
@@ -95,6 +100,7 @@ class RunConfig:
     smt_max_unstable: int = 6
     smt_min_depth: int = 0
     smt_max_unknown: int = 8
+    smt_budget: float = 30.0
     smt_timeout: float = 10.0
     smt_first_timeout: float = 0.5
     attack_samples: int = 8
@@ -128,7 +134,7 @@ class RunConfig:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
-        for name in ("smt_timeout", "smt_first_timeout"):
+        for name in ("smt_timeout", "smt_first_timeout", "smt_budget"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {v!r}")

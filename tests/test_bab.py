@@ -236,3 +236,20 @@ def test_deviation_properties_refine_the_differences_by_default():
             make_config(None, bound_inter=bad)
     with pytest.raises(ConfigError, match="attack_screen"):
         make_config(None, attack_screen=-1)
+
+
+def test_smt_budget_stops_calls():
+    """A cell's SMT call gets at most what is left of ``smt_budget`` (charged at its time limit
+    when it ends without an answer); below ``smt_first_timeout`` no call is made at all."""
+    net = _net(3, [3, 8, 8, 3])
+    x = np.array([0.2, -0.4, 0.7])
+    label = int(np.argmax(net.forward(x)))
+    pert = perturbation("abs:0.165", net)  # the root is left open, its children go to SMT
+    on = verify(net, pert, x, Decision(label), backend="z3", jobs=1, timeout=120)
+    off = verify(net, pert, x, Decision(label), backend="z3", jobs=1, timeout=120, smt_budget=0.4)
+    assert on.stats.smt_calls > 0
+    assert off.stats.smt_calls == 0 and off.stats.proved_smt == 0
+    assert on.verdict == "robust" and off.verdict in ("robust", "unknown")  # never a contradiction
+    from hybridq.errors import ConfigError
+    with pytest.raises(ConfigError, match="smt_budget"):
+        verify(net, pert, x, Decision(label), smt_budget=-1.0)
