@@ -2,7 +2,7 @@
 
 The scheduler (DESIGN.md §3) keeps a queue of :class:`hybridq.cell.Cell` records ordered by the
 certified bound on the violation margin of their parent (largest first).  Each round takes up to
-``batch_size`` cells, cuts them into chunks and hands the chunks to
+``batch_size`` cells, cuts them into 8 chunks (whatever ``jobs`` is) and hands the chunks to
 :meth:`_Engine.process` (in-process for ``jobs = 1``, else on a ``spawn`` process pool); the
 outcomes are merged in queue order, so a run gives the same result whatever ``jobs`` is.  Per cell:
 
@@ -10,12 +10,16 @@ outcomes are merged in queue order, so a run gives the same result whatever ``jo
    margin bound and the perturbed pre-activation bounds;
 2. an attack (:func:`hybridq.attack.attack`, seeded by ``(seed, cell id)``) looks for a violation,
    re-checked exactly;
-3. a cell with few unstable neurons goes to the SMT backend with the bound pass's neuron bounds;
+3. a cell with few unstable neurons goes to the SMT backend with the bound pass's neuron bounds,
+   within a budget for calls that end without an answer (``smt_max_unknown`` calls and
+   ``smt_budget`` seconds, each such call charged its time limit; a round's chunks share what is
+   left, so the budget is spent the same way whatever ``jobs`` is);
 4. otherwise it is split: along the input dimension with the largest smear
    (``|d objective / d x_i| x width_i``, the gradient bounded by interval back-propagation through
-   the derivative ranges of the activations, as in ReluVal), or -- for point inputs and inputs of
-   many dimensions -- on the phase of the unstable perturbed neuron with the largest
-   ``|d objective / d h| x (-lo hi / (hi - lo))`` (the BaBSR-style score).
+   the derivative ranges of the activations, as in ReluVal) times that dimension's weight
+   (:func:`_dim_weight`: the mean relative drop of the bound its earlier splits gave in this run),
+   or -- for point inputs and inputs of many dimensions -- on the phase of the unstable perturbed
+   neuron with the largest ``|d objective / d h| x (-lo hi / (hi - lo))`` (the BaBSR-style score).
 
 In ``maximize`` mode (used by :func:`hybridq.quantify`) the property is a deviation whose
 threshold rises with the deviation witnessed so far; cells whose certified deviation bound is below
