@@ -352,7 +352,7 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
     xs.append(lower + width * rng.uniform(0.0, 1.0, size=(max(samples - xs[1].shape[0], 1), lower.size)))
     X = np.clip(np.concatenate(xs), lower, upper)
     n = X.shape[0]
-    if screen > n:  # screen many more inputs by the first-order model, keep the n best
+    if screen > n and np.any(width > 0):  # screen many more inputs by the first-order model, keep the n best
         X = np.concatenate([X, np.clip(lower + width * rng.uniform(0.0, 1.0, size=(screen - n, lower.size)),
                                        lower, upper)])
         mg0, info = _evaluate(network, prop, X, C, Cb, nominal)

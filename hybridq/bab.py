@@ -610,7 +610,15 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             if pool is not None and len(chunks) > 1:
                 results = list(pool.map(_work, args))
             else:
-                results = [engine.process(*a) for a in args]
+                results = []
+                for k, a in enumerate(args):
+                    if k and deadline is not None and time.time() > deadline:
+                        # out of time mid-round: the unprocessed chunks go back to the queue as they were
+                        for cid, cell in (item for ch in chunks[k:] for item in ch):
+                            live[cid] = (cell, cell.priority)
+                            heapq.heappush(queue, (-cell.priority, cid))
+                        break
+                    results.append(engine.process(*a))
             stats.rounds += 1
             by_id = {cid: cell for cid, cell in batch}
             best_cand = None

@@ -253,3 +253,29 @@ def test_smt_budget_stops_calls():
     from hybridq.errors import ConfigError
     with pytest.raises(ConfigError, match="smt_budget"):
         verify(net, pert, x, Decision(label), smt_budget=-1.0)
+
+
+def test_timeout_is_kept_between_the_chunks_of_a_round(monkeypatch):
+    """In-process runs check the deadline between chunks and put the unprocessed cells back in
+    the queue (counted as open): a round of slow chunks does not overrun the timeout."""
+    import time
+
+    from hybridq.bab import _Engine
+
+    orig = _Engine.process
+
+    def slow(self, *args, **kw):
+        time.sleep(0.25)
+        return orig(self, *args, **kw)
+
+    monkeypatch.setattr(_Engine, "process", slow)
+    net = _net(5, [2, 8, 8, 1])
+    pert = perturbation("abs:0.05", net)
+    from hybridq import quantify
+
+    t = time.perf_counter()  # maximizing to a tolerance it cannot reach: only the timeout stops it
+    # rounds of 1, 2, 4, 8 cells (one chunk each) start at 0, 0.25, 0.75 and 1.75 s
+    q = quantify(net, pert, InputBox(-np.ones(2), np.ones(2)), tol=1e-12, jobs=1, timeout=2.0)
+    took = time.perf_counter() - t
+    assert q.stats.timed_out and q.stats.open >= 1 and q.upper >= q.lower > 0
+    assert took < 3.0  # the whole 4th round would end at 3.75 s
