@@ -34,6 +34,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -585,8 +586,21 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     pool = None
     message = ""
     open_cells: list = []
+    # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
+    # never cut short); a second one interrupts at once
+    stop: list = []
+    previous = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        def on_sigint(signum, frame):
+            stop.append(True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         while live:
+            if stop:
+                raise KeyboardInterrupt
             if deadline is not None and time.time() > deadline:
                 stats.timed_out = True
                 message = f"timeout after {cfg.timeout:g} s"
@@ -612,7 +626,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             else:
                 results = []
                 for k, a in enumerate(args):
-                    if k and deadline is not None and time.time() > deadline:
+                    if k and (stop or (deadline is not None and time.time() > deadline)):
                         # out of time mid-round: the unprocessed chunks go back to the queue as they were
                         for cid, cell in (item for ch in chunks[k:] for item in ch):
                             live[cid] = (cell, cell.priority)
@@ -670,11 +684,19 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     except KeyboardInterrupt:
         stats.interrupted = True
         message = "interrupted"
+    except SystemError as e:  # a second Ctrl-C landing while a compiled kernel returns
+        if not (stop or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
+            raise
+        stats.interrupted = True
+        message = "interrupted"
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
         if pool is not None:
+            procs = list((getattr(pool, "_processes", None) or {}).values())  # None after shutdown
             pool.shutdown(wait=not stats.interrupted, cancel_futures=True)
             if stats.interrupted:
-                for proc in list(getattr(pool, "_processes", {}).values()):
+                for proc in procs:
                     proc.terminate()
 
     remaining = [(cell, prio) for cell, prio in live.values()]

@@ -366,7 +366,7 @@ def quantify(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
     box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
     vnnlib: Optional[str] = VNNLIB,
-    what: Optional[str] = O(None, "--what", help="deviation ([witnessed, proved] max deviation), epsilon (largest robust EPS) or bits (fewest bits)."),
+    what: Optional[str] = O(None, "--what", help="deviation (the max deviation as witnessed and proved values), epsilon (largest robust EPS) or bits (fewest bits)."),
     family: Optional[str] = O(None, "--family", help="epsilon: abs or rel; bits: float, fixed or int[:options]."),
     tol: Optional[float] = O(None, "--tol", help="Relative tolerance (default 0.1)."),
     delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION, kappa: Optional[float] = KAPPA,
@@ -375,7 +375,9 @@ def quantify(
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
     plot: Optional[str] = PLOT, progress: bool = PROGRESS,
 ):
-    """Compute the max deviation [witnessed, proved], the largest epsilon or the fewest bits."""
+    """Compute the max deviation (witnessed, proved), the largest epsilon or the fewest bits.
+
+    Exit code 0 when the tolerance was reached, 2 when the run stopped early (timeout, Ctrl-C)."""
     from hybridq.quantify import quantify as quantify_
     from hybridq.properties import Deviation
 
@@ -421,7 +423,8 @@ def quantify(
 
         writers.append(("--plot", lambda: plot_cells(res, o["plot"], box=b)))
     _write_outputs(writers)
-    raise typer.Exit(0)
+    # 0: the quantity to the tolerance; 2: stopped early (timeout, interrupt, tolerance not reached)
+    raise typer.Exit(2 if res.message else 0)
 
 
 @app.command()

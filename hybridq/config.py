@@ -142,9 +142,10 @@ class RunConfig:
 
 _RUN_KEYS = {f.name for f in fields(RunConfig)}
 
-#: Keys of a TOML job file besides the :class:`RunConfig` fields: the CLI options.
+#: Keys of a TOML job file besides the :class:`RunConfig` fields: the CLI options (the network
+#: file is the command's argument, not a key).
 JOB_KEYS = {
-    "network": str, "perturb": str, "point": (str, list), "box": (str, list), "ball": (float, int),
+    "perturb": str, "point": (str, list), "box": (str, list), "ball": (float, int),
     "center": bool, "vnnlib": str, "delta": (float, int), "decision": bool, "kappa": (float, int),
     "label": int, "space": str, "outputs": (str, list), "json": str, "counterexample": str,
     "what": str, "family": str, "tol": (float, int), "plot": str,
@@ -168,7 +169,10 @@ def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
     if "jobs" in overrides and overrides["jobs"] is None and config is None:
         kw["jobs"] = os.cpu_count() or 1
     if "timeout" in kw:
-        kw["timeout"] = float(kw["timeout"])
+        t = kw["timeout"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)):
+            raise ConfigError(f"timeout must be a positive number of seconds, got {t!r}")
+        kw["timeout"] = float(t)
     return replace(base, **kw)
 
 

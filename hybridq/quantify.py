@@ -135,11 +135,17 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     proved, refuted, msg = 0.0, math.inf, ""
     if test(hi):
         proved = hi
+    elif stats.interrupted:
+        msg = "interrupted"
     elif not test(lo):
         refuted = lo
+        msg = "interrupted" if stats.interrupted else ""
     else:
         proved, refuted = lo, hi
         while refuted / proved > 1 + tol and len(steps) < max_steps:
+            if stats.interrupted:  # Ctrl-C stopped the last verify run: stop the bisection too
+                msg = "interrupted"
+                break
             if t_end is not None and time.perf_counter() > t_end:
                 msg = "timeout"
                 break
@@ -173,6 +179,9 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
     if test(len(members) - 1):
         good = len(members) - 1
         while good - bad > 1:
+            if stats.interrupted:
+                msg = "interrupted"
+                break
             if t_end is not None and time.perf_counter() > t_end:
                 msg = "timeout"
                 break
@@ -183,6 +192,7 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
                 bad = mid
     else:
         bad = len(members) - 1
+        msg = "interrupted" if stats.interrupted else msg
     stats.time["total"] = time.perf_counter() - t_start
     upper = float(members[good][0]) if good is not None else math.inf
     lower = float(members[bad][0]) if bad >= 0 else 0.0

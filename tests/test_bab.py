@@ -279,3 +279,35 @@ def test_timeout_is_kept_between_the_chunks_of_a_round(monkeypatch):
     took = time.perf_counter() - t
     assert q.stats.timed_out and q.stats.open >= 1 and q.upper >= q.lower > 0
     assert took < 3.0  # the whole 4th round would end at 3.75 s
+
+
+def test_ctrl_c_stops_after_the_chunk_in_flight_with_a_partial_result():
+    """The first SIGINT only sets a flag (a compiled kernel is never cut short); the run stops at
+    the next chunk or round with ``interrupted`` set and the cells left counted as open, and the
+    previous SIGINT handler is restored.  A bisection stops at the interrupted step."""
+    import os
+    import signal
+
+    from hybridq import quantify
+
+    net = _net(5, [2, 8, 8, 1])
+    pert = perturbation("abs:0.05", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    calls = []
+
+    def progress(stats, pending):
+        calls.append(pending)
+        if len(calls) >= 3:  # from the third round on (a run may end on the round it was sent in)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    q = quantify(net, pert, box, tol=1e-12, jobs=1, progress=progress)  # never converges by itself
+    assert signal.getsignal(signal.SIGINT) is before
+    assert q.stats.interrupted and q.message == "interrupted" and q.stats.open >= 1
+    assert len(calls) == 3 and 0 < q.lower <= q.upper
+    calls.clear()
+    q = quantify(net, None, box, Deviation(1.0), what="epsilon", family="abs", eps_range=(1e-6, 1.0), tol=1e-9,
+                 max_steps=60, jobs=1, progress=progress, backend="none")
+    assert signal.getsignal(signal.SIGINT) is before
+    assert q.stats.interrupted and q.message == "interrupted"
+    assert len(q.steps) < 60

@@ -225,3 +225,28 @@ def test_output_paths_are_checked_before_the_run(capsys, tiny, tmp_path):
 def test_version(capsys):
     code, out, err = run(capsys, "--version")
     assert code == 0 and out.strip().startswith("hybridq 0.")
+
+
+def test_quantify_exit_code_says_whether_the_tolerance_was_reached(capsys, tiny):
+    code, out, _ = run(capsys, "quantify", tiny, "--perturb", "abs:1e-2", "--box", "0:1,0:1", "--jobs", "1",
+                       "--tol", "0.5", "--no-progress")
+    assert code == 0 and "[" in out and "tolerance not reached" not in out
+    # a tolerance that cannot be met before the timeout: the bracket is still printed, exit 2
+    code, out, _ = run(capsys, "quantify", tiny, "--perturb", "abs:1e-2", "--box", "0:1,0:1", "--jobs", "1",
+                       "--tol", "1e-12", "--timeout", "0.5", "--no-progress")
+    assert code == 2 and out.startswith("max deviation in [") and ("timeout" in out or "tolerance" in out)
+
+
+@pytest.mark.parametrize("text, needle", [
+    ('timeout = "sixty"\n', "timeout must be a positive number"),
+    ('network = "x.npz"\n', "unknown key 'network'"),
+    ("bound_inter = 3\n", "bound_inter must be 0, 1, 2"),
+    ("smt_budget = -1.0\n", "smt_budget must be a positive number"),
+])
+def test_bad_config_file_values_name_the_file_and_key(capsys, tiny, tmp_path, text, needle):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(text)
+    code, out, err = run(capsys, "verify", tiny, "--config", cfg, "--perturb", "abs:0.1", "--point", "1,0",
+                         "--delta", "1")
+    line = one_error_line(err)
+    assert code == 3 and out == "" and str(cfg) in line and needle in line
