@@ -240,7 +240,8 @@ class _Engine:
                 a, b = t - lo, hi - t
                 area = a * b / np.maximum(a + b, 1e-300)
             else:
-                area = (hi - lo) ** 2
+                with np.errstate(over="ignore"):  # huge radii: an infinite area still ranks first
+                    area = (hi - lo) ** 2
             score = np.where(ok, gh[k] * area + 1e-300 * ok, 0.0)
             j = int(np.argmax(score))
             if score[j] > best:

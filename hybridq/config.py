@@ -119,7 +119,8 @@ class RunConfig:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if self.bound_method not in ("interval", "diff", "linear"):
             raise ConfigError(f"bound_method must be interval, diff or linear; got {self.bound_method!r}")
-        if self.bound_inter is not None and (isinstance(self.bound_inter, bool) or self.bound_inter not in (0, 1, 2)):
+        if self.bound_inter is not None and (isinstance(self.bound_inter, bool) or not isinstance(self.bound_inter, int)
+                                             or self.bound_inter not in (0, 1, 2)):
             raise ConfigError(f"bound_inter must be 0, 1, 2 or unset; got {self.bound_inter!r}")
         if self.input_split not in ("smear", "widest"):
             raise ConfigError(f"input_split must be smear or widest; got {self.input_split!r}")
@@ -132,6 +133,8 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
+        if self.attack_screen > 1_000_000:
+            raise ConfigError(f"attack_screen must be at most 1000000 (inputs ranked at the root), got {self.attack_screen!r}")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
         for name in ("smt_timeout", "smt_first_timeout", "smt_budget"):

@@ -231,11 +231,12 @@ def test_deviation_properties_refine_the_differences_by_default():
     assert mk(Decision(0)).inter == 1
     assert mk(Deviation(0.1), bound_inter=0).inter == 0
     from hybridq.errors import ConfigError
-    for bad in (3, True, "2", -1):
+    for bad in (3, True, "2", -1, 2.0):
         with pytest.raises(ConfigError, match="bound_inter"):
             make_config(None, bound_inter=bad)
-    with pytest.raises(ConfigError, match="attack_screen"):
-        make_config(None, attack_screen=-1)
+    for bad in (-1, 10 ** 11, 1e3):
+        with pytest.raises(ConfigError, match="attack_screen"):
+            make_config(None, attack_screen=bad)
 
 
 def test_smt_budget_stops_calls():
