@@ -116,6 +116,16 @@ def _run_step(network, spec, inputs, prop, cfg, t_end, progress):
     return res, time.perf_counter() - t0
 
 
+def _stop_reason(stats, t_end) -> str:
+    """Why a bisection stops before its next step: ``"interrupted"`` (Ctrl-C stopped the last
+    verify run), ``"timeout"``, or ``""`` to go on."""
+    if stats.interrupted:
+        return "interrupted"
+    if t_end is not None and time.perf_counter() > t_end:
+        return "timeout"
+    return ""
+
+
 def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress) -> Quantity:
     if family not in ("abs", "rel"):
         raise ConfigError(f"epsilon family must be 'abs' or 'rel', got {family!r}")
@@ -143,11 +153,8 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     else:
         proved, refuted = lo, hi
         while refuted / proved > 1 + tol and len(steps) < max_steps:
-            if stats.interrupted:  # Ctrl-C stopped the last verify run: stop the bisection too
-                msg = "interrupted"
-                break
-            if t_end is not None and time.perf_counter() > t_end:
-                msg = "timeout"
+            msg = _stop_reason(stats, t_end)
+            if msg:
                 break
             mid = math.sqrt(proved * refuted)
             if test(mid):
@@ -179,11 +186,8 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
     if test(len(members) - 1):
         good = len(members) - 1
         while good - bad > 1:
-            if stats.interrupted:
-                msg = "interrupted"
-                break
-            if t_end is not None and time.perf_counter() > t_end:
-                msg = "timeout"
+            msg = _stop_reason(stats, t_end)
+            if msg:
                 break
             mid = (good + bad) // 2
             if test(mid):
