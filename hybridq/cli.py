@@ -1,4 +1,4 @@
-"""The ``hybridq`` command line: ``verify``, ``bounds``, ``quantify``, ``backends``.
+"""The ``hybridq`` command line: ``verify``, ``bounds``, ``quantify``, ``run``, ``backends``.
 
 The CLI only calls the library.  Exit codes: 0 robust, 1 not robust, 2 unknown (budget spent or
 interrupted), 3 usage or input error (one line on stderr, no traceback).  A progress bar goes to
@@ -425,6 +425,56 @@ def quantify(
     _write_outputs(writers)
     # 0: the quantity to the tolerance; 2: stopped early (timeout, interrupt, tolerance not reached)
     raise typer.Exit(2 if res.message else 0)
+
+
+@app.command()
+def run(
+    instances: str = typer.Argument(..., help="Instance list: VNN-COMP instances.csv (onnx,vnnlib,timeout rows, "
+                                    "optional perturb,property,delta,outputs columns), a CSV with a header, .json or .toml.",
+                                    show_default=False),
+    results: str = O("results.csv", "--results", "-o", help="Results CSV (rows appended; instances already in it are skipped)."),
+    cex_dir: Optional[str] = O(None, "--counterexamples", help="Folder of the counterexample files (default: <results>_counterexamples)."),
+    perturb: Optional[str] = PERTURB, delta: Optional[float] = DELTA, outputs: Optional[str] = OUTPUTS,
+    space: Optional[str] = SPACE, prop: Optional[str] = O(None, "--property", help="vnnlib, deviation or decision (default: deviation with --delta, else vnnlib)."),
+    backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
+    timeout: Optional[float] = O(None, "--timeout", help="Seconds per instance where the list gives none."),
+    seed: Optional[int] = SEED, config: Optional[str] = CONFIG,
+):
+    """Run a list of instances in one process; results in VNN-COMP's words (unsat/sat/timeout/unknown/error).
+
+    Options are defaults for the instances that leave them empty. Exit code 0 when the list was run
+    (whatever the verdicts), 2 when interrupted (a rerun resumes), 3 for a bad list or option."""
+    from hybridq.batch import load_instances, run_batch
+
+    run_toml, job = _load_toml(config)
+    insts = load_instances(instances)
+    if results and Path(results).is_dir():
+        _fail(f"--results {results} is a directory")
+    if not Path(results).resolve().parent.is_dir():
+        _fail(f"--results {results}: directory {Path(results).resolve().parent} does not exist")
+    defaults = {k: v for k, v in job.items() if k in ("perturb", "delta", "outputs", "space", "decision", "kappa", "label")}
+    for k, v in (("perturb", perturb), ("delta", delta), ("outputs", outputs), ("space", space), ("property", prop),
+                 ("timeout", timeout)):
+        if v is not None:
+            defaults[k] = v
+    if timeout is None and run_toml.get("timeout") is not None:
+        defaults["timeout"] = run_toml["timeout"]
+    run_toml = {k: v for k, v in run_toml.items() if k != "timeout"}
+    cfg = _run_config(run_toml, backend, jobs, None, seed)
+    counts: dict = {}
+
+    def show(row):
+        counts[row.result] = counts.get(row.result, 0) + 1
+        extra = f"  {row.message}" if row.result in ("error", "unknown") and row.message else ""
+        typer.echo(f"{row.id}  {row.result}  {row.time_s:.2f} s{extra}")
+
+    try:
+        run_batch(insts, results, cfg, defaults, cex_dir, on_result=show)
+    except KeyboardInterrupt:
+        typer.echo("hybridq: interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(2)
+    typer.echo("done: " + (", ".join(f"{counts[w]} {w}" for w in ("unsat", "sat", "timeout", "unknown", "error")
+                                     if w in counts) or "nothing to run (all instances already in the results)"))
 
 
 @app.command()

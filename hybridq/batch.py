@@ -1,0 +1,612 @@
+"""Batch runs over instance lists (``hybridq run INSTANCES``): one process for the whole list.
+
+An *instance* is one verification query: a network file, an input set (a VNNLIB file, a box or a
+point), a perturbation spec and a property, with a per-instance timeout.  Instance lists come as
+
+* VNN-COMP's ``instances.csv``: rows ``onnx,vnnlib,timeout`` without a header, optionally followed
+  by the columns ``perturb,property,delta,outputs`` (:data:`POSITIONAL`); or a CSV whose first row is
+  a header naming any of the :data:`KEYS` (``network`` and ``onnx`` are synonyms);
+* a JSON file: a list of objects with those keys, or ``{"defaults": {...}, "instances": [...]}``;
+* a TOML file: top-level keys are defaults, each ``[[instance]]`` table one instance.
+
+Relative paths are taken from the instance file's folder (as VNN-COMP's benchmark folders do).
+``property`` is ``vnnlib`` (the VNNLIB file's output constraints), ``deviation`` (``|y_j(x;theta) -
+y_j(x;theta0)| <= delta``, with ``outputs`` and ``space``) or ``decision`` (the class is kept, with
+``label`` / ``kappa``); when empty: ``deviation`` if a ``delta`` is given, else ``vnnlib``.
+
+Results go to a CSV file, one row per instance, written as soon as the instance is done, so an
+interrupted batch resumes where it stopped (instances whose ``id`` is already in the file are
+skipped).  The ``result`` column uses VNN-COMP's words -- the VNNLIB file describes the *unsafe*
+set, so a violation found is ``sat``: :data:`VNNCOMP_WORDS` maps ``robust`` to ``unsat``,
+``not_robust`` to ``sat``, an ``unknown`` that ran out of time to ``timeout``, any other
+``unknown`` to ``unknown``; a query that could not be run (bad file, bad option) is ``error``
+with its one-line message.  Every ``sat`` instance gets a counterexample file in VNN-COMP's format
+(:func:`write_vnncomp_counterexample`: the line ``sat`` then ``((X_0 v) ... (Y_0 v))``, the ``Y``
+the perturbed network's logits at the counterexample's parameters) beside hybridq's ``.npz`` with
+the input and every parameter (:meth:`hybridq.result.Counterexample.save`).
+
+Networks and perturbations are loaded once per (file, spec) and shared by the instances that use
+them; the kernels are compiled or loaded once per process.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import math
+import re
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from hybridq.errors import ConfigError, HybridqError
+
+__all__ = ["Instance", "InstanceResult", "load_instances", "run_batch", "read_results", "vnncomp_word",
+           "write_vnncomp_counterexample", "read_vnncomp_counterexample", "KEYS", "POSITIONAL", "RESULT_COLUMNS",
+           "VNNCOMP_WORDS"]
+
+#: Keys of an instance (CSV header names, JSON / TOML keys).
+KEYS = ("id", "network", "vnnlib", "timeout", "perturb", "property", "delta", "outputs", "space", "box", "point",
+        "ball", "center", "decision", "label", "kappa")
+#: Columns of a header-less CSV row, in order (VNN-COMP's three, then hybridq's optional ones).
+POSITIONAL = ("network", "vnnlib", "timeout", "perturb", "property", "delta", "outputs")
+#: Columns of the results CSV.
+RESULT_COLUMNS = ("id", "result", "verdict", "time_s", "cells", "network", "vnnlib", "counterexample", "message")
+#: hybridq verdict -> VNN-COMP result word (``unknown`` splits into ``timeout`` / ``unknown``).
+VNNCOMP_WORDS = {"robust": "unsat", "not_robust": "sat", "unknown": "unknown"}
+_PROPERTIES = ("vnnlib", "deviation", "decision")
+_ALIASES = {"onnx": "network", "net": "network", "timeout_s": "timeout"}
+
+
+# =========================================================================== instances
+@dataclass(frozen=True)
+class Instance:
+    """One query of a batch.
+
+    Attributes
+    ----------
+    id : str
+        Unique within the list; the key that resuming matches against the results file.
+    network : Path
+        ``.onnx`` / ``.nnet`` / ``.npz`` file (``.gz`` compressed files are read too).
+    vnnlib : Path or None
+        VNNLIB file (input box and, for ``property = "vnnlib"``, the unsafe output set).
+    timeout : float or None
+        Seconds for the instance, loading included (``None``: unlimited).
+    options : dict
+        The remaining keys of :data:`KEYS` that were given (strings from a CSV, typed values
+        from JSON / TOML; checked when the instance runs, a bad one makes it an ``error`` row).
+    """
+
+    id: str
+    network: Path
+    vnnlib: Path | None
+    timeout: float | None
+    options: dict = field(default_factory=dict)
+
+
+def _canon(key: str) -> str:
+    k = str(key).strip().lower().replace("-", "_")
+    return _ALIASES.get(k, k)
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, str) and not v.strip())
+
+
+def _rows_csv(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    rows = [r for r in csv.reader(text.splitlines()) if r and not (len(r) == 1 and not r[0].strip())
+            and not r[0].lstrip().startswith("#")]
+    if not rows:
+        return []
+    head = [_canon(c) for c in rows[0]]
+    if "network" in head or "id" in head:
+        unknown = [c for c in head if c not in KEYS and c]
+        if unknown:
+            raise ConfigError(f"{path}: unknown column {unknown[0]!r}; known: {', '.join(KEYS)} (and onnx)")
+        out = []
+        for n, r in enumerate(rows[1:], start=2):
+            if len(r) > len(head):
+                raise ConfigError(f"{path}: row {n} has {len(r)} cells, the header {len(head)}")
+            out.append({k: v.strip() for k, v in zip(head, r) if k and not _blank(v)})
+        return out
+    out = []
+    for n, r in enumerate(rows, start=1):
+        if len(r) > len(POSITIONAL):
+            raise ConfigError(f"{path}: row {n} has {len(r)} cells; a row without a header has at most "
+                              f"{len(POSITIONAL)}: {','.join(POSITIONAL)}")
+        out.append({k: v.strip() for k, v in zip(POSITIONAL, r) if not _blank(v)})
+    return out
+
+
+def _rows_mapping(path: Path, data, list_key: str) -> list[dict]:
+    defaults = {}
+    if isinstance(data, dict):
+        items = data.get(list_key, data.get("instances"))
+        defaults = {k: v for k, v in data.items() if k not in (list_key, "instances")}
+        if isinstance(defaults.get("defaults"), dict):
+            defaults = {**{k: v for k, v in defaults.items() if k != "defaults"}, **defaults["defaults"]}
+    else:
+        items = data
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise ConfigError(f"{path}: expected a list of instances (objects / [[{list_key}]] tables)")
+    out = []
+    for item in items:
+        row = {_canon(k): v for k, v in defaults.items()}
+        row.update({_canon(k): v for k, v in item.items()})
+        out.append(row)
+    return out
+
+
+def load_instances(path: str | Path) -> list[Instance]:
+    """Read an instance list (CSV, JSON or TOML; see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv`` (VNN-COMP ``instances.csv`` or with a header), ``.json`` or ``.toml``.
+
+    Returns
+    -------
+    list of Instance
+        In file order; paths resolved against the file's folder; ids made unique (a repeated id
+        gets ``#2``, ``#3``, ...).
+
+    Raises
+    ------
+    ConfigError
+        Missing or unreadable file, unknown suffix, syntax error, unknown key, a row without a
+        network, a timeout that is not a positive number.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"instance list not found: {p}")
+    suffix = p.suffix.lower()
+    try:
+        if suffix == ".csv":
+            rows = _rows_csv(p)
+        elif suffix == ".json":
+            rows = _rows_mapping(p, json.loads(p.read_text(encoding="utf-8")), "instances")
+        elif suffix == ".toml":
+            rows = _rows_mapping(p, tomllib.loads(p.read_text(encoding="utf-8")), "instance")
+        else:
+            raise ConfigError(f"{p}: instance lists are .csv, .json or .toml files, got {p.suffix!r}")
+    except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, csv.Error) as e:
+        raise ConfigError(f"{p}: cannot parse the instance list: {e}") from None
+    base = p.resolve().parent
+    out, seen = [], {}
+    for n, row in enumerate(rows, start=1):
+        unknown = [k for k in row if k not in KEYS]
+        if unknown:
+            raise ConfigError(f"{p}: instance {n}: unknown key {unknown[0]!r}; known: {', '.join(KEYS)}")
+        if _blank(row.get("network")):
+            raise ConfigError(f"{p}: instance {n} has no network")
+        net = base / str(row["network"]).strip()
+        vnn = None if _blank(row.get("vnnlib")) else base / str(row["vnnlib"]).strip()
+        timeout = None
+        if not _blank(row.get("timeout")):
+            try:
+                timeout = float(row["timeout"])
+            except (TypeError, ValueError):
+                timeout = float("nan")
+            if isinstance(row["timeout"], bool) or not (timeout > 0 and math.isfinite(timeout)):
+                raise ConfigError(f"{p}: instance {n}: timeout must be a positive number of seconds, "
+                                  f"got {row['timeout']!r}")
+        iid = str(row["id"]).strip() if not _blank(row.get("id")) else \
+            _stem(net) + ("" if vnn is None else ":" + _stem(vnn))
+        if iid in seen:
+            seen[iid] += 1
+            iid = f"{iid}#{seen[iid]}"
+        else:
+            seen[iid] = 1
+        opts = {k: v for k, v in row.items() if k not in ("id", "network", "vnnlib", "timeout") and not _blank(v)}
+        out.append(Instance(iid, net, vnn, timeout, opts))
+    return out
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suf in (".gz", ".onnx", ".nnet", ".npz", ".vnnlib"):
+        if name.lower().endswith(suf):
+            name = name[: -len(suf)]
+    return name
+
+
+# =========================================================================== results
+@dataclass
+class InstanceResult:
+    """One row of the results file (see :data:`RESULT_COLUMNS`).
+
+    ``result`` is the VNN-COMP word, ``verdict`` hybridq's (empty for ``error``), ``time_s`` the
+    wall time of the instance including loading, ``cells`` the branch-and-bound cells examined,
+    ``counterexample`` the VNN-COMP counterexample file of a ``sat`` instance (else empty)."""
+
+    id: str
+    result: str
+    verdict: str
+    time_s: float
+    cells: int
+    network: str
+    vnnlib: str
+    counterexample: str = ""
+    message: str = ""
+
+    def row(self) -> dict:
+        return {"id": self.id, "result": self.result, "verdict": self.verdict, "time_s": f"{self.time_s:.4f}",
+                "cells": str(self.cells), "network": self.network, "vnnlib": self.vnnlib,
+                "counterexample": self.counterexample, "message": self.message}
+
+
+def vnncomp_word(result, timeout: float | None = None, elapsed: float | None = None) -> str:
+    """VNN-COMP's result word for a :class:`hybridq.Result`.
+
+    ``robust`` -> ``unsat`` (no input reaches the unsafe set), ``not_robust`` -> ``sat``, an
+    ``unknown`` whose run ran out of time (``stats.timed_out``, or ``elapsed >= timeout``) ->
+    ``timeout``, any other ``unknown`` -> ``unknown``."""
+    if result.verdict != "unknown":
+        return VNNCOMP_WORDS[result.verdict]
+    if result.stats.timed_out or (timeout is not None and elapsed is not None and elapsed >= timeout):
+        return "timeout"
+    return "unknown"
+
+
+def read_results(path: str | Path) -> list[dict]:
+    """The rows of a results CSV written by :func:`run_batch` (an absent file: no rows).
+
+    Raises
+    ------
+    ConfigError
+        The file exists but is not a results file of this format (missing columns)."""
+    p = Path(path)
+    if not p.is_file() or p.stat().st_size == 0:
+        return []
+    with p.open(newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("id", "result") if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ConfigError(f"{p}: not a hybridq results file (no {missing[0]!r} column)")
+        return [dict(r) for r in reader]
+
+
+def write_vnncomp_counterexample(path: str | Path, x: np.ndarray, y: np.ndarray) -> None:
+    """Write a counterexample as VNN-COMP's result file: ``sat`` then ``((X_0 v) ... (Y_0 v))``.
+
+    Values are written with Python's shortest round-trip ``repr``, so reading them back gives the
+    identical float64 input that hybridq re-checked exactly.
+
+    Parameters
+    ----------
+    path : str or Path
+    x : (n_in,) float64
+        The input (the network's raw input space, as in the VNNLIB file).
+    y : (n_out,) float64
+        The outputs (logits) of the network at ``x`` with the counterexample's parameters.
+    """
+    xs = [f"(X_{i} {float(v)!r})" for i, v in enumerate(np.asarray(x, dtype=np.float64).ravel())]
+    ys = [f"(Y_{i} {float(v)!r})" for i, v in enumerate(np.asarray(y, dtype=np.float64).ravel())]
+    Path(path).write_text("sat\n(" + "\n ".join(xs + ys) + ")\n", encoding="ascii")
+
+
+_ASSIGN = re.compile(r"\(\s*([XY])_(\d+)\s+([^\s()]+)\s*\)")
+
+
+def read_vnncomp_counterexample(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a VNN-COMP counterexample (with or without the leading ``sat`` line).
+
+    Returns
+    -------
+    x : (n_in,) float64
+    y : (n_out,) float64
+
+    Raises
+    ------
+    ConfigError
+        No assignments, a missing or repeated index, a value that is not a number.
+    """
+    text = Path(path).read_text(encoding="utf-8")
+    vals: dict = {"X": {}, "Y": {}}
+    for var, idx, val in _ASSIGN.findall(text):
+        try:
+            v = float(val)
+        except ValueError:
+            raise ConfigError(f"{path}: {var}_{idx} has the value {val!r}, not a number") from None
+        if int(idx) in vals[var]:
+            raise ConfigError(f"{path}: {var}_{idx} is assigned twice")
+        vals[var][int(idx)] = v
+    out = []
+    for var in ("X", "Y"):
+        d = vals[var]
+        if not d or sorted(d) != list(range(len(d))):
+            raise ConfigError(f"{path}: the {var}_i assignments are missing or not numbered 0..n-1")
+        out.append(np.array([d[i] for i in range(len(d))], dtype=np.float64))
+    return out[0], out[1]
+
+
+# =========================================================================== running
+class _Loader:
+    """Networks and perturbations loaded once per (file, spec) for the whole batch."""
+
+    def __init__(self, tmpdir: Path | None = None):
+        self.nets: dict = {}
+        self.perts: dict = {}
+        self.tmpdir = tmpdir
+
+    def _plain(self, path: Path) -> Path:
+        """``.gz`` files (VNN-COMP ships some) are decompressed next to the results."""
+        if path.suffix.lower() != ".gz":
+            return path
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such file")
+        out = (self.tmpdir or path.parent) / path.name[:-3]
+        if not out.is_file():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(gzip.decompress(path.read_bytes()))
+        return out
+
+    def network(self, path: Path):
+        from hybridq.io import load_network
+
+        key = str(path)
+        if key not in self.nets:
+            self.nets[key] = load_network(self._plain(path))
+        return self.nets[key]
+
+    def perturbation(self, path: Path, spec: str):
+        from hybridq.perturbation import perturbation
+
+        key = (str(path), spec)
+        if key not in self.perts:
+            self.perts[key] = perturbation(spec, self.network(path))
+        return self.perts[key]
+
+    def vnnlib(self, path: Path, n_in: int, n_out: int):
+        from hybridq.io import load_vnnlib
+
+        return load_vnnlib(self._plain(path), n_in, n_out)
+
+
+def _floats(v, what: str) -> np.ndarray:
+    if isinstance(v, (list, tuple)):
+        vals = list(v)
+    else:
+        vals = [s for s in str(v).replace(";", ",").split(",") if s.strip()]
+    try:
+        out = np.array([float(s) for s in vals], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what} must be numbers, got {v!r}") from None
+    if out.size == 0 or not np.all(np.isfinite(out)):
+        raise ConfigError(f"{what} must be finite numbers, got {v!r}")
+    return out
+
+
+def _input_box(v):
+    """``'lo:hi,lo:hi,...'``, a list of such strings or of ``[lo, hi]`` pairs, or ``{lo: [...], hi: [...]}``."""
+    from hybridq.inputs import InputBox
+
+    if isinstance(v, dict) and "lo" in v and "hi" in v:
+        return InputBox(_floats(v["lo"], "box lo"), _floats(v["hi"], "box hi"))
+    parts = v if isinstance(v, (list, tuple)) else [s for s in str(v).split(",") if s.strip()]
+    lo, hi = [], []
+    for part in parts:
+        if isinstance(part, (list, tuple)) and len(part) == 2:
+            a, b = part
+        else:
+            a, sep, b = str(part).partition(":")
+            if not sep:
+                raise ConfigError(f"bad box entry {part!r}: expected LO:HI pairs, e.g. '0:1,-1:1'")
+        lo.append(a)
+        hi.append(b)
+    return InputBox(_floats(lo, "box lower ends"), _floats(hi, "box upper ends"))
+
+
+def _flag(v, what: str) -> bool:
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "y"):
+        return True
+    if s in ("0", "false", "no", "n"):
+        return False
+    raise ConfigError(f"{what} must be true or false, got {v!r}")
+
+
+def _problems(inst: Instance, opts: dict, loader: _Loader):
+    """``(network, perturbation, [(InputBox, property), ...])`` of an instance."""
+    from hybridq.inputs import InputBox
+    from hybridq.io import decision_label
+    from hybridq.properties import Decision, Deviation
+
+    net = loader.network(inst.network)
+    spec = opts.get("perturb")
+    if _blank(spec):
+        raise ConfigError("no perturbation: give a perturb column or --perturb SPEC")
+    pert = loader.perturbation(inst.network, str(spec).strip())
+    prop_kind = str(opts.get("property", "")).strip().lower() or ("deviation" if "delta" in opts else
+                                                                   "decision" if _flag(opts.get("decision", False), "decision") else "vnnlib")
+    if prop_kind not in _PROPERTIES:
+        raise ConfigError(f"property must be one of {', '.join(_PROPERTIES)}, got {prop_kind!r}")
+    if prop_kind == "deviation" and "delta" not in opts:
+        raise ConfigError("property deviation needs a delta")
+    pairs = loader.vnnlib(inst.vnnlib, net.n_in, net.n_out) if inst.vnnlib is not None else []
+    if "box" in opts and "point" in opts:
+        raise ConfigError("give either box or point, not both")
+    if pairs and ("box" in opts or "point" in opts):
+        raise ConfigError("the VNNLIB file gives the input box: drop box/point (use center or ball)")
+    if "box" in opts:
+        boxes = [_input_box(opts["box"])]
+    elif "point" in opts:
+        x = _floats(opts["point"], "point")
+        boxes = [InputBox.ball(x, float(opts["ball"])) if "ball" in opts else InputBox.point(x)]
+    elif pairs:
+        boxes = [b for b, _ in pairs]
+        if "center" in opts and _flag(opts["center"], "center"):
+            boxes = [InputBox.point(b.center) for b in boxes]
+        if "ball" in opts:
+            boxes = [InputBox.ball(b.center, float(opts["ball"])) for b in boxes]
+    else:
+        raise ConfigError("no input set: give a vnnlib file, a box or a point")
+    for b in boxes:
+        b.check_dim(net.n_in)
+    cons = [c for _, c in pairs] if pairs else [None] * len(boxes)
+    problems = []
+    for b, con in zip(boxes, cons):
+        if prop_kind == "deviation":
+            outs = opts.get("outputs")
+            outs = None if outs is None else tuple(int(v) for v in _floats(outs, "outputs"))
+            prop = Deviation(float(opts["delta"]), str(opts.get("space", "logit")), outs)
+        elif prop_kind == "decision":
+            c = opts.get("label")
+            if c is None and con is not None:
+                c = decision_label(con)
+            if c is None:
+                c = int(net.predict(b.center))
+            prop = Decision(int(c), float(opts.get("kappa", 0.0)))
+        else:
+            if con is None:
+                raise ConfigError("property vnnlib needs a VNNLIB file")
+            prop = con
+        problems.append((b, prop))
+    return net, pert, problems
+
+
+def _safe_name(iid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", iid).strip("._") or "instance"
+
+
+def _outputs_at(net, cex) -> np.ndarray:
+    """The logits at the counterexample (exact values rounded to nearest where exact)."""
+    try:
+        ys = net.exact_logits(cex.x, cex.params)
+        return np.array([float(v) if not hasattr(v, "mid") else float(v.mid) for v in ys], dtype=np.float64)
+    except (TypeError, ValueError, AttributeError):  # pragma: no cover - exact path unavailable
+        return np.asarray(net.forward(cex.x, cex.params), dtype=np.float64)
+
+
+def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None = None,
+                 cex_dir: Path | None = None, executor=None):
+    """Run one instance; returns ``(InstanceResult, Result or None)``.
+
+    Errors of the instance (bad files, bad options) become an ``error`` row, never an exception;
+    ``KeyboardInterrupt`` propagates (and the run's ``stats.interrupted`` is re-raised as one), so an
+    interrupted instance is not recorded and a resumed batch runs it again."""
+    from dataclasses import replace
+
+    from hybridq.bab import verify
+    from hybridq.result import combine
+
+    loader = loader or _Loader()
+    t0 = time.perf_counter()
+    timeout = inst.timeout if inst.timeout is not None else defaults.get("timeout")
+    opts = {**{k: v for k, v in defaults.items() if k != "timeout" and not _blank(v)}, **inst.options}
+    net_s, vnn_s = str(inst.network), "" if inst.vnnlib is None else str(inst.vnnlib)
+    res = None
+    try:
+        net, pert, problems = _problems(inst, opts, loader)
+        results = []
+        for b, prop in problems:
+            left = None if timeout is None else timeout - (time.perf_counter() - t0)
+            if left is not None and left <= 0:
+                break
+            cfg = replace(config, timeout=left)
+            kw = {} if executor is None else {"executor": executor}
+            r = verify(net, pert, b, prop, config=cfg, **kw)
+            if r.stats.interrupted:
+                raise KeyboardInterrupt
+            results.append(r)
+            if r.verdict == "not_robust":
+                break
+        elapsed = time.perf_counter() - t0
+        if not results:  # the timeout was spent loading
+            from hybridq.result import Result, Stats
+
+            res = Result("unknown", problems[0][1], stats=Stats(timed_out=True), message="timeout while loading")
+        else:
+            res = combine(results)
+            if len(results) < len(problems) and res.verdict == "robust":
+                from dataclasses import replace as dreplace
+
+                res = dreplace(res, verdict="unknown", message="timeout")
+                res.stats.timed_out = True
+        word = vnncomp_word(res, timeout, elapsed)
+        row = InstanceResult(inst.id, word, res.verdict, elapsed, res.stats.cells, net_s, vnn_s, "", res.message)
+        if res.counterexample is not None and cex_dir is not None:
+            cex_dir.mkdir(parents=True, exist_ok=True)
+            stem = cex_dir / _safe_name(inst.id)
+            cpath = stem.with_name(stem.name + ".counterexample")
+            write_vnncomp_counterexample(cpath, res.counterexample.x, _outputs_at(net, res.counterexample))
+            res.counterexample.save(stem.with_name(stem.name + ".npz"))
+            row.counterexample = str(cpath)
+        return row, res
+    except KeyboardInterrupt:
+        raise
+    except (HybridqError, ValueError, OSError, TypeError, ArithmeticError, MemoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return InstanceResult(inst.id, "error", "", time.perf_counter() - t0, 0, net_s, vnn_s, "", msg), None
+
+
+def run_batch(instances: Iterable[Instance], results: str | Path, config=None, defaults: dict | None = None,
+              cex_dir: str | Path | None = None, on_result: Callable | None = None) -> list[InstanceResult]:
+    """Run every instance not yet in ``results``, appending one row per instance as it finishes.
+
+    Parameters
+    ----------
+    instances : iterable of Instance
+    results : str or Path
+        The results CSV (:data:`RESULT_COLUMNS`); created with a header when absent.  Instances
+        whose id is already in it are skipped (resume).
+    config : RunConfig, optional
+        Settings of every run (``timeout`` is replaced by each instance's own).
+    defaults : dict, optional
+        Values for keys an instance leaves empty (``perturb``, ``delta``, ``timeout``, ...: the
+        CLI options of ``hybridq run``).
+    cex_dir : str or Path, optional
+        Folder of the counterexample files (default: ``<results stem>_counterexamples`` beside
+        the results file).
+    on_result : callable(InstanceResult) or None
+        Called after each instance (progress output).
+
+    Returns
+    -------
+    list of InstanceResult
+        The rows written by this call (skipped instances are not repeated).
+
+    Raises
+    ------
+    ConfigError
+        ``results`` exists but is not a results file; an invalid default.
+    KeyboardInterrupt
+        Ctrl-C: the rows written so far stay; the interrupted instance is not recorded.
+    """
+    from hybridq.config import make_config
+
+    config = config if config is not None else make_config()
+    defaults = dict(defaults or {})
+    results = Path(results)
+    done = {r["id"] for r in read_results(results)}
+    cex_dir = Path(cex_dir) if cex_dir is not None else results.with_name(results.stem + "_counterexamples")
+    loader = _Loader(tmpdir=cex_dir.parent / (results.stem + "_unpacked"))
+    new = not results.is_file() or results.stat().st_size == 0
+    rows = []
+    executor = None
+    with results.open("a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
+        if new:
+            writer.writeheader()
+            f.flush()
+        for inst in instances:
+            if inst.id in done:
+                continue
+            row, _ = run_instance(inst, defaults, config, loader, cex_dir, executor)
+            writer.writerow(row.row())
+            f.flush()
+            done.add(inst.id)
+            rows.append(row)
+            if on_result is not None:
+                on_result(row)
+    return rows
