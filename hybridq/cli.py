@@ -50,7 +50,7 @@ KAPPA = O(None, "--kappa", help="Decision margin: the class must win by more tha
 LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or nominal argmax).")
 SPACE = O(None, "--space", help="Deviation space: logit or score.")
 OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
-BACKEND = O(None, "--backend", help="SMT backend: auto, z3, dreal or none.")
+BACKEND = O(None, "--backend", help="Exact backend for open cells: auto (per cell: milp for relu nets, z3, dreal for sigmoid/tanh), milp, z3, dreal or none.")
 JOBS = O(None, "--jobs", "-j", help="Worker processes (default: all cores).")
 TIMEOUT = O(None, "--timeout", help="Wall-clock budget in seconds.")
 SEED = O(None, "--seed", help="Attack seed (results are deterministic for a fixed seed).")

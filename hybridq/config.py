@@ -16,7 +16,7 @@ from hybridq.errors import ConfigError
 
 __all__ = ["RunConfig", "make_config", "load_toml", "JOB_KEYS"]
 
-BACKENDS = ("auto", "z3", "dreal", "none")
+BACKENDS = ("auto", "milp", "z3", "dreal", "none")
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,9 @@ class RunConfig:
 
     Parameters
     ----------
-    backend : {"auto", "z3", "dreal", "none"}
-        SMT backend for the cells the bound pass leaves open (``none``: bounds and attacks only).
+    backend : {"auto", "milp", "z3", "dreal", "none"}
+        Exact backend for the cells the bound pass leaves open (``auto``: chosen per cell, see
+        :class:`hybridq.smt.AutoBackend`; ``none``: bounds and attacks only).
     jobs : int
         Worker processes (``>= 1``; ``1`` runs the same loop in-process).
     timeout : float or None

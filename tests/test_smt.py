@@ -29,7 +29,9 @@ def _dreal_import_error() -> str | None:
 
 DREAL_ERR = _dreal_import_error()
 requires_dreal = pytest.mark.skipif(DREAL_ERR is not None, reason=f"dReal not importable ({DREAL_ERR})")
-AVAILABLE = ["z3"] + (["dreal"] if DREAL_ERR is None else [])
+AVAILABLE = ["z3", "milp"] + (["dreal"] if DREAL_ERR is None else [])
+#: Relative slack above an exact maximum at which each backend must prove it (see the test).
+EXACT_SLACK = {"z3": Fraction(0), "milp": Fraction(1, 10**9), "dreal": Fraction(1, 10**6)}
 
 
 def radius_like(params, eps_w, eps_b=None):
@@ -56,13 +58,25 @@ def test_backend_table_lists_z3_available_and_dreal_with_reason():
     assert rows["dreal"][1] is (DREAL_ERR is None)
     assert "transcendental" in rows["dreal"][2] and "delta" in rows["dreal"][2]
     assert BACKENDS["z3"].package == "z3-solver" and BACKENDS["dreal"].package == "dreal"
+    assert rows["milp"][1] is True and "MILP" in rows["milp"][2] and BACKENDS["milp"].package == "highspy"
     if DREAL_ERR is not None:
         assert "libibex.so" in rows["dreal"][3] and "pip install dreal" in rows["dreal"][3]
 
 
 def test_get_backend_auto_and_errors():
     b = get_backend("auto")
-    assert b.name == ("dreal" if DREAL_ERR is None else "z3")
+    assert b.name == "auto"
+    relu = Network((Layer(np.ones((2, 2)), np.zeros(2), "relu"), Layer(np.ones((1, 2)), np.zeros(1), "identity")))
+    leaky = Network((Layer(np.ones((2, 2)), np.zeros(2), "leaky_relu"), Layer(np.ones((1, 2)), np.zeros(1))))
+    sig = Network((Layer(np.ones((2, 2)), np.zeros(2), "sigmoid"), Layer(np.ones((1, 2)), np.zeros(1))))
+    # per cell by what the query is, whatever is installed: never dReal for piecewise-linear cells
+    assert b.choose(relu, Deviation(0.1)) == ("milp", "z3")
+    assert b.choose(leaky, Deviation(0.1)) == ("z3",)
+    assert b.choose(sig, Deviation(0.1)) == ("dreal", "z3")
+    out = b.check(relu, Perturbation(relu.params, tuple((np.full_like(W, 0.01), np.full_like(c, 0.01))
+                                                          for W, c in relu.params)),
+                  root(relu, [0, 0], [1, 1]), Deviation(10.0), 10)
+    assert isinstance(out, Unsat) and out.stats["backend"] == "milp"
     assert get_backend("z3").name == "z3"
     with pytest.raises(ValueError, match="unknown SMT backend 'cvc9'"):
         get_backend("cvc9")
@@ -145,7 +159,10 @@ def test_reduced_encoding_is_exact_for_one_layer(backend):
         B = (Fraction(float(pert.radius[0][1][j])) + sum(Fraction(float(r)) * abs(Fraction(float(v)))
                                                          for r, v in zip(pert.radius[0][0][j], x)))
         B *= Fraction(float(net.output_std[j]))
-        d_hi = float(B) if Fraction(float(B)) >= B else float(np.nextafter(float(B), np.inf))
+        # exact rationals (z3) prove it at B itself; the certified float stage (milp) and the
+        # delta-complete dReal (which answers delta-sat at B, correctly unconfirmed) just above
+        Bt = B * (1 + EXACT_SLACK[backend])
+        d_hi = float(Bt) if Fraction(float(Bt)) >= Bt else float(np.nextafter(float(Bt), np.inf))
         out = b.check(net, pert, cell, Deviation(d_hi, outputs=(j,)), 20)
         assert isinstance(out, Unsat), out
         prop = Deviation(float(B) * (1 - 1e-9), outputs=(j,))

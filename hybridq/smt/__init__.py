@@ -1,9 +1,14 @@
-"""SMT backends behind one small interface, and the backend table.
+"""Exact backends behind one small interface, and the backend table.
 
 ``get_backend(name)`` returns a backend object with
 ``check(network, perturbation, cell, prop, timeout, neuron_bounds=None) -> Unsat | Sat | Unknown``
 (see :mod:`hybridq.smt.base`).  Backends are imported lazily; a missing one raises
 :class:`hybridq.errors.BackendUnavailableError` whose message says what to install.
+
+``auto`` chooses per cell by what the query is, never by what happens to be installed
+(:class:`AutoBackend`): the certified MILP stage (:mod:`hybridq.smt.milp`) for relu / identity
+networks, z3 for the other piecewise-linear ones, dReal only for sigmoid / tanh / softmax scores
+where it is importable (z3 otherwise).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ __all__ = [
     "BACKENDS",
     "PREFERENCE",
     "BackendSpec",
+    "AutoBackend",
     "Backend",
     "Outcome",
     "Sat",
@@ -56,10 +62,18 @@ BACKENDS: dict[str, BackendSpec] = {
         frozenset({"LRA", "NRA"}),
         "pip install z3-solver",
     ),
+    "milp": BackendSpec(
+        "milp", "hybridq.smt.milp", "MilpBackend", "highspy",
+        frozenset({"LRA", "MILP"}),
+        "pip install highspy",
+    ),
 }
 
-#: Preference order for ``auto``.
-PREFERENCE = ("dreal", "z3")
+#: Order of the table (``hybridq backends``); ``auto`` chooses per cell (:class:`AutoBackend`).
+PREFERENCE = ("milp", "z3", "dreal")
+
+#: Options each backend's constructor accepts (``auto`` passes each backend its own).
+_OPTIONS = {"z3": {"seed", "logic", "rlimit", "confirm"}, "dreal": {"delta"}, "milp": {"find_share"}}
 
 
 def get_backend(name: str = "auto", **options) -> Backend:
@@ -67,10 +81,11 @@ def get_backend(name: str = "auto", **options) -> Backend:
 
     Parameters
     ----------
-    name : {"auto", "z3", "dreal"}
-        ``auto`` picks the first importable backend in :data:`PREFERENCE`.
+    name : {"auto", "milp", "z3", "dreal"}
+        ``auto``: an :class:`AutoBackend` choosing per cell.
     **options
-        Passed to the backend's constructor (z3: ``seed``, ``logic``, ``rlimit``; dreal: ``delta``).
+        Passed to the backend's constructor (z3: ``seed``, ``logic``, ``rlimit``, ``confirm``;
+        dreal: ``delta``; milp: ``find_share``); ``auto`` passes each backend the ones it accepts.
 
     Raises
     ------
@@ -80,13 +95,7 @@ def get_backend(name: str = "auto", **options) -> Backend:
         An unknown backend name.
     """
     if name == "auto":
-        errors = []
-        for n in PREFERENCE:
-            try:
-                return get_backend(n, **{k: v for k, v in options.items() if _accepts(n, k)})
-            except BackendUnavailableError as err:
-                errors.append(str(err))
-        raise BackendUnavailableError("no SMT backend available: " + " | ".join(errors))
+        return AutoBackend(**options)
     if name not in BACKENDS:
         raise ValueError(f"unknown SMT backend {name!r}; available names: auto, {', '.join(BACKENDS)}")
     spec = BACKENDS[name]
@@ -95,7 +104,90 @@ def get_backend(name: str = "auto", **options) -> Backend:
 
 
 def _accepts(name: str, option: str) -> bool:
-    return {"z3": {"seed", "logic", "rlimit"}, "dreal": {"delta"}}.get(name, set()).__contains__(option)
+    return option in _OPTIONS.get(name, set())
+
+
+class AutoBackend:
+    """Chooses the backend per cell by what the query is (DESIGN.md §3), not by what is installed.
+
+    * relu / identity hidden layers (a MILP, :data:`hybridq.milp.model.MILP_ACTIVATIONS`): ``milp``,
+      then ``z3`` if the MILP stage cannot express the query (a score-space deviation on a box);
+    * other piecewise-linear networks (leaky relu, hardtanh): ``z3``;
+    * sigmoid / tanh hidden layers or softmax / sigmoid scores: ``dreal`` where it imports (the
+      reference for transcendental functions), else ``z3`` (which answers ``unsupported`` when the
+      query needs them).
+
+    So installing dReal never changes how a piecewise-linear cell is decided.
+
+    Parameters
+    ----------
+    **options
+        Each backend gets the options it accepts (see :func:`get_backend`).
+
+    Raises
+    ------
+    BackendUnavailableError
+        Neither z3 nor the MILP stage imports.
+    """
+
+    name = "auto"
+    capabilities = frozenset({"LRA", "NRA", "MILP"})
+
+    def __init__(self, **options) -> None:
+        self.options = options
+        self._made: dict = {}
+        errors = []
+        for n in ("milp", "z3"):
+            try:
+                self._get(n)
+            except BackendUnavailableError as err:
+                errors.append(str(err))
+        if len(errors) == 2:
+            raise BackendUnavailableError("no exact backend available: " + " | ".join(errors))
+
+    def _get(self, name: str):
+        if name not in self._made:
+            try:
+                self._made[name] = get_backend(name, **{k: v for k, v in self.options.items() if _accepts(name, k)})
+            except BackendUnavailableError as err:
+                self._made[name] = err
+        b = self._made[name]
+        if isinstance(b, BackendUnavailableError):
+            raise b
+        return b
+
+    def choose(self, network, prop) -> tuple[str, ...]:
+        """Backend names to try for a query, in order (the first that imports and can express it)."""
+        from hybridq.milp.model import MILP_ACTIVATIONS
+        from hybridq.properties import Deviation
+
+        acts = {l.activation for l in network.layers}
+        score = isinstance(prop, Deviation) and prop.space == "score" and network.output != "identity"
+        if acts <= set(MILP_ACTIVATIONS):
+            return ("milp", "z3") if not (score and network.output == "softmax") else ("dreal", "z3")
+        if network.is_piecewise_linear and not (score and network.output == "softmax"):
+            return ("z3",)
+        return ("dreal", "z3")
+
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+        """See :meth:`hybridq.smt.base.Backend.check`; the answer's ``stats["backend"]`` names the
+        backend that gave it."""
+        import time
+
+        t_end = time.perf_counter() + max(float(timeout), 0.0)
+        out = None
+        for n in self.choose(network, prop):
+            try:
+                b = self._get(n)
+            except BackendUnavailableError:
+                continue
+            out = b.check(network, perturbation, cell, prop, max(0.0, t_end - time.perf_counter()),
+                          neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp)
+            if not (isinstance(out, Unknown) and out.kind == "unsupported"):
+                return out
+        if out is None:
+            return Unknown("no backend available for this query", "unsupported")
+        return out
 
 
 def backends_table() -> list[tuple[str, bool, tuple[str, ...], str]]:

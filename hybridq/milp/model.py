@@ -1,0 +1,449 @@
+"""The exact mixed-integer linear program of one piecewise-linear cell query (DESIGN.md §2).
+
+For a network whose hidden activations are ``relu`` or ``identity`` the per-neuron-noise
+reformulation makes "some ``(x, theta)`` in the cell violates the property" a mixed-integer
+*linear* feasibility question.  Per layer ``k`` and neuron ``j`` (``C, c`` the box centre, ``R, rb``
+the radii, ``a = |h'|``)::
+
+    z'_kj - C_j h'_{k-1} - e_kj = c_j              (equality)
+    e_kj - R_j a_{k-1} <= rb_j,   -e_kj - R_j a_{k-1} <= rb_j
+
+and per unstable ReLU ``r = max(v, 0)`` with sound bounds ``l < 0 < u`` of ``v`` one binary ``d``
+(the big-M form, whose LP relaxation is the triangle relaxation)::
+
+    r >= 0,  r >= v,  r <= u d,  r <= v - l (1 - d).
+
+Stable neurons (by the bound pass's neuron bounds, which become column bounds) are fixed; ``|v|``
+of a sign-changing input of an identity layer or of the first layer is ``2 max(v, 0) - v`` (one
+binary).  The nominal network (deviation properties) is encoded the same way without noise, or
+folded to exact constants when the input is a point.
+
+**Every coefficient of the program is a float64 value used exactly** (products only by ``+-1`` and
+``2``); right-hand sides and column bounds that are not float64 values (sums of exact constants,
+the input normalization ``(x - mean) / std``) are rounded outward, so the program's feasible set
+contains the exact one.  That is what lets :mod:`hybridq.milp.certify` turn any dual vector into
+a rigorous bound (Neumaier and Shcherbina 2004).
+
+Objectives (one per way to violate the property; violated iff ``value > threshold``, or ``>=``
+where ``strict`` is false): a deviation output and sign ``s (y'_j - y_j)`` vs ``delta``; a decision
+row ``-(y'_c - y'_j)`` vs ``-kappa``; an output-constraint disjunct ``t`` with ``t + A_i y' <= c_i``
+vs ``0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+import scipy.sparse as sp
+
+from hybridq.properties import Decision, Deviation, OutputConstraint
+
+__all__ = ["MilpModel", "Objective", "ModelUnsupported", "build_model", "MILP_ACTIVATIONS"]
+
+#: Hidden activations the MILP encoding expresses exactly.
+MILP_ACTIVATIONS = ("relu", "identity")
+
+_F0 = Fraction(0)
+
+
+class ModelUnsupported(Exception):
+    """The query is not a mixed-integer linear program in this encoding (the message says why)."""
+
+
+def _down(v: Fraction) -> float:
+    """Largest float64 ``<= v``."""
+    f = float(v)
+    if Fraction(f) > v:
+        f = float(np.nextafter(f, -math.inf))
+    return f
+
+
+def _up(v: Fraction) -> float:
+    """Smallest float64 ``>= v``."""
+    f = float(v)
+    if Fraction(f) < v:
+        f = float(np.nextafter(f, math.inf))
+    return f
+
+
+def _up_f(v: float, n: int = 1) -> float:
+    """A float ``>=`` the exact value of a float expression whose rounding error is at most
+    ``n`` relative units (generous: ``(1 + 4 n u)`` and one ulp)."""
+    return float(np.nextafter(v + abs(v) * 4 * (n + 2) * 2.0 ** -53 + 2.0 ** -1070, math.inf))
+
+
+@dataclass
+class Objective:
+    """One way of violating the property: ``value = coef . v + const``.
+
+    Parameters
+    ----------
+    coef : dict of int -> float
+        Column -> coefficient (float64 values, exact).
+    const : Fraction
+        Exact constant.
+    threshold : Fraction
+        The property is violated iff ``value > threshold`` (``strict``) or ``value >= threshold``.
+    strict : bool
+    label : str
+        Human-readable name (``"y3 up"``, ``"row 2"``).
+    """
+
+    coef: dict
+    const: Fraction
+    threshold: Fraction
+    strict: bool
+    label: str
+
+    def vector(self, n: int) -> np.ndarray:
+        c = np.zeros(n)
+        for j, v in self.coef.items():
+            c[j] += v
+        return c
+
+    def violated_by(self, value: Fraction) -> bool:
+        return value > self.threshold if self.strict else value >= self.threshold
+
+
+@dataclass
+class MilpModel:
+    """A validated MILP ``row_lo <= A v <= row_hi``, ``lb <= v <= ub``, ``v_j`` integer for
+    ``j in binaries``, with every bound finite where it matters (see module docstring).
+
+    Attributes
+    ----------
+    lb, ub : (n,) float64
+        Column bounds (finite).
+    A : scipy.sparse.csr_matrix (m, n)
+    row_lo, row_hi : (m,) float64
+        Row bounds (``-inf`` / ``inf`` for one-sided rows).
+    binaries : (nb,) int
+        Columns of the binaries.
+    relus : list of (v_col, r_col, d_col)
+        The ReLU units (for branching scores).
+    objectives : list of Objective
+    x_cols : list of (col or None, Fraction or None)
+        Per raw input: the column of the normalized input ``h0_i`` or its exact constant value.
+    z_cols : list of list of int
+        Per layer, the columns of the perturbed pre-activations ``z'_k``.
+    """
+
+    lb: np.ndarray
+    ub: np.ndarray
+    A: sp.csr_matrix
+    row_lo: np.ndarray
+    row_hi: np.ndarray
+    binaries: np.ndarray
+    relus: list
+    objectives: list
+    x_cols: list
+    z_cols: list
+    names: list = field(default_factory=list)
+    x_std: list = field(default_factory=list)
+    x_mean: list = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return self.lb.shape[0]
+
+    @property
+    def m(self) -> int:
+        return self.A.shape[0]
+
+    def point_model(self, v: np.ndarray) -> tuple[list, list]:
+        """``(x_model, z_model)`` for :func:`hybridq.smt.encode.pullback` from a solution ``v``:
+        the raw inputs (``h0 * std + mean`` of the solution's normalized inputs) and the
+        perturbed pre-activations, as Fractions."""
+        xm = [c if col is None else Fraction(float(v[col])) * s + m
+              for (col, c), s, m in zip(self.x_cols, self.x_std, self.x_mean)]
+        zm = [[Fraction(float(v[j])) for j in layer] for layer in self.z_cols]
+        return xm, zm
+
+
+class _Builder:
+    def __init__(self) -> None:
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.names: list[str] = []
+        self.rows_i: list[int] = []
+        self.rows_j: list[int] = []
+        self.rows_v: list[float] = []
+        self.row_lo: list[float] = []
+        self.row_hi: list[float] = []
+        self.binaries: list[int] = []
+        self.relus: list = []
+
+    def col(self, lo: float, hi: float, name: str, binary: bool = False) -> int:
+        lo, hi = float(lo), float(hi)
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ModelUnsupported(f"no finite bound for {name} (pass the bound pass's neuron bounds)")
+        if hi < lo:  # an empty cell (phase clips that contradict the bounds): keep it empty
+            hi = lo
+            self._empty = True
+        self.lb.append(lo)
+        self.ub.append(hi)
+        self.names.append(name)
+        j = len(self.lb) - 1
+        if binary:
+            self.binaries.append(j)
+        return j
+
+    def row(self, coefs: dict, lo: Fraction | None, hi: Fraction | None) -> None:
+        """``lo <= sum coefs * v <= hi`` with exact Fraction sides rounded outward."""
+        coefs = {j: c for j, c in coefs.items() if c != 0.0}
+        if not coefs:
+            return
+        i = len(self.row_lo)
+        for j, c in coefs.items():
+            if not math.isfinite(c):
+                raise ModelUnsupported("a coefficient overflowed float64")
+            self.rows_i.append(i)
+            self.rows_j.append(j)
+            self.rows_v.append(float(c))
+        self.row_lo.append(-math.inf if lo is None else _down(lo))
+        self.row_hi.append(math.inf if hi is None else _up(hi))
+
+    def relu(self, v: int, l: float, u: float, name: str) -> int:
+        """Column ``r = max(v, 0)`` for an unstable ``v`` in ``[l, u]``, ``l < 0 < u`` (one binary)."""
+        r = self.col(0.0, u, f"relu({name})")
+        d = self.col(0.0, 1.0, f"phase({name})", binary=True)
+        self.row({v: 1.0, r: -1.0}, None, _F0)                  # r >= v
+        self.row({r: 1.0, d: -u}, None, _F0)                    # r <= u d
+        self.row({r: 1.0, v: -1.0, d: -l}, None, Fraction(-l))  # r <= v - l (1 - d)
+        self.relus.append((v, r, d))
+        return r
+
+
+@dataclass
+class _Val:
+    """An affine expression ``sum coef * col + const`` (coefficients +-1 or 2) with float bounds."""
+
+    terms: dict
+    const: Fraction
+    lo: float
+    hi: float
+
+
+def _activation(b: _Builder, z: int, lo: float, hi: float, act: str, name: str) -> _Val:
+    if act == "identity":
+        return _Val({z: 1.0}, _F0, lo, hi)
+    # relu
+    if lo >= 0:
+        return _Val({z: 1.0}, _F0, lo, hi)
+    if hi <= 0:
+        return _Val({}, _F0, 0.0, 0.0)
+    return _Val({b.relu(z, lo, hi, name): 1.0}, _F0, 0.0, hi)
+
+
+def _abs(b: _Builder, v: _Val, name: str) -> _Val:
+    """``|v|`` for a value that is a constant, a single column, or known in sign."""
+    if not v.terms:
+        return _Val({}, abs(v.const), float(abs(v.const)), float(abs(v.const)))
+    if v.lo >= 0:
+        return v
+    if v.hi <= 0:
+        return _Val({j: -c for j, c in v.terms.items()}, -v.const, -v.hi, -v.lo)
+    if len(v.terms) != 1 or v.const != 0:  # pragma: no cover - values are single columns here
+        raise ModelUnsupported("|.| of a compound expression")
+    (col, c), = v.terms.items()
+    if c != 1.0:  # pragma: no cover
+        raise ModelUnsupported("|.| of a scaled column")
+    r = b.relu(col, v.lo, v.hi, f"abs {name}")
+    return _Val({r: 2.0, col: -1.0}, _F0, 0.0, max(-v.lo, v.hi))
+
+
+def _inputs(b: _Builder, q) -> tuple[list[_Val], list]:
+    net = q.network
+    vals, xcols = [], []
+    for i in range(net.n_in):
+        lo, hi = Fraction(float(q.lower[i])), Fraction(float(q.upper[i]))
+        if net.input_lower is not None:
+            cl, cu = Fraction(float(net.input_lower[i])), Fraction(float(net.input_upper[i]))
+            lo, hi = min(max(lo, cl), cu), min(max(hi, cl), cu)
+        mean, std = Fraction(float(net.input_mean[i])), Fraction(float(net.input_std[i]))
+        nlo, nhi = (lo - mean) / std, (hi - mean) / std
+        if nlo == nhi:
+            vals.append(_Val({}, nlo, _down(nlo), _up(nlo)))
+            xcols.append((None, lo))
+        else:
+            j = b.col(_down(nlo), _up(nhi), f"h0_{i}")
+            vals.append(_Val({j: 1.0}, _F0, b.lb[j], b.ub[j]))
+            xcols.append((j, None))
+    return vals, xcols
+
+
+def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val], list[list[int]]]:
+    net = q.network
+    zcols = []
+    tag = "p" if perturbed else "n"
+    for k, layer in enumerate(net.layers):
+        act = layer.activation
+        if perturbed:
+            (C, c), (R, rb) = q.perturbation.center[k], q.perturbation.radius[k]
+            blo, bhi = q.pre_lo[k], q.pre_hi[k]
+            a = [_abs(b, v, f"{tag}{k - 1}_{i}") for i, v in enumerate(h)]
+            amax = np.array([max(abs(v.lo), abs(v.hi)) for v in a])
+        else:
+            C, c, R, rb = layer.W, layer.b, None, None
+            blo, bhi = q.nom_lo[k], q.nom_hi[k]
+        new_h, zs = [], []
+        for j in range(layer.n_out):
+            name = f"{tag}z{k}_{j}"
+            z = b.col(blo[j], bhi[j], name)
+            zs.append(z)
+            # z - C_j h - e = c_j
+            coefs: dict = {z: 1.0}
+            const = Fraction(float(c[j]))
+            for i, v in enumerate(h):
+                w = float(C[j, i])
+                if w == 0.0:
+                    continue
+                for col, cc in v.terms.items():
+                    coefs[col] = coefs.get(col, 0.0) - w * cc
+                if v.const != 0:
+                    const += Fraction(w) * v.const
+            if perturbed:
+                rrow = R[j]
+                emax = _up_f(float(np.dot(rrow, amax)) + float(rb[j]), len(rrow) + 1)
+                if emax > 0.0:
+                    e = b.col(-emax, emax, f"e{k}_{j}")
+                    coefs[e] = -1.0
+                    # +-e - R_j a <= rb_j + R_j a_const
+                    ecoefs: dict = {}
+                    econst = Fraction(float(rb[j]))
+                    for i, v in enumerate(a):
+                        r = float(rrow[i])
+                        if r == 0.0:
+                            continue
+                        for col, cc in v.terms.items():
+                            ecoefs[col] = ecoefs.get(col, 0.0) - r * cc
+                        if v.const != 0:
+                            econst += Fraction(r) * v.const
+                    b.row({**ecoefs, e: 1.0}, None, econst)
+                    b.row({**ecoefs, e: -1.0}, None, econst)
+            b.row(coefs, const, const)
+            new_h.append(_activation(b, z, b.lb[z], b.ub[z], act, name))
+        h = new_h
+        zcols.append(zs)
+    return h, zcols
+
+
+def _outputs(b: _Builder, q, h: list[_Val], tag: str) -> list[int]:
+    """Columns ``y_r = std_r h_r + mean_r``."""
+    net = q.network
+    ys = []
+    for r, v in enumerate(h):
+        s, m = float(net.output_std[r]), float(net.output_mean[r])
+        # exact bounds of s*h+m from the float bounds of h (output_std > 0)
+        lo = Fraction(s) * Fraction(v.lo) + Fraction(m)
+        hi = Fraction(s) * Fraction(v.hi) + Fraction(m)
+        y = b.col(_down(lo), _up(hi), f"{tag}y{r}")
+        coefs = {y: 1.0}
+        for col, cc in v.terms.items():
+            coefs[col] = coefs.get(col, 0.0) - s * cc
+        const = Fraction(m) + Fraction(s) * v.const
+        b.row(coefs, const, const)
+        ys.append(y)
+    return ys
+
+
+def _exact_nominal(q) -> list[Fraction]:
+    x = np.asarray(q.lower, dtype=np.float64)
+    return list(q.network.exact_logits(x, None))
+
+
+def build_model(q) -> MilpModel:
+    """The MILP of a validated cell query.
+
+    Parameters
+    ----------
+    q : hybridq.smt.encode.Query
+        Network, perturbation, property, input box, phase clips and neuron bounds.  Every
+        pre-activation bound that the program needs must be finite (the perturbed ones always;
+        the nominal ones for deviation properties on non-point inputs).
+
+    Returns
+    -------
+    MilpModel
+
+    Raises
+    ------
+    ModelUnsupported
+        An activation other than relu/identity, a score-space deviation of a sigmoid/softmax
+        output on a non-point input or of a softmax output, an infinite needed bound.
+    """
+    net, prop = q.network, q.prop
+    for k, layer in enumerate(net.layers):
+        if layer.activation not in MILP_ACTIVATIONS:
+            raise ModelUnsupported(f"layer {k} has activation {layer.activation}; the MILP stage encodes "
+                                   f"{', '.join(MILP_ACTIVATIONS)} (z3 handles the others)")
+    b = _Builder()
+    b._empty = False
+    h0, xcols = _inputs(b, q)
+    hp, zcols = _layers(b, q, h0, True)
+    yp = _outputs(b, q, hp, "p")
+    objectives: list[Objective] = []
+    if isinstance(prop, Deviation):
+        point = all(col is None for col, _ in xcols)
+        score = prop.space == "score" and net.output != "identity"
+        if point:
+            yn_exact = _exact_nominal(q)
+            yn = None
+        else:
+            if score:
+                raise ModelUnsupported("a score-space deviation of a sigmoid/softmax output is linear only "
+                                       "at a point input (the logit threshold); use logit space or z3")
+            hn, _ = _layers(b, q, h0, False)
+            yn = _outputs(b, q, hn, "n")
+        d = Fraction(prop.delta)
+        for j in prop.selected(net.n_out):
+            if score:
+                if net.output != "sigmoid":
+                    raise ModelUnsupported("a score-space deviation of a softmax output is not linear")
+                from hybridq.smt.encode import _sigmoid_thresholds
+
+                t_up, t_dn = _sigmoid_thresholds(yn_exact[j], d)
+                if t_up is not None:  # violated iff y' > t_up
+                    objectives.append(Objective({yp[j]: 1.0}, _F0, t_up, True, f"y{j} up"))
+                if t_dn is not None:  # violated iff y' < t_dn
+                    objectives.append(Objective({yp[j]: -1.0}, _F0, -t_dn, True, f"y{j} down"))
+                continue
+            for s in (1.0, -1.0):
+                if yn is None:
+                    obj = Objective({yp[j]: s}, -Fraction(s) * yn_exact[j], d, True, f"y{j} {'up' if s > 0 else 'down'}")
+                else:
+                    obj = Objective({yp[j]: s, yn[j]: -s}, _F0, d, True, f"y{j} {'up' if s > 0 else 'down'}")
+                objectives.append(obj)
+    elif isinstance(prop, Decision):
+        k = Fraction(prop.kappa)
+        for i, row in enumerate(prop.spec_matrix(net.n_out)):
+            objectives.append(Objective({yp[r]: -float(a) for r, a in enumerate(row) if a != 0.0},
+                                        _F0, -k, False, f"row {i}"))
+    elif isinstance(prop, OutputConstraint):
+        ylo = np.array([b.lb[y] for y in yp])
+        yhi = np.array([b.ub[y] for y in yp])
+        for dix, (A, cvec) in enumerate(prop.disjuncts):
+            # t <= c_i - A_i y for all i; t's lower end keeps every y of the box feasible
+            tlo = min(Fraction(float(ci)) - sum((Fraction(float(a)) * Fraction(float(yhi[r] if a > 0 else ylo[r]))
+                                                 for r, a in enumerate(Ai) if a != 0.0), _F0)
+                      for Ai, ci in zip(A, cvec))
+            t = b.col(_down(min(tlo, _F0)) - 1.0, 1.0, f"t{dix}")
+            for Ai, ci in zip(A, cvec):
+                coefs = {t: 1.0}
+                for r, a in enumerate(Ai):
+                    if a != 0.0:
+                        coefs[yp[r]] = coefs.get(yp[r], 0.0) + float(a)
+                b.row(coefs, None, Fraction(float(ci)))
+            objectives.append(Objective({t: 1.0}, _F0, _F0, False, f"disjunct {dix}"))
+    else:  # pragma: no cover - Query.build validated the property
+        raise ModelUnsupported(f"unsupported property {type(prop).__name__}")
+    n = len(b.lb)
+    A = sp.csr_matrix((np.array(b.rows_v), (np.array(b.rows_i, dtype=np.int64), np.array(b.rows_j, dtype=np.int64))),
+                      shape=(len(b.row_lo), n))
+    A.sum_duplicates()
+    return MilpModel(np.array(b.lb), np.array(b.ub), A, np.array(b.row_lo), np.array(b.row_hi),
+                     np.array(b.binaries, dtype=np.int64), b.relus, objectives, xcols, zcols, b.names,
+                     [Fraction(float(s)) for s in net.input_std], [Fraction(float(m)) for m in net.input_mean])

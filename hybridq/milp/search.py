@@ -1,0 +1,283 @@
+"""HiGHS on the MILP of a cell: a float search for violations and a certified branch and bound.
+
+Two uses of the float solver HiGHS (``highspy``), kept apart because only one of them may
+prove anything:
+
+:func:`find`
+    HiGHS's MILP solver looks for a point whose objective beats the threshold (``objective_bound``
+    prunes everything else; it stops at the first such point).  Its answer is a *candidate*: the
+    caller maps it back to concrete weights and re-checks it exactly.  Its "infeasible" is only a
+    hint that a proof may be cheap.
+:func:`prove`
+    Our own best-first branch and bound over the binaries (ReLU phases).  At each node HiGHS
+    solves the LP relaxation (warm-started dual simplex) and its duals are turned into a rigorous
+    bound by :class:`hybridq.milp.certify.LpData` (Neumaier-Shcherbina); an infeasible node is
+    pruned only by a Farkas ray that checks rigorously.  A node is pruned only when that certified
+    bound shows it holds no violation, so ``"proved"`` is a proof.  Branching: the fractional
+    binary whose ReLU relaxation is loosest at the LP solution (``r - max(v, 0)``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from hybridq.errors import BackendUnavailableError
+from hybridq.milp.certify import LpData
+from hybridq.milp.model import MilpModel, Objective
+
+__all__ = ["find", "prove", "ProofResult", "highs_available"]
+
+logger = logging.getLogger(__name__)
+
+_banner_done = False
+
+
+def _highspy():
+    try:
+        import highspy  # noqa: PLC0415 - lazy: numba-free start-up
+    except ImportError as err:  # pragma: no cover - a hard dependency
+        raise BackendUnavailableError(f"MILP backend unavailable: `import highspy` failed ({err}); "
+                                      "install it with `pip install highspy`") from None
+    return highspy
+
+
+def highs_available() -> bool:
+    try:
+        _highspy()
+        return True
+    except BackendUnavailableError:
+        return False
+
+
+def _new_highs():
+    """A silent ``highspy.Highs``.  HiGHS prints a banner on stdout when the first instance of a
+    process is made; it would corrupt ``--json`` output, so that one construction runs with file
+    descriptor 1 pointed at ``/dev/null``."""
+    global _banner_done
+    hs = _highspy()
+    if _banner_done:
+        h = hs.Highs()
+    else:
+        sys.stdout.flush()
+        saved = os.dup(1)
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, 1)
+            h = hs.Highs()
+        finally:
+            os.dup2(saved, 1)
+            os.close(saved)
+            os.close(null)
+        _banner_done = True
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("random_seed", 0)
+    return h
+
+
+def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
+    hs = _highspy()
+    lp = hs.HighsLp()
+    lp.num_col_ = model.n
+    lp.num_row_ = model.m
+    inf = hs.kHighsInf
+    lp.col_cost_ = np.asarray(cost, dtype=np.float64)
+    lp.col_lower_ = model.lb.copy()
+    lp.col_upper_ = model.ub.copy()
+    lp.row_lower_ = np.where(np.isfinite(model.row_lo), model.row_lo, -inf)
+    lp.row_upper_ = np.where(np.isfinite(model.row_hi), model.row_hi, inf)
+    A = model.A
+    lp.a_matrix_.format_ = hs.MatrixFormat.kRowwise
+    lp.a_matrix_.num_col_ = model.n
+    lp.a_matrix_.num_row_ = model.m
+    lp.a_matrix_.start_ = A.indptr.astype(np.int32)
+    lp.a_matrix_.index_ = A.indices.astype(np.int32)
+    lp.a_matrix_.value_ = A.data.astype(np.float64)
+    if integer and model.binaries.size:
+        integ = [hs.HighsVarType.kContinuous] * model.n
+        for j in model.binaries:
+            integ[int(j)] = hs.HighsVarType.kInteger
+        lp.integrality_ = integ
+    h.passModel(lp)
+
+
+def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0) -> np.ndarray | None:
+    """A solution of the MILP whose objective beats ``obj.threshold + margin`` in float arithmetic,
+    or None (none found within ``timeout`` seconds, or HiGHS reports none exists -- a hint only).
+
+    Parameters
+    ----------
+    model : MilpModel
+    obj : Objective
+    timeout : float
+        Seconds.
+    margin : float
+        Extra violation asked for (retries when the exact re-check of a first candidate failed).
+
+    Returns
+    -------
+    (n,) float64 or None
+        HiGHS's solution (a candidate, to be re-checked exactly by the caller).
+    """
+    if timeout <= 0:
+        return None
+    hs = _highspy()
+    h = _new_highs()
+    c = obj.vector(model.n)
+    _pass(h, model, -c, integer=True)
+    # minimize -c.v; only solutions with -c.v < -(threshold - const + margin) violate
+    target = float(obj.threshold - obj.const) + margin
+    h.setOptionValue("objective_bound", -target)
+    h.setOptionValue("mip_max_improving_sols", 1)
+    h.setOptionValue("time_limit", float(timeout))
+    h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+    h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    h.run()
+    st = h.getModelStatus()
+    info = h.getInfo()
+    if info.primal_solution_status < 1 and st != hs.HighsModelStatus.kOptimal:
+        return None
+    v = np.array(h.getSolution().col_value, dtype=np.float64)
+    if v.shape != (model.n,) or not np.all(np.isfinite(v)):
+        return None
+    if float(c @ v) + float(obj.const) < float(obj.threshold) - 1e-9 * (1 + abs(float(obj.threshold))):
+        return None
+    return v
+
+
+@dataclass
+class ProofResult:
+    """What :func:`prove` found.
+
+    Attributes
+    ----------
+    status : {"proved", "candidate", "open"}
+        ``proved``: no point of the program violates (rigorous); ``candidate``: the callback
+        accepted a violation (the caller re-checked it exactly); ``open``: time ran out or a node
+        could not be certified.
+    nodes : int
+        LP relaxations solved.
+    bound : float
+        For ``proved``: the largest certified upper bound of the objective over the pruned nodes
+        (without ``obj.const``).
+    reason : str
+    """
+
+    status: str
+    nodes: int = 0
+    bound: float = -math.inf
+    reason: str = ""
+
+
+def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
+          data: LpData | None = None, max_nodes: int = 1_000_000) -> ProofResult:
+    """Certified best-first branch and bound over the binaries (see the module docstring).
+
+    Parameters
+    ----------
+    model : MilpModel
+    obj : Objective
+    deadline : float
+        ``time.perf_counter()`` value to stop at.
+    on_candidate : callable, optional
+        ``on_candidate(v) -> bool``: called with an LP solution whose binaries are integral and
+        whose float objective violates; True (the caller confirmed it exactly) ends the search.
+    data : LpData, optional
+        The prepared rows (shared between objectives).
+    max_nodes : int
+
+    Returns
+    -------
+    ProofResult
+    """
+    hs = _highspy()
+    data = data or LpData(model.A, model.row_lo, model.row_hi)
+    c = -obj.vector(model.n)  # minimize -objective
+    h = _new_highs()
+    _pass(h, model, c, integer=False)
+    h.setOptionValue("presolve", "off")  # keep the basis between nodes (warm start)
+    thr = obj.threshold - obj.const
+    relus = model.relus
+    d_of = {d: (v, r) for v, r, d in relus}
+    touched = np.array(sorted({j for t in relus for j in t}), dtype=np.int32)
+    heap: list = [(-math.inf, 0, ())]
+    count, nodes, worst, lost = 1, 0, -math.inf, ""
+    while heap:
+        if time.perf_counter() >= deadline:
+            return ProofResult("open", nodes, worst, "time limit")
+        if nodes >= max_nodes:
+            return ProofResult("open", nodes, worst, "node limit")
+        _, _, fix = heapq.heappop(heap)
+        lb, ub = model.lb.copy(), model.ub.copy()
+        for d, val in fix:
+            v, r = d_of[d]
+            lb[d] = ub[d] = float(val)
+            if val == 0:
+                ub[r] = 0.0
+                ub[v] = min(ub[v], 0.0)
+            else:
+                lb[v] = max(lb[v], 0.0)
+        if np.any(lb > ub):  # fixings contradict the bounds: the node is empty
+            continue
+        if touched.size:
+            h.changeColsBounds(touched.size, touched, lb[touched], ub[touched])
+        h.setOptionValue("time_limit", max(1e-3, deadline - time.perf_counter()))
+        h.run()
+        nodes += 1
+        st = h.getModelStatus()
+        if st == hs.HighsModelStatus.kInfeasible:
+            got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
+            has, ray = got[-2], got[-1]
+            if has and data.infeasible(lb, ub, np.asarray(ray, dtype=np.float64)):
+                continue
+            why = "an infeasible node without a certifying Farkas ray"
+        elif st == hs.HighsModelStatus.kOptimal:
+            sol = h.getSolution()
+            y = np.asarray(sol.row_dual, dtype=np.float64)
+            lower = data.lower_bound(c, lb, ub, y)
+            if not math.isfinite(lower):
+                lower = max(data.lower_bound(c, lb, ub, -y), lower)
+            bound = -lower  # certified: objective - const <= bound on this node
+            if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
+                worst = max(worst, bound)
+                continue
+            vals = np.asarray(sol.col_value, dtype=np.float64)
+            fixed = {d for d, _ in fix}
+            free = [(v, r, d) for v, r, d in relus if d not in fixed]
+            frac = [(vals[r] - max(vals[v], 0.0), d) for v, r, d in free
+                    if min(vals[d], 1.0 - vals[d]) > 1e-7]
+            if not frac and float(-c @ vals) > float(thr) and on_candidate is not None and on_candidate(vals):
+                return ProofResult("candidate", nodes, worst)
+            fr = max(frac)[1] if frac else None
+            if fr is None and free:  # integral LP point that did not confirm: branch anyway
+                fr = max((vals[r] - max(vals[v], 0.0), d) for v, r, d in free)[1]
+            if fr is None:  # every binary fixed and the bound still violates: cannot be decided here
+                lost = f"a leaf whose certified bound {bound:.6g} does not beat the threshold {float(thr):.6g}"
+                continue
+            prio = bound if math.isfinite(bound) else math.inf
+            for val in (0, 1):
+                heapq.heappush(heap, (-prio, count, fix + ((fr, val),)))
+                count += 1
+            continue
+        else:
+            why = f"HiGHS status {h.modelStatusToString(st)}"
+        # an uncertified node: split it further if possible
+        fixed = {d for d, _ in fix}
+        free = [d for _, _, d in relus if d not in fixed]
+        if not free:
+            lost = why
+            continue
+        for val in (0, 1):
+            heapq.heappush(heap, (math.inf, count, fix + ((free[0], val),)))
+            count += 1
+    if lost:
+        return ProofResult("open", nodes, worst, lost)
+    return ProofResult("proved", nodes, worst)

@@ -1,0 +1,277 @@
+"""The certified MILP/LP stage: rigorous LP bounds, the exact MILP encoding, agreement with z3 and
+no wrong verdict at the threshold."""
+
+from __future__ import annotations
+
+import math
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from hybridq.cell import Cell
+from hybridq.inputs import InputBox
+from hybridq.milp.certify import LpData
+from hybridq.milp.model import MilpModel, ModelUnsupported, Objective, build_model
+from hybridq.milp import search
+from hybridq.network import Layer, Network
+from hybridq.perturbation import Perturbation, perturbation
+from hybridq.properties import Decision, Deviation, OutputConstraint
+from hybridq.smt import Sat, Unknown, Unsat, get_backend
+from hybridq.smt import encode as enc
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_smt_crosscheck import assert_sat_rechecks, pick_property, random_case, sample_pairs  # noqa: E402
+
+
+# ------------------------------------------------------------------ certify
+def _exact_bound(A, row_lo, row_hi, c, lb, ub, y) -> Fraction:
+    """The Neumaier-Shcherbina bound of the same (cleaned) y in exact rational arithmetic."""
+    A = sp.csr_matrix(A).toarray()
+    m, n = A.shape
+    total = Fraction(0)
+    for i in range(m):
+        if y[i] > 0:
+            total += Fraction(y[i]) * Fraction(row_lo[i])
+        elif y[i] < 0:
+            total += Fraction(y[i]) * Fraction(row_hi[i])
+    for j in range(n):
+        r = Fraction(c[j]) - sum((Fraction(A[i, j]) * Fraction(y[i]) for i in range(m) if A[i, j] != 0 and y[i] != 0),
+                                 Fraction(0))
+        total += min(r * Fraction(lb[j]), r * Fraction(ub[j]))
+    return total
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_certified_bound_is_below_the_exact_bound_of_the_same_dual(seed):
+    rng = np.random.default_rng(seed)
+    m, n = int(rng.integers(1, 12)), int(rng.integers(1, 12))
+    scale = 10.0 ** rng.integers(-8, 9, size=(m, n))
+    A = rng.normal(size=(m, n)) * scale * (rng.random((m, n)) < 0.6)
+    row_lo = np.where(rng.random(m) < 0.5, rng.normal(size=m) * 1e3, -np.inf)
+    row_hi = np.where(rng.random(m) < 0.7, rng.normal(size=m) * 1e3, np.inf)
+    lb = rng.normal(size=n) * 10.0 ** rng.integers(-5, 5, n)
+    ub = lb + rng.uniform(0, 10, n)
+    y = rng.normal(size=m) * 10.0 ** rng.integers(-6, 6, m)
+    # residuals that cancel almost exactly (the hard case for float evaluation)
+    c = A.T @ y + rng.normal(size=n) * 1e-12
+    d = LpData(A, row_lo, row_hi)
+    lo = d.lower_bound(c, lb, ub, y)
+    exact = _exact_bound(A, row_lo, row_hi, c, lb, ub, d.clean(y))
+    assert lo == -math.inf or Fraction(lo) <= exact
+    # and it is tight: its slack is a tiny fraction of the magnitude of the terms it sums
+    yc = d.clean(y)
+    side = np.where(yc > 0, row_lo, row_hi)
+    size = float(np.sum(np.abs(yc[yc != 0] * side[yc != 0]))) + float(
+        np.sum((np.abs(c) + np.abs(A).T @ np.abs(yc)) * np.maximum(np.abs(lb), np.abs(ub))))
+    assert math.isfinite(lo) and float(exact) - lo <= 1e-12 * size
+
+
+def test_certified_bound_from_highs_duals_matches_the_lp_optimum():
+    rng = np.random.default_rng(1)
+    m, n = 30, 20
+    A = sp.random(m, n, density=0.3, random_state=3, format="csr")
+    x0 = rng.uniform(-1, 1, n)
+    ax = A @ x0
+    row_lo = np.where(rng.random(m) < 0.5, ax - rng.uniform(0, 1, m), -np.inf)
+    row_hi = ax + rng.uniform(0, 1, m)
+    lb, ub = np.full(n, -2.0), np.full(n, 2.0)
+    c = rng.normal(size=n)
+    model = MilpModel(lb, ub, A, row_lo, row_hi, np.zeros(0, dtype=np.int64), [], [], [], [])
+    h = search._new_highs()
+    search._pass(h, model, c, integer=False)
+    h.run()
+    val = h.getInfo().objective_function_value
+    lo = LpData(A, row_lo, row_hi).lower_bound(c, lb, ub, np.array(h.getSolution().row_dual))
+    assert lo <= val and val - lo < 1e-9 * (1 + abs(val))
+
+
+def test_farkas_ray_certifies_an_infeasible_lp_and_nothing_else():
+    # v0 + v1 >= 3 with v in [0, 1]^2: infeasible; ray y = (1) proves it
+    A = np.array([[1.0, 1.0]])
+    d = LpData(A, np.array([3.0]), np.array([np.inf]))
+    lb, ub = np.zeros(2), np.ones(2)
+    assert d.infeasible(lb, ub, np.array([1.0]))
+    assert d.infeasible(lb, ub, np.array([-1.0]))  # either sign convention
+    # feasible once the box allows it: no ray can prove infeasibility
+    assert not d.infeasible(lb, np.full(2, 2.0), np.array([1.0]))
+    assert not d.infeasible(lb, ub, np.array([0.0]))
+
+
+# ------------------------------------------------------------------ the stage on networks
+def _one_layer_case(x: float, w: float, b: float, r: float, rb: float, relu_hidden: bool = False):
+    """y = w x + b (or a relu layer of positive pre-activations followed by identity) with radii."""
+    if not relu_hidden:
+        net = Network((Layer(np.array([[w]]), np.array([b]), "identity"),))
+        pert = Perturbation(((np.array([[w]]), np.array([b])),), ((np.array([[r]]), np.array([rb])),))
+        dmax = Fraction(r) * abs(Fraction(x)) + Fraction(rb)
+        return net, pert, dmax
+    W1, b1 = np.array([[w], [0.5 * w]]), np.array([b, b])
+    W2, b2 = np.array([[1.0, -2.0]]), np.array([0.25])
+    net = Network((Layer(W1, b1, "relu"), Layer(W2, b2, "identity")))
+    R1, rb1 = np.full((2, 1), r), np.full(2, rb)
+    R2, rb2 = np.full((1, 2), r), np.array([rb])
+    pert = Perturbation(((W1, b1), (W2, b2)), ((R1, rb1), (R2, rb2)))
+    # all hidden pre-activations stay positive: y' - y is maximised at the extreme h' (exact)
+    X = Fraction(x)
+    hmax = [Fraction(W1[j, 0]) * X + Fraction(b1[j]) + Fraction(r) * abs(X) + Fraction(rb) for j in range(2)]
+    hmin = [Fraction(W1[j, 0]) * X + Fraction(b1[j]) - Fraction(r) * abs(X) - Fraction(rb) for j in range(2)]
+    assert min(hmin) > 0
+    up = Fraction(b2[0]) + Fraction(rb)
+    for j in range(2):
+        cp = Fraction(W2[0, j]) + Fraction(r)  # the largest coefficient, applied to h' >= 0
+        up += cp * (hmax[j] if cp > 0 else hmin[j])
+    y0 = sum(Fraction(W2[0, j]) * (Fraction(W1[j, 0]) * X + Fraction(b1[j])) for j in range(2)) + Fraction(b2[0])
+    return net, pert, up - y0
+
+
+@pytest.mark.parametrize("relu_hidden", [False, True])
+@pytest.mark.parametrize("x", [0.7, 1.3])
+def test_threshold_at_the_exact_maximum_never_gives_a_wrong_verdict(relu_hidden, x):
+    net, pert, dmax = _one_layer_case(x, 1.1, 0.3, 1e-3, 2e-4, relu_hidden)
+    mb = get_backend("milp")
+    cell = Cell.root(np.array([x]), np.array([x]), sum(l.n_out for l in net.layers))
+    for rel, allowed in ((Fraction(0), (Unsat, Unknown)),                    # delta == max: robust
+                         (Fraction(1, 10**12), (Unsat, Unknown)),            # just above: robust
+                         (Fraction(-1, 10**12), (Sat, Unknown)),             # just below: violated
+                         (Fraction(1, 10**6), (Unsat,)),                     # clear cases are decided
+                         (Fraction(-1, 10**6), (Sat,))):
+        delta_exact = dmax * (1 + rel)
+        delta = float(delta_exact)
+        truth_robust = Fraction(delta) >= dmax  # the float delta the property really holds
+        prop = Deviation(delta, outputs=(0,))
+        out = mb.check(net, pert, cell, prop, 20.0)
+        assert isinstance(out, allowed) or (isinstance(out, Unknown)), (rel, out)
+        if isinstance(out, Sat):
+            assert not truth_robust
+            assert_sat_rechecks(net, pert, InputBox(np.array([x]), np.array([x])), prop, out)
+        if isinstance(out, Unsat):
+            assert truth_robust, (rel, out)
+        if rel in (Fraction(1, 10**6), Fraction(-1, 10**6)):
+            assert isinstance(out, allowed), (rel, out)
+
+
+def test_near_degenerate_rows_at_a_tie_never_give_a_wrong_verdict():
+    """Two outputs that tie exactly at the worst point (the decision margin is exactly kappa)."""
+    W = np.array([[1.0, 1.0], [1.0, 1.0 - 2.0 ** -40]])
+    net = Network((Layer(W, np.zeros(2), "identity"),))
+    pert = Perturbation(((W, np.zeros(2)),), ((np.zeros((2, 2)), np.array([0.0, 2.0 ** -41])),))
+    x = np.array([1.0, 1.0])
+    cell = Cell.root(x, x, 2)
+    # y0 - y1 = 2^-40 - lam * 2^-41 >= 2^-41 for lam in [-1, 1]: kappa = 2^-41 is exactly reached
+    for kappa, robust in ((2.0 ** -41, False), (2.0 ** -41 * (1 - 2.0 ** -30), True)):
+        out = get_backend("milp").check(net, pert, cell, Decision(0, kappa), 10.0)
+        assert not isinstance(out, Sat if robust else Unsat), (kappa, out)
+        if isinstance(out, Sat):
+            assert Decision(0, kappa).check_exact(net, out.x, out.params)
+
+
+def _exact_max_dev_on_samples(net, pert, box, prop, rng):
+    best = Fraction(-10**9)
+    for xs, params in sample_pairs(rng, net, pert, box, n_theta=12, n_x=4):
+        for x in xs:
+            for dv in prop.exact_deviations(net, x, params):
+                best = max(best, abs(dv))
+    return best
+
+
+@pytest.mark.parametrize("seed", [s for s in range(60) if s % 3 == 0])
+def test_certified_bound_encloses_the_exact_deviation(seed):
+    rng, net, pert, box = random_case(seed)
+    prop = Deviation(1e6)  # never violated: the stage proves it and reports its certified bounds
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+    out = get_backend("milp").check(net, pert, cell, prop, 20.0)
+    assert isinstance(out, Unsat), out
+    bound = max(out.stats["bounds"])
+    assert Fraction(bound) >= _exact_max_dev_on_samples(net, pert, box, prop, rng)
+    # and tight: the proof at the sampled maximum itself
+    q = enc.Query.build(net, pert, cell, prop)
+    from hybridq.smt.milp import _fill_bounds
+
+    _fill_bounds(q, cell)
+    model = build_model(q)
+    assert model.objectives and all(o.strict for o in model.objectives)
+
+
+@pytest.mark.parametrize("start", [0, 20])
+def test_milp_agrees_with_z3_on_random_networks(start):
+    """A fast slice of the 200-network cross-check (the full one is marked slow below)."""
+    _crosscheck(range(start, start + 20))
+
+
+@pytest.mark.slow
+def test_milp_agrees_with_z3_on_200_random_networks():
+    _crosscheck(range(40, 200))
+
+
+def _crosscheck(seeds):
+    z3b = get_backend("z3", rlimit=150_000, logic="QF_NRA")
+    mb = get_backend("milp")
+    counts = {"both": 0, "milp_decided": 0}
+    for seed in seeds:
+        rng, net, pert, box = random_case(seed)
+        prop = pick_property(rng, net, pert, box)
+        cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+        m = mb.check(net, pert, cell, prop, 20.0)
+        z = z3b.check(net, pert, cell, prop, 20.0)
+        if isinstance(m, Sat):
+            assert_sat_rechecks(net, pert, box, prop, m)
+        if not isinstance(m, Unknown):
+            counts["milp_decided"] += 1
+            if not isinstance(z, Unknown):
+                counts["both"] += 1
+                assert type(m) is type(z), f"seed {seed}: milp {m} vs z3 {z}"
+    # the MILP stage decides (nearly) every one of these small queries
+    assert counts["milp_decided"] >= 0.95 * len(seeds), counts
+
+
+def test_unsupported_activations_and_encodings_are_unknown_not_errors():
+    net = Network((Layer(np.ones((2, 2)), np.zeros(2), "sigmoid"), Layer(np.ones((1, 2)), np.zeros(1), "identity")))
+    pert = perturbation("abs:0.01", net)
+    cell = Cell.root(np.zeros(2), np.ones(2), 3)
+    out = get_backend("milp").check(net, pert, cell, Deviation(0.1), 5.0)
+    assert isinstance(out, Unknown) and out.kind == "unsupported" and "sigmoid" in out.reason
+    net2 = Network((Layer(np.ones((1, 2)), np.zeros(1), "identity"),))
+    out = get_backend("milp").check(net2, perturbation("abs:0.01", net2), Cell.root(np.zeros(2), np.ones(2), 1),
+                                    Deviation(0.1), 5.0, encoding="pure")
+    assert isinstance(out, Unknown) and out.kind == "unsupported"
+
+
+def test_output_constraint_disjuncts():
+    net = Network((Layer(np.array([[1.0, 0.0], [0.0, 1.0]]), np.zeros(2), "identity"),))
+    pert = perturbation("abs:0.01", net)
+    cell = Cell.root(np.array([0.0, 0.0]), np.array([1.0, 1.0]), 2)
+    mb = get_backend("milp")
+    # y0 = (1 +- .01) x0 + (+-.01) x1 +- .01 reaches 1.03 at x = (1, 1); y1 reaches -0.02 at x = (1, 0)
+    hit = mb.check(net, pert, cell, OutputConstraint(((np.array([[-1.0, 0.0]]), np.array([-1.025])),)), 10.0)
+    assert isinstance(hit, Sat)
+    assert OutputConstraint(((np.array([[-1.0, 0.0]]), np.array([-1.025])),)).check_exact(net, hit.x, hit.params)
+    # y0 >= 1.035 or (y0 >= 0.5 and y1 <= -0.025) are not
+    miss = OutputConstraint(((np.array([[-1.0, 0.0]]), np.array([-1.035])),
+                             (np.array([[-1.0, 0.0], [0.0, 1.0]]), np.array([-0.5, -0.025]))))
+    assert isinstance(mb.check(net, pert, cell, miss, 10.0), Unsat)
+
+
+def test_certified_search_prunes_an_infeasible_phase_by_a_farkas_ray():
+    """r = relu(v), v in [-1, 1], a row v <= -1/2: the active phase is infeasible (pruned only by a
+    checked Farkas ray), the inactive one has r = 0; the root LP (triangle) alone allows r = 1/4."""
+    from hybridq.milp.model import _Builder
+
+    b = _Builder()
+    b._empty = False
+    v = b.col(-1.0, 1.0, "v")
+    r = b.relu(v, -1.0, 1.0, "v")
+    b.row({v: 1.0}, None, Fraction(-1, 2))
+    A = sp.csr_matrix((b.rows_v, (b.rows_i, b.rows_j)), shape=(len(b.row_lo), len(b.lb)))
+    model = MilpModel(np.array(b.lb), np.array(b.ub), A, np.array(b.row_lo), np.array(b.row_hi),
+                      np.array(b.binaries), b.relus, [], [], [])
+    import time
+
+    res = search.prove(model, Objective({r: 1.0}, Fraction(0), Fraction(1, 10), True, "r"), time.perf_counter() + 10)
+    assert res.status == "proved" and res.nodes >= 2 and res.bound <= 0.1
+    # at a threshold the phase pattern reaches (r = 0 >= 0, non-strict) nothing is proved
+    res = search.prove(model, Objective({r: 1.0}, Fraction(0), Fraction(0), False, "r"), time.perf_counter() + 10)
+    assert res.status == "open"
