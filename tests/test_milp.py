@@ -275,3 +275,27 @@ def test_certified_search_prunes_an_infeasible_phase_by_a_farkas_ray():
     # at a threshold the phase pattern reaches (r = 0 >= 0, non-strict) nothing is proved
     res = search.prove(model, Objective({r: 1.0}, Fraction(0), Fraction(0), False, "r"), time.perf_counter() + 10)
     assert res.status == "open"
+
+
+def test_z3_unsat_is_confirmed_independently_and_overruled_by_a_checked_violation(monkeypatch):
+    rng, net, pert, box = random_case(3)
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+    z3b = get_backend("z3")
+    out = z3b.check(net, pert, cell, Deviation(1e3), 20.0)
+    assert isinstance(out, Unsat) and out.stats["confirmed"] == "milp"
+    # a z3 that wrongly answers unsat (simulated) is overruled by the exactly re-checked violation
+    from hybridq.smt.base import SolverAnswer
+    from hybridq.smt.z3 import Z3Backend
+
+    monkeypatch.setattr(Z3Backend, "solve", lambda self, ar, f, t: SolverAnswer("unsat"))
+    prop = Deviation(1e-9)
+    out = get_backend("z3").check(net, pert, cell, prop, 20.0)
+    assert isinstance(out, Sat) and out.stats["overruled"] == "z3 unsat"
+    assert_sat_rechecks(net, pert, box, prop, out)
+    # a leaky relu network: confirmed by z3's linear-arithmetic solver instead
+    lk = Network(tuple(Layer(l.W, l.b, "leaky_relu" if k == 0 else l.activation, 0.1) for k, l in enumerate(net.layers)),
+                 input_mean=net.input_mean, input_std=net.input_std, output_mean=net.output_mean,
+                 output_std=net.output_std)
+    monkeypatch.undo()
+    out = get_backend("z3").check(lk, pert, cell, Deviation(1e3), 20.0)
+    assert isinstance(out, Unsat) and out.stats["confirmed"] == "z3-lra"

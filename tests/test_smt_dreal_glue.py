@@ -93,10 +93,13 @@ def net_and_box():
 
 def test_dreal_glue_matches_z3_in_process(fake_dreal):
     assert dict((r[0], r[1]) for r in backends_table())["dreal"] is True
-    assert get_backend("auto").name == "dreal"
+    net, pert, cell = net_and_box()
+    # installing dReal never changes how a piecewise-linear cell is decided
+    auto = get_backend("auto")
+    assert auto.choose(net, Deviation(0.01)) == ("milp", "z3")
+    assert auto.check(net, pert, cell, Deviation(5.0), 20).stats["backend"] == "milp"
     dr = get_backend("dreal", delta=1e-3, subprocess=False)
     z3b = get_backend("z3")
-    net, pert, cell = net_and_box()
     for prop in (Deviation(0.01), Deviation(5.0), Decision(0, 0.0), Decision(1, 0.0)):
         for encoding in ("reduced", "pure"):
             a = dr.check(net, pert, cell, prop, 20, encoding=encoding)

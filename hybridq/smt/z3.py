@@ -101,16 +101,65 @@ class Z3Backend(Backend):
     rlimit : int, optional
         z3's deterministic resource limit per solver call (on top of the wall-clock timeout);
         exhausting it is reported like a timeout.  Makes runs reproducible across machine loads.
+    confirm : bool
+        Give every ``Unsat`` a second, independent confirmation within the call's remaining time
+        (:meth:`check`); its result is ``stats["confirmed"]`` (``"milp"``, ``"z3-lra"`` or None).
     """
 
     name = "z3"
     capabilities = frozenset({"LRA", "NRA"})
 
-    def __init__(self, seed: int = 0, logic: str | None = "portfolio", rlimit: int | None = None) -> None:
+    def __init__(self, seed: int = 0, logic: str | None = "portfolio", rlimit: int | None = None,
+                 confirm: bool = True) -> None:
         self.seed = int(seed)
         self.logic = logic
         self.rlimit = None if rlimit is None else int(rlimit)
+        self.confirm = bool(confirm)
         _import_z3()
+
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+        """See :meth:`hybridq.smt.base.Backend.check`.
+
+        An ``Unsat`` is confirmed by an independent engine where one is cheap: the certified MILP
+        stage (:mod:`hybridq.smt.milp`; a different solver, encoding and arithmetic) for relu /
+        identity networks -- for the pure encoding too, which asks the same question -- else, for
+        other piecewise-linear networks in the reduced (linear) encoding, z3's simplex-based
+        ``QF_LRA`` solver instead of the nlsat engine.  A confirmation that finds an exactly
+        re-checked counterexample overrules z3 (logged as an error: a z3 bug); one that does not
+        finish in the remaining time leaves ``stats["confirmed"] = None``.
+        """
+        t0 = time.perf_counter()
+        out = super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+        if not (self.confirm and type(out).__name__ == "Unsat"):
+            return out
+        left = float(timeout) - (time.perf_counter() - t0)
+        out.stats["confirmed"] = None
+        if left <= 0:
+            return out
+        from hybridq.milp.model import MILP_ACTIVATIONS
+        from hybridq.properties import Deviation
+
+        score = isinstance(prop, Deviation) and prop.space == "score" and network.output != "identity"
+        if all(l.activation in MILP_ACTIVATIONS for l in network.layers) and not score:
+            from hybridq.smt.milp import MilpBackend
+
+            second, tag = MilpBackend(), "milp"
+            kw = {"neuron_bounds": neuron_bounds}
+        elif network.is_piecewise_linear and encoding == "reduced" and not score:
+            second, tag = Z3Backend(self.seed, logic="QF_LRA", rlimit=self.rlimit, confirm=False), "z3-lra"
+            kw = {"neuron_bounds": neuron_bounds, "encoding": encoding, "ibp": ibp}
+        else:
+            return out
+        conf = second.check(network, perturbation, cell, prop, left, **kw)
+        kind = type(conf).__name__
+        if kind == "Sat":
+            logger.error("z3 answered unsat but %s found an exactly re-checked violation; reporting the violation",
+                         tag)
+            conf.stats["overruled"] = "z3 unsat"
+            return conf
+        if kind == "Unsat":
+            out.stats["confirmed"] = tag
+        return out
 
     def arith(self) -> Z3Arith:
         return Z3Arith()
