@@ -32,7 +32,7 @@ import numpy as np
 from hybridq.errors import HybridqError, ModelFormatError, UnsupportedLayerError
 from hybridq.network import Layer, Network
 
-__all__ = ["load_onnx", "SUPPORTED_OPS"]
+__all__ = ["load_onnx", "SUPPORTED_OPS", "read_model", "build_network"]
 
 log = logging.getLogger(__name__)
 
@@ -458,9 +458,17 @@ def load_onnx(path: str | Path) -> Network:
         activations on the input, arithmetic after an activation, ...), naming the op and node.
     """
     import onnx
-    import onnx.numpy_helper
 
     path = Path(path)
+    model = read_model(path)
+    return build_network(model, _Graph(path, onnx))
+
+
+def read_model(path: Path):
+    """Read and check an ONNX file (see :func:`load_onnx` for the errors)."""
+    import onnx
+    import onnx.numpy_helper
+
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -480,7 +488,15 @@ def load_onnx(path: str | Path) -> Network:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelFormatError(f"{path}: not a valid ONNX model: {type(e).__name__}: {msg[:300]}") from None
 
-    g = _Graph(path, onnx)
+    return model
+
+
+def build_network(model, g: _Graph) -> Network:
+    """Interpret ``model``'s graph with the interpreter ``g`` (a :class:`_Graph`) into a Network."""
+    import onnx
+    import onnx.numpy_helper
+
+    path = g.path
     g.opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=1)
     try:
         g.where = "initializers"

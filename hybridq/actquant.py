@@ -1,0 +1,692 @@
+"""Activation quantization: the network that really runs, with every activation rounded.
+
+A deployed int8 (or fp16) model rounds more than its parameters: the input, each layer's output
+and, in some graphs, the accumulator before the bias are quantized too.  A *quantization point*
+``Q`` acts on one tensor ``v`` (DESIGN.md §1, "optional activation quantization")::
+
+    affine (intB, uintB, qM.N, a runtime's QuantizeLinear):
+        Q(v) = s (clip(round(v / s) + z, qmin, qmax) - z)        round half to even
+    dynamic (onnxruntime's DynamicQuantizeLinear; the scale follows the tensor itself):
+        s = (max(0, max v) - min(0, min v)) / (qmax - qmin),  z = clip(round(qmin - min(0, min v) / s))
+    float (fp16, bf16, fp8_*, float:e=,m=):
+        Q(v) = fl(v)  (round to nearest even, subnormals; overflow is an error)
+
+Enclosure (no kernel change).  On the representable range ``[lo - s/2, hi + s/2]``
+(``lo = s (qmin - z)``, ``hi = s (qmax - z)``) round to nearest errs by at most ``s/2``
+(Higham, 2nd ed., §2.1); beyond it a saturating quantizer returns ``lo`` or ``hi``, an error of at
+most ``max(hu - hi, lo - hl)`` for values in ``[hl, hu]``.  A float format errs by at most
+``u |v| + 2^(emin - p)`` (``u = 2^-p``).  These per-neuron noises are modelled *exactly as
+per-neuron noise terms of the bound pass*:
+
+* a point on a layer's pre-activation (or on the accumulator before the bias) adds its radius
+  to that layer's bias radius, the per-neuron noise ``e_k`` of DESIGN.md §2;
+* a point on a layer's output (or on the input) becomes a *noise layer* inserted after it:
+  ``h -> I h + 0`` with weight radius ``u`` on the diagonal (floats) and bias radius
+  ``s/2`` (fixed point), activation ``identity``.  Its nominal parameters are the identity, so
+  the nominal network is unchanged, and the linear relaxation keeps every noise term as one
+  variable that the following layers back-substitute through (the correlation of ``W a`` over
+  the neurons of the next layer is kept, which an enlarged bias of the next layer would lose).
+
+Ranges (clipping and dynamic scales) depend on the input set: :meth:`ActModel.expand` computes
+certified bounds of every quantized tensor over the input box (:func:`hybridq.bounds.bounds`,
+``linear``), layer by layer, and either raises (``saturate=False``: a value may leave the range)
+or enlarges that neuron's radius to the clipping error (``saturate=True``, the runtime's
+behaviour).  A point's radius depends only on earlier points, so ``n_points + 1`` bound passes
+reach the fixed point.
+
+Runtime arithmetic.  ``rel`` (per point) adds a relative slack to the rounding radius
+(``s (1/2 + rel)``) for a runtime that divides by ``s`` in float32; :attr:`ActModel.radius`
+holds the relative radius that encloses a runtime's float32 dot products and requantization (see
+:mod:`hybridq.io.onnx_quant`).
+
+The *really rounded* network (:meth:`ActModel.exact_logits`) applies every ``Q`` exactly in
+:class:`fractions.Fraction` arithmetic: a counterexample of that network is a counterexample of
+the deployed model, not only of the noise model.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from hybridq.errors import PerturbationError
+from hybridq.formats import FloatFormat, parse_format
+from hybridq.network import Layer, Network, _act_fraction, activate
+
+__all__ = ["QuantPoint", "ActModel", "Expanded", "parse_act_spec", "split_act_spec", "round_half_even"]
+
+#: where a point acts: the input, a layer's accumulator before the bias, its pre-activation, its output
+WHERE = ("input", "mid", "pre", "post")
+
+
+def round_half_even(v: Fraction) -> int:
+    """The integer nearest to ``v``, ties to even (exact)."""
+    f = math.floor(v)
+    d = v - f
+    if d > Fraction(1, 2) or (d == Fraction(1, 2) and f % 2 == 1):
+        return f + 1
+    return f
+
+
+def _up(a):
+    return np.nextafter(np.asarray(a, dtype=np.float64), np.inf)
+
+
+@dataclass(frozen=True)
+class QuantPoint:
+    """One activation quantizer.
+
+    Parameters
+    ----------
+    where : {"input", "mid", "pre", "post"}
+        The network input (after its normalization), layer ``layer``'s accumulator ``W h`` before
+        the bias, its pre-activation ``z``, or its output ``act(z)``.
+    layer : int
+        0-based layer index (``-1`` for ``input``).
+    kind : {"affine", "dynamic", "float"}
+    scale : float or (n,) float64
+        Quantization step ``s > 0`` (affine; one per tensor or per neuron).
+    zero_point : int or (n,) int
+    qmin, qmax : int
+        The integer range.
+    fmt : FloatFormat or None
+        For ``kind="float"``.
+    saturate : bool
+        A value outside the range: the clip is modelled (``True``) or an error (``False``).
+    rel : float
+        Relative slack of the rounding radius, ``s (1/2 + rel)`` (runtime float32 division).
+    name : str
+        Where it came from (an ONNX tensor name or a spec part), for messages.
+    """
+
+    where: str
+    layer: int
+    kind: str = "affine"
+    scale: object = 1.0
+    zero_point: object = 0
+    qmin: int = -128
+    qmax: int = 127
+    fmt: FloatFormat | None = None
+    saturate: bool = False
+    rel: float = 0.0
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.where not in WHERE:
+            raise ValueError(f"where must be one of {WHERE}, got {self.where!r}")
+        if self.kind not in ("affine", "dynamic", "float"):
+            raise ValueError(f"unknown quantization kind {self.kind!r}")
+        if self.kind == "float" and self.fmt is None:
+            raise ValueError("a float quantization point needs its format")
+        if self.kind == "affine":
+            s = np.asarray(self.scale, dtype=np.float64)
+            if not np.all(np.isfinite(s)) or np.any(s <= 0):
+                raise PerturbationError(f"{self.label}: scale must be finite and > 0, got {self.scale!r}")
+            z = np.asarray(self.zero_point)
+            if np.any(z < self.qmin) or np.any(z > self.qmax):
+                raise PerturbationError(f"{self.label}: zero point {self.zero_point!r} outside [{self.qmin}, {self.qmax}]")
+
+    @property
+    def label(self) -> str:
+        at = "the input" if self.where == "input" else f"layer {self.layer + 1} " + {
+            "mid": "accumulator", "pre": "pre-activation", "post": "output"}[self.where]
+        return f"activation quantization of {at}" + (f" ({self.name})" if self.name else "")
+
+    def range(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(lo, hi)`` of the representable values, shape ``(n,)`` (affine only)."""
+        s = np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (n,))
+        z = np.broadcast_to(np.asarray(self.zero_point, dtype=np.float64), (n,))
+        return s * (self.qmin - z), s * (self.qmax - z)
+
+    # ------------------------------------------------------------ exact rounding
+    def exact(self, v: list) -> list:
+        """``Q(v)`` for one tensor of Fractions, exactly (see the module docstring).
+
+        Raises
+        ------
+        PerturbationError
+            A float format overflows, or (``saturate=False``) a value leaves the range.
+        """
+        if self.kind == "float":
+            return [_round_float(t, self.fmt, self.label, j) for j, t in enumerate(v)]
+        n = len(v)
+        if self.kind == "dynamic":
+            mn, mx = min(min(v), Fraction(0)), max(max(v), Fraction(0))
+            if mx == mn:
+                return list(v)
+            s = (mx - mn) / (self.qmax - self.qmin)
+            z = min(max(round_half_even(self.qmin - mn / s), self.qmin), self.qmax)
+            ss, zz = [s] * n, [z] * n
+        else:
+            ss = [Fraction(float(a)) for a in np.broadcast_to(np.asarray(self.scale, dtype=np.float64), (n,))]
+            zz = [int(a) for a in np.broadcast_to(np.asarray(self.zero_point), (n,))]
+        out = []
+        for j, (t, s, z) in enumerate(zip(v, ss, zz)):
+            k = round_half_even(t / s) + z
+            if not self.qmin <= k <= self.qmax:
+                if not self.saturate and self.kind == "affine":
+                    raise PerturbationError(f"{self.label}: neuron {j} value {float(t)!r} is outside the range "
+                                            f"[{float(s * (self.qmin - z))!r}, {float(s * (self.qmax - z))!r}]")
+                k = min(max(k, self.qmin), self.qmax)
+            out.append(s * (k - z))
+        return out
+
+    def simulate(self, v: np.ndarray) -> np.ndarray:
+        """``Q(v)`` in float64 for a batch ``(m, n)`` (for attacks; not a proof)."""
+        if self.kind == "float":
+            q, _ = _float_round_nocheck(v, self.fmt)
+            return q
+        if self.kind == "dynamic":
+            mn = np.minimum(v.min(axis=1, keepdims=True), 0.0)
+            mx = np.maximum(v.max(axis=1, keepdims=True), 0.0)
+            s = np.where(mx > mn, (mx - mn) / (self.qmax - self.qmin), 1.0)
+            z = np.clip(np.rint(self.qmin - mn / s), self.qmin, self.qmax)
+        else:
+            s = np.asarray(self.scale, dtype=np.float64)
+            z = np.asarray(self.zero_point, dtype=np.float64)
+        k = np.clip(np.rint(v / s) + z, self.qmin, self.qmax)
+        return s * (k - z)
+
+
+def _round_float(t: Fraction, fmt: FloatFormat, label: str, j: int) -> Fraction:
+    """Round a Fraction to ``fmt``, nearest even, exactly (subnormals below ``2^emin``)."""
+    if t == 0:
+        return Fraction(0)
+    a = abs(t)
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if Fraction(2) ** e > a:
+        e -= 1
+    if fmt.emin is not None:
+        e = max(e, fmt.emin)
+    sp = Fraction(2) ** (e - fmt.p + 1)
+    q = round_half_even(t / sp) * sp
+    if fmt.max_finite is not None and abs(q) > Fraction(fmt.max_finite):
+        raise PerturbationError(f"{label}: neuron {j} value {float(t)!r} overflows {fmt.name}")
+    return q
+
+
+def _float_round_nocheck(v: np.ndarray, fmt: FloatFormat):
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            return fmt.round(v, "activation")
+        except PerturbationError:
+            return np.full_like(v, np.nan), None
+
+
+# ------------------------------------------------------------------------------------ model
+@dataclass(frozen=True)
+class Expanded:
+    """A network with noise layers and its parameter box (see :meth:`ActModel.expand`).
+
+    Attributes
+    ----------
+    network : Network
+        The nominal network with one identity layer per ``input``/``post`` point.
+    perturbation : Perturbation
+        Centre: the deployed parameters and the identity layers; radii: the deployed radii plus
+        the quantization noise (fixed point: bias radius; floats: diagonal weight radius too).
+    layer_of : tuple of int
+        Index in ``network.layers`` of each original layer.
+    passes : int
+        Bound passes spent on ranges.
+    saturated : list of str
+        Points whose radius was enlarged by clipping (for reports).
+    """
+
+    network: Network
+    perturbation: object
+    layer_of: tuple
+    passes: int = 0
+    saturated: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActModel:
+    """A network whose activations are quantized: the model that really runs.
+
+    Parameters
+    ----------
+    network : Network
+        The nominal (float) network ``theta0``; deviation is measured against it.
+    center : Params
+        The deployed parameters (the quantized copy, or ``theta0``).
+    radius : Params
+        Parameter radii around ``center`` (a weight perturbation, or a runtime's relative slack).
+    points : tuple of QuantPoint
+        At most one per ``(where, layer)``.
+    name : str
+    """
+
+    network: Network
+    center: tuple
+    radius: tuple
+    points: tuple
+    name: str = "deployed"
+
+    def __post_init__(self) -> None:
+        seen = set()
+        pts = []
+        for p in self.points:
+            key = (p.where, p.layer)
+            if key in seen:
+                raise PerturbationError(f"two activation quantizers on the same tensor: {p.label}")
+            if p.where != "input" and not 0 <= p.layer < len(self.network.layers):
+                raise PerturbationError(f"{p.label}: the network has layers 1..{len(self.network.layers)}")
+            seen.add(key)
+            pts.append(p)
+        order = {"input": 0, "mid": 1, "pre": 2, "post": 3}
+        pts.sort(key=lambda p: (p.layer, order[p.where]))
+        object.__setattr__(self, "points", tuple(pts))
+
+    def point(self, where: str, layer: int = -1):
+        for p in self.points:
+            if p.where == where and p.layer == layer:
+                return p
+        return None
+
+    # --------------------------------------------------------------- the rounded net
+    def exact_logits(self, x, params=None) -> list:
+        """Logits of the really rounded network at one input, in exact Fractions.
+
+        ``params`` (default ``center``) are the parameters of the original layers.  Only
+        piecewise-linear networks (relu, identity, leaky relu, hardtanh).
+
+        Raises
+        ------
+        PerturbationError
+            A value leaves a non-saturating range or overflows a float format.
+        UnsupportedLayerError
+            Sigmoid or tanh.
+        """
+        net = self.network
+        p = self.center if params is None else params
+        x = np.asarray(x, dtype=np.float64)
+        h = []
+        for i, xi in enumerate(x):
+            v = Fraction(float(xi))
+            if net.input_lower is not None:
+                v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
+            h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))
+        if (q := self.point("input")) is not None:
+            h = q.exact(h)
+        for k, (l, (W, b)) in enumerate(zip(net.layers, p)):
+            W = np.asarray(W, dtype=np.float64)
+            z = []
+            for j in range(W.shape[0]):
+                acc = Fraction(0)
+                for i in range(W.shape[1]):
+                    w = float(W[j, i])
+                    if w != 0.0 and h[i] != 0:
+                        acc += Fraction(w) * h[i]
+                z.append(acc)
+            if (q := self.point("mid", k)) is not None:
+                z = q.exact(z)
+            z = [a + Fraction(float(c)) for a, c in zip(z, np.asarray(b, dtype=np.float64))]
+            if (q := self.point("pre", k)) is not None:
+                z = q.exact(z)
+            h = [_act_fraction(v, l.activation, l.alpha) for v in z]
+            if (q := self.point("post", k)) is not None:
+                h = q.exact(h)
+        return [v * Fraction(float(s)) + Fraction(float(m)) for v, s, m in zip(h, net.output_std, net.output_mean)]
+
+    def forward(self, X, params=None) -> np.ndarray:
+        """Logits of the rounded network in float64 for a batch ``(m, n_in)`` (attacks only)."""
+        net = self.network
+        p = self.center if params is None else params
+        h = net.normalize(np.atleast_2d(np.asarray(X, dtype=np.float64)))
+        if (q := self.point("input")) is not None:
+            h = q.simulate(h)
+        for k, (l, (W, b)) in enumerate(zip(net.layers, p)):
+            z = h @ np.asarray(W).T
+            if (q := self.point("mid", k)) is not None:
+                z = q.simulate(z)
+            z = z + b
+            if (q := self.point("pre", k)) is not None:
+                z = q.simulate(z)
+            h = activate(z, l.activation, l.alpha)
+            if (q := self.point("post", k)) is not None:
+                h = q.simulate(h)
+        return h * net.output_std + net.output_mean
+
+    def rounded_view(self, params=None) -> "RoundedView":
+        """A network-like object whose ``exact_logits(x, params)`` is the rounded network for any
+        non-``None`` params and the nominal network for ``None`` (for ``Property.check_exact``)."""
+        return RoundedView(self, self.center if params is None else params)
+
+    # ----------------------------------------------------------------- enclosure
+    def expand(self, inputs, method: str = "linear") -> Expanded:
+        """The noise-layer network and parameter box enclosing the rounded network on ``inputs``.
+
+        Parameters
+        ----------
+        inputs : InputBox (or anything :func:`hybridq.inputs.as_input_box` takes)
+            The input set: ranges of clipped and dynamic points are bounded over it.
+        method : str
+            Bound method for the ranges.
+
+        Returns
+        -------
+        Expanded
+
+        Raises
+        ------
+        PerturbationError
+            ``saturate=False`` and a value may leave its range (naming layer, neuron and range),
+            or a float format may overflow.
+        """
+        from hybridq.bounds import bounds
+        from hybridq.inputs import as_input_box
+        from hybridq.perturbation import Perturbation
+
+        net = self.network
+        box = as_input_box(inputs, net.n_in)
+        layers, center, radius, layer_of, noise = [], [], [], [], []  # noise: (index in layers, point)
+
+        def noise_layer(q, n):
+            eye = np.eye(n)
+            layers.append(Layer(eye, np.zeros(n), "identity"))
+            center.append([eye, np.zeros(n)])
+            rw = np.zeros((n, n))
+            if q.kind == "float":
+                np.fill_diagonal(rw, 2.0 ** -q.fmt.p)
+            radius.append([rw, np.zeros(n)])
+            noise.append((len(layers) - 1, q))
+
+        if (q := self.point("input")) is not None:
+            noise_layer(q, net.n_in)
+        for k, (l, (W, b), (RW, rb)) in enumerate(zip(net.layers, self.center, self.radius)):
+            layers.append(l)
+            center.append([np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)])
+            RW = np.asarray(RW, dtype=np.float64)
+            rb = np.asarray(rb, dtype=np.float64)
+            for where in ("mid", "pre"):
+                if (q := self.point(where, k)) is not None and q.kind == "float":
+                    # Q(z) = z (1 + d) + e: a relative radius on the row (W (1 + d) h + b (1 + d))
+                    u = 2.0 ** -q.fmt.p
+                    RW = _up(RW + _up(u * _up(np.abs(W) + RW)))
+                    rb = _up(rb + _up(u * _up(np.abs(b) + rb)))
+            radius.append([RW, rb.copy()])
+            layer_of.append(len(layers) - 1)
+            for where in ("mid", "pre"):
+                if (q := self.point(where, k)) is not None:
+                    noise.append((len(layers) - 1, q))
+            if (q := self.point("post", k)) is not None:
+                noise_layer(q, l.n_out)
+        base_rb = [np.array(r[1]) for r in radius]
+        enet = Network(tuple(layers), net.output, net.input_mean, net.input_std, net.input_lower,
+                       net.input_upper, net.output_mean, net.output_std, net.name)
+        need = {id(q): np.zeros(layers[i].n_out) for i, q in noise}
+        saturated: list = []
+        passes = 0
+        for _ in range(len(noise) + 1):
+            for i in range(len(layers)):
+                radius[i][1] = base_rb[i].copy()
+            for i, q in noise:
+                radius[i][1] = _up(radius[i][1] + need[id(q)])
+            pert = Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), "activation quantization")
+            ob = bounds(enet, pert, box, method=method)
+            passes += 1
+            changed = False
+            for i, q in noise:
+                lo, hi = _value_range(q, i, ob, need, noise, base_rb, center, layers)
+                r = _radius(q, lo, hi, saturated)
+                if np.any(r > need[id(q)]):
+                    # a little more than needed, so the ulps the bound pass adds cannot creep forever
+                    need[id(q)] = _up(np.maximum(r, need[id(q)]) * (1 + 2.0**-20))
+                    changed = True
+            if not changed:
+                break
+        else:  # pragma: no cover - the loop reaches the fixed point within len(noise) + 1 passes
+            raise AssertionError("activation ranges did not converge")
+        return Expanded(enet, pert, tuple(layer_of), passes, sorted(set(saturated)))
+
+
+def _value_range(q, i, ob, need, noise, base_rb, center, layers):
+    """Certified ``[lo, hi]`` of the tensor that point ``q`` rounds (before its own noise).
+
+    The bound pass encloses ``v + a`` for every noise ``a`` of the box; the noise terms are free
+    and symmetric, so ``min v >= min(v + a) + r`` for each radius ``r`` added after ``v``."""
+    dn = lambda a: np.nextafter(a, -np.inf)  # noqa: E731
+    own = need[id(q)]
+    if q.where in ("input", "post"):
+        lo, hi = dn(ob.pre_lo[i][0] + own), _up(ob.pre_hi[i][0] - own)
+        if q.where == "post":  # the activation of the layer before, monotone, widened by 4 ulps
+            l = layers[i - 1]
+            a_lo, a_hi = activate(ob.pre_lo[i - 1][0], l.activation, l.alpha), activate(ob.pre_hi[i - 1][0], l.activation, l.alpha)
+            for _ in range(4):
+                a_lo, a_hi = dn(a_lo), _up(a_hi)
+            lo, hi = np.maximum(lo, a_lo), np.minimum(hi, a_hi)
+        return lo, hi
+    after = sum((need[id(p)] for j, p in noise if j == i and p.where == "pre" and (q.where == "mid" or p is q)), np.zeros_like(own))
+    lo, hi = dn(ob.pre_lo[i][0] + after), _up(ob.pre_hi[i][0] - after)
+    if q.where == "mid":  # the accumulator W h = z - b - a: the bias and its base radius removed
+        mid = need[id(q)]
+        lo = dn(dn(lo - center[i][1]) + dn(base_rb[i] + mid))
+        hi = _up(_up(hi - center[i][1]) - dn(base_rb[i] + mid))
+    return lo, np.maximum(hi, lo)
+
+
+def _radius(q: QuantPoint, lo: np.ndarray, hi: np.ndarray, saturated: list) -> np.ndarray:
+    """Per-neuron noise radius of point ``q`` for values in ``[lo, hi]`` (see the module docstring)."""
+    n = lo.size
+    if q.kind == "float":
+        f = q.fmt
+        if f.max_finite is not None:
+            T = float(np.ldexp(1.0, f.emax - f.p)) + f.max_finite
+            bad = np.flatnonzero((hi >= T) | (lo <= -T))
+            if bad.size:
+                j = int(bad[0])
+                raise PerturbationError(f"{q.label}: neuron {j} may reach [{lo[j]!r}, {hi[j]!r}] and overflow {f.name} "
+                                        f"(largest finite {f.max_finite!r})")
+        return np.full(n, float(np.ldexp(1.0, f.emin - f.p)) if f.emin is not None else 0.0)
+    half = 0.5 + q.rel
+    if q.kind == "dynamic":
+        mn, mx = min(float(lo.min()), 0.0), max(float(hi.max()), 0.0)
+        s = _up(_up(mx - mn) / (q.qmax - q.qmin))
+        return np.full(n, float(_up(s * half)))
+    s = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (n,))
+    rlo, rhi = q.range(n)
+    r = _up(s * half)
+    over = _up(hi - rhi)          # clipping error above the range
+    under = _up(rlo - lo)         # and below it
+    clip = (over > r) | (under > r)
+    if np.any(clip):
+        j = int(np.flatnonzero(clip)[0])
+        if not q.saturate:
+            raise PerturbationError(
+                f"{q.label}: neuron {j} may reach [{lo[j]!r}, {hi[j]!r}], outside the representable range "
+                f"[{rlo[j]!r}, {rhi[j]!r}]; add ':saturate' to model the clip")
+        saturated.append(q.label)
+        r = np.maximum(r, np.maximum(over, under))
+    return r
+
+
+class RoundedView:
+    """Duck-typed network for ``Property.check_exact``: nominal logits for ``params=None``, the
+    rounded network's (with the given original-layer parameters) otherwise."""
+
+    def __init__(self, model: ActModel, params) -> None:
+        self.model, self.params = model, params
+        self.output = model.network.output
+        self.n_out = model.network.n_out
+        self.n_in = model.network.n_in
+
+    def exact_logits(self, x, params=None):
+        if params is None:
+            return self.model.network.exact_logits(x)
+        return self.model.exact_logits(x, self.params)
+
+    def exact_scores(self, x, params=None):
+        if self.output == "identity":
+            return self.exact_logits(x, params)
+        # scores of exact logits: reuse the network's own output transform on a constant network
+        y = self.exact_logits(x, params)
+        return _scores_of(y, self.output)
+
+
+def _scores_of(y, output):
+    import mpmath
+
+    from hybridq.network import as_interval, iv_precision
+
+    with iv_precision():
+        yi = [as_interval(v) for v in y]
+        if output == "sigmoid":
+            return [1 / (1 + mpmath.iv.exp(-v)) for v in yi]
+        exps = [mpmath.iv.exp(v - yi[0]) for v in yi]
+        tot = sum(exps[1:], exps[0])
+        return [e / tot for e in exps]
+
+
+# ------------------------------------------------------------------------------- spec strings
+ACT_GRAMMAR = """act part := ['layerK=' | 'input='] 'act=' AFORMAT [':' OPT (',' OPT)*]
+AFORMAT  := intB | uintB (B = 2..16, affine) | qM.N (fixed point) | fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | float:e=E,m=M
+OPT      := scale=S | zp=Z | sym | saturate        (no scale: calibrated on the input box)"""
+
+
+def split_act_spec(spec: str) -> tuple[str | None, list[str]]:
+    """Split a perturbation spec into its parameter part and its ``act=`` parts.
+
+    Returns
+    -------
+    (str or None, list of str)
+        The parameter spec (``None`` when only ``act=`` parts were given) and the act parts.
+    """
+    rest, acts = [], []
+    for raw in str(spec).split(";"):
+        part = raw.strip()
+        low = part.lower().replace(" ", "")
+        body = low.split("=", 1)[1] if low.startswith(("layer", "input")) and "=" in low else low
+        body = body.replace(":act=", "act=")
+        if low.startswith("act=") or body.startswith("act=") or ":act=" in low:
+            acts.append(low)
+        elif part:
+            rest.append(part)
+    return (";".join(rest) if rest else None), acts
+
+
+def _act_error(part: str, why: str) -> PerturbationError:
+    return PerturbationError(f"invalid activation spec {part!r}: {why}\nvalid forms:\n{ACT_GRAMMAR}")
+
+
+def parse_act_spec(parts: list[str], n_layers: int) -> list[dict]:
+    """Parse ``act=`` parts into point descriptions ``{where, layer, ...}`` (later parts override).
+
+    ``act=F`` quantizes the output of every layer ``1..L``; ``layerK=act=F`` (or ``layerK:act=F``)
+    the output of layer ``K``; ``input=act=F`` the network input (after its normalization).
+
+    Raises
+    ------
+    PerturbationError
+        Unknown format or option, a layer out of range (the message lists the valid forms).
+    """
+    out: dict = {}
+    for part in parts:
+        p = part.replace(" ", "")
+        target = "all"
+        if p.startswith("layer"):
+            head, _, p = p.partition("act=")
+            k = head.rstrip("=:")[len("layer"):]
+            if not k.isdigit() or not 1 <= int(k) <= n_layers:
+                raise _act_error(part, f"layer{k}: the network has layers 1..{n_layers}")
+            target = int(k) - 1
+        elif p.startswith("input"):
+            p = p.partition("act=")[2]
+            target = "input"
+        else:
+            p = p[len("act="):]
+        segs = p.split(":")
+        fmt, opts = (":".join(segs[:2]), ":".join(segs[2:])) if segs[0] == "float" else (segs[0], ":".join(segs[1:]))
+        desc: dict = {"saturate": False, "sym": False, "scale": None, "zp": None}
+        for o in [o for o in opts.split(",") if o]:
+            if o in ("saturate", "sym"):
+                desc[o] = True
+            elif o.startswith(("scale=", "zp=")):
+                k_, v = o.split("=", 1)
+                try:
+                    desc["scale" if k_ == "scale" else "zp"] = float(v) if k_ == "scale" else int(v)
+                except ValueError:
+                    raise _act_error(part, f"option {o!r} needs a number") from None
+            else:
+                raise _act_error(part, f"unknown option {o!r}")
+        if desc["zp"] is not None and desc["scale"] is None:
+            raise _act_error(part, "zp=Z needs scale=S")
+        if desc["scale"] is not None and desc["zp"] is None:
+            desc["zp"] = 0
+        if m := re.fullmatch(r"(u?)int(\d+)", fmt):
+            B = int(m[2])
+            if not 2 <= B <= 16:
+                raise _act_error(part, "intB needs 2 <= B <= 16")
+            desc.update(kind="affine", qmin=0 if m[1] else -(2 ** (B - 1)), qmax=(2**B - 1) if m[1] else 2 ** (B - 1) - 1)
+        elif m := re.fullmatch(r"q(\d+)\.(\d+)", fmt):
+            M, N = int(m[1]), int(m[2])
+            if M + N > 52:
+                raise _act_error(part, "qM.N needs M + N <= 52")
+            desc.update(kind="affine", qmin=-(2 ** (M + N)), qmax=2 ** (M + N) - 1, scale=2.0 ** -N, zp=0)
+        else:
+            try:
+                f = parse_format(fmt)
+            except PerturbationError:
+                raise _act_error(part, f"unknown activation format {fmt!r}") from None
+            if not isinstance(f, FloatFormat) or f.emin is None:
+                raise _act_error(part, f"{fmt!r} is not an activation format (use intB, uintB, qM.N or an IEEE-like float)")
+            desc.update(kind="float", fmt=f)
+        desc["name"] = part
+        targets = ["input"] if target == "input" else (range(n_layers) if target == "all" else [target])
+        for t in targets:
+            out[t] = dict(desc)
+    return [dict(d, where="input" if t == "input" else "post", layer=-1 if t == "input" else t) for t, d in out.items()]
+
+
+def act_model(network, spec: str, inputs, method: str = "linear") -> ActModel:
+    """The :class:`ActModel` of a spec string with ``act=`` parts (and optional parameter parts).
+
+    Points without ``scale=`` are calibrated on ``inputs``: the range ``[min, max]`` of the tensor
+    over the input box (certified bounds of the network with the parameter perturbation), widened
+    to include 0; ``s = (max - min) / (qmax - qmin)``, ``z = round(qmin - min / s)`` (``sym``:
+    ``s = max|.| / qmax``, ``z = 0``).
+
+    Raises
+    ------
+    PerturbationError
+        A malformed spec or a range problem (see :meth:`ActModel.expand`).
+    """
+    from hybridq.bounds import bounds
+    from hybridq.inputs import as_input_box
+    from hybridq.perturbation import perturbation
+
+    wspec, acts = split_act_spec(spec)
+    pert = perturbation(wspec, network) if wspec else perturbation("abs:0", network)
+    descs = parse_act_spec(acts, len(network.layers))
+    descs.sort(key=lambda d: d["layer"])
+    box = as_input_box(inputs, network.n_in)
+    points: list = []
+    for d in descs:
+        if d["kind"] == "affine" and d["scale"] is None:
+            # calibrated on the model with the earlier points in place: no value of the box is clipped
+            if d["where"] == "input":
+                lo, hi = network.normalize(box.lower[None])[0], network.normalize(box.upper[None])[0]
+                lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+            else:
+                e = ActModel(network, pert.center, pert.radius, tuple(points)).expand(box, method)
+                ob = bounds(e.network, e.perturbation, box, method=method)
+                l, i = network.layers[d["layer"]], e.layer_of[d["layer"]]
+                lo = activate(ob.pre_lo[i][0], l.activation, l.alpha)
+                hi = activate(ob.pre_hi[i][0], l.activation, l.alpha)
+            # widened by 2^-20 relative: the bound pass's own rounding never lands just past the range
+            mn, mx = min(float(lo.min()), 0.0) * (1 + 2.0**-20), max(float(hi.max()), 0.0) * (1 + 2.0**-20)
+            if d["sym"]:
+                s = max(-mn, mx) / d["qmax"]
+                z = 0
+            else:
+                s = (mx - mn) / (d["qmax"] - d["qmin"])
+                z = int(min(max(np.rint(d["qmin"] - mn / s), d["qmin"]), d["qmax"])) if s > 0 else 0
+            d = dict(d, scale=s if s > 0 else 1.0, zp=z)
+        points.append(QuantPoint(d["where"], d["layer"], d["kind"], d["scale"] if d["scale"] is not None else 1.0,
+                                 d["zp"] if d["zp"] is not None else 0, d.get("qmin", 0), d.get("qmax", 0),
+                                 d.get("fmt"), d["saturate"], 0.0, d["name"]))
+    return ActModel(network, pert.center, pert.radius, tuple(points), name=spec)

@@ -1,0 +1,96 @@
+"""Activation quantization: the noise-layer enclosure contains the exactly rounded network, for
+every activation format and bound method; exact rounding; spec parsing and range errors."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from hybridq import InputBox, Layer, Network
+from hybridq.actquant import QuantPoint, act_model, round_half_even, split_act_spec
+from hybridq.bounds import METHODS, bounds
+from hybridq.errors import PerturbationError
+from hybridq.formats import parse_format
+
+SPECS = ["act=int8", "act=uint8;input=act=int8", "act=int4:saturate", "act=q2.3:saturate", "act=fp16", "act=bf16",
+         "act=fp8_e4m3", "int8:per_channel@weights;act=int8", "point:int8;layer1=act=uint4;input=act=int8:sym",
+         "rel:1e-3;act=int8:sym"]
+
+
+def _net(seed, acts):
+    rng = np.random.default_rng(seed)
+    w = [3, 5, 4, 2]
+    return Network(tuple(Layer(rng.normal(size=(w[k + 1], w[k])), rng.normal(size=w[k + 1]), a)
+                         for k, a in enumerate(acts)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), spec=st.sampled_from(SPECS),
+       acts=st.sampled_from([("relu", "relu", "identity"), ("leaky_relu", "hardtanh", "identity"),
+                             ("identity", "relu", "relu")]),
+       width=st.sampled_from([0.0, 0.05, 1.0]))
+def test_bounds_enclose_the_exactly_rounded_network(seed, spec, acts, width):
+    net = _net(seed, acts)
+    rng = np.random.default_rng(seed + 1)
+    c = rng.uniform(-1, 1, 3)
+    box = InputBox(c - width, c + width)
+    model = act_model(net, spec, box)
+    exp = model.expand(box)
+    X = rng.uniform(box.lower, box.upper, (12, 3))
+    X[0] = box.lower
+    X[1] = box.upper
+    Y = np.array([[float(v) for v in model.exact_logits(x)] for x in X])
+    for method in METHODS:
+        ob = bounds(exp.network, exp.perturbation, box, method=method)
+        assert np.all(Y >= ob.logit_lo[0]) and np.all(Y <= ob.logit_hi[0]), (method, spec)
+        # the deviation of the rounded network from the float one, exactly, inside the deviation bounds
+        Y0 = np.array([[float(v) for v in net.exact_logits(x)] for x in X])
+        d = Y - Y0
+        assert np.all(d >= ob.dev_logit_lo[0] - 1e-12) and np.all(d <= ob.dev_logit_hi[0] + 1e-12)
+
+
+def test_noise_layers_keep_the_nominal_network():
+    net = _net(0, ("relu", "relu", "identity"))
+    box = InputBox(-np.ones(3), np.ones(3))
+    exp = act_model(net, "act=int8;input=act=int8", box).expand(box)
+    assert len(exp.network.layers) == 7 and exp.layer_of == (1, 3, 5)
+    x = np.array([0.3, -0.2, 0.9])
+    assert exp.network.exact_logits(x) == net.exact_logits(x)
+
+
+def test_round_half_even_and_exact_quantizer():
+    assert [round_half_even(Fraction(v, 2)) for v in (-3, -1, 1, 3, 5)] == [-2, 0, 0, 2, 2]
+    q = QuantPoint("post", 0, "affine", 0.5, 1, 0, 3, saturate=True)
+    # values -0.5 + 0.5 k: grid s (k - z); 0.25 is a tie between 0 and 0.5 -> even integer (k = 1 -> 0)
+    assert q.exact([Fraction(1, 4), Fraction(3, 4), Fraction(10), Fraction(-3)]) == [0, 1, 1, Fraction(-1, 2)]
+    f = QuantPoint("post", 0, "float", fmt=parse_format("fp16"))
+    assert f.exact([Fraction(1) + Fraction(1, 2**11)]) == [1]          # tie to even
+    assert f.exact([Fraction(1) + Fraction(3, 2**11)]) == [Fraction(1) + Fraction(2, 2**10)]
+    with pytest.raises(PerturbationError, match="overflows fp16"):
+        f.exact([Fraction(70000)])
+    strict = QuantPoint("post", 0, "affine", 0.5, 1, 0, 3)
+    with pytest.raises(PerturbationError, match="outside the range"):
+        strict.exact([Fraction(5)])
+
+
+def test_spec_parsing_and_errors():
+    assert split_act_spec("int8@weights; act=uint8 ;layer2=act=fp16") == ("int8@weights", ["act=uint8", "layer2=act=fp16"])
+    assert split_act_spec("act=int8") == (None, ["act=int8"])
+    net = _net(1, ("relu", "relu", "identity"))
+    box = InputBox(-np.ones(3), np.ones(3))
+    m = act_model(net, "layer2:act=int8:scale=0.5,zp=-3,saturate;input=act=q1.4", box)
+    assert [(p.where, p.layer, p.scale, p.zero_point, p.saturate) for p in m.points] == [
+        ("input", -1, 1 / 16, 0, False), ("post", 1, 0.5, -3, True)]
+    for bad, why in [("act=int99", "2 <= B <= 16"), ("act=float:p=5", "not an activation format"),
+                     ("layer9=act=int8", "layers 1..3"), ("act=int8:foo", "unknown option"),
+                     ("act=int8:zp=3", "zp=Z needs scale=S"), ("act=int8:scale=x", "needs a number")]:
+        with pytest.raises(PerturbationError, match=why):
+            act_model(net, bad, box)
+    # a given scale too small for the values reached: an error naming layer and neuron, unless saturate
+    with pytest.raises(PerturbationError, match=r"layer 1 output .*neuron \d+ may reach .*saturate"):
+        act_model(net, "layer1=act=int8:scale=0.001", box).expand(box)
+    exp = act_model(net, "layer1=act=int8:scale=0.001,saturate", box).expand(box)
+    assert exp.saturated and float(exp.perturbation.radius[1][1].max()) > 0.1
