@@ -420,7 +420,6 @@ class ActModel:
         enet = Network(tuple(layers), net.output, net.input_mean, net.input_std, net.input_lower,
                        net.input_upper, net.output_mean, net.output_std, net.name)
         need = {id(q): np.zeros(layers[i].n_out) for i, q in noise}
-        saturated: list = []
         passes = 0
         for _ in range(len(noise) + 1):
             for i in range(len(layers)):
@@ -430,19 +429,25 @@ class ActModel:
             pert = Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), "activation quantization")
             ob = bounds(enet, pert, box, method=method)
             passes += 1
-            changed = False
+            changed, problems, saturated = False, [], []
             for i, q in noise:
                 lo, hi = _value_range(q, i, ob, need, noise, base_rb, center, layers)
-                r = _radius(q, lo, hi, saturated)
+                r, problem = _radius(q, lo, hi)
+                if problem and q.saturate:
+                    saturated.append(q.label)
+                elif problem:
+                    problems.append(problem)
                 if np.any(r > need[id(q)]):
                     # a little more than needed, so the ulps the bound pass adds cannot creep forever
                     need[id(q)] = _up(np.maximum(r, need[id(q)]) * (1 + 2.0**-20))
                     changed = True
             if not changed:
                 break
-        else:  # pragma: no cover - the loop reaches the fixed point within len(noise) + 1 passes
+        else:  # pragma: no cover - point j's radius depends on points < j only: n + 1 passes suffice
             raise AssertionError("activation ranges did not converge")
-        return Expanded(enet, pert, tuple(layer_of), passes, sorted(set(saturated)))
+        if problems:  # judged on the final pass: earlier passes saw the smaller radii of later points
+            raise PerturbationError(problems[0])
+        return Expanded(enet, pert, tuple(layer_of), passes, saturated)
 
 
 def _value_range(q, i, ob, need, noise, base_rb, center, layers):
@@ -470,8 +475,9 @@ def _value_range(q, i, ob, need, noise, base_rb, center, layers):
     return lo, np.maximum(hi, lo)
 
 
-def _radius(q: QuantPoint, lo: np.ndarray, hi: np.ndarray, saturated: list) -> np.ndarray:
-    """Per-neuron noise radius of point ``q`` for values in ``[lo, hi]`` (see the module docstring)."""
+def _radius(q: QuantPoint, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, str]:
+    """Per-neuron noise radius of point ``q`` for values in ``[lo, hi]`` (module docstring), and a
+    message when a value may leave the range (the clip is in the radius only when ``q.saturate``)."""
     n = lo.size
     if q.kind == "float":
         f = q.fmt
@@ -482,27 +488,24 @@ def _radius(q: QuantPoint, lo: np.ndarray, hi: np.ndarray, saturated: list) -> n
                 j = int(bad[0])
                 raise PerturbationError(f"{q.label}: neuron {j} may reach [{lo[j]!r}, {hi[j]!r}] and overflow {f.name} "
                                         f"(largest finite {f.max_finite!r})")
-        return np.full(n, float(np.ldexp(1.0, f.emin - f.p)) if f.emin is not None else 0.0)
+        return np.full(n, float(np.ldexp(1.0, f.emin - f.p)) if f.emin is not None else 0.0), ""
     half = 0.5 + q.rel
     if q.kind == "dynamic":
         mn, mx = min(float(lo.min()), 0.0), max(float(hi.max()), 0.0)
         s = _up(_up(mx - mn) / (q.qmax - q.qmin))
-        return np.full(n, float(_up(s * half)))
+        return np.full(n, float(_up(s * half))), ""
     s = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (n,))
     rlo, rhi = q.range(n)
     r = _up(s * half)
     over = _up(hi - rhi)          # clipping error above the range
     under = _up(rlo - lo)         # and below it
     clip = (over > r) | (under > r)
-    if np.any(clip):
-        j = int(np.flatnonzero(clip)[0])
-        if not q.saturate:
-            raise PerturbationError(
-                f"{q.label}: neuron {j} may reach [{lo[j]!r}, {hi[j]!r}], outside the representable range "
-                f"[{rlo[j]!r}, {rhi[j]!r}]; add ':saturate' to model the clip")
-        saturated.append(q.label)
-        r = np.maximum(r, np.maximum(over, under))
-    return r
+    if not np.any(clip):
+        return r, ""
+    j = int(np.flatnonzero(clip)[0])
+    msg = (f"{q.label}: neuron {j} may reach [{float(lo[j])!r}, {float(hi[j])!r}], outside the representable range "
+           f"[{float(rlo[j])!r}, {float(rhi[j])!r}]; add ':saturate' to model the clip")
+    return (np.maximum(r, np.maximum(over, under)) if q.saturate else r), msg
 
 
 class RoundedView:
@@ -672,7 +675,10 @@ def act_model(network, spec: str, inputs, method: str = "linear") -> ActModel:
                 lo, hi = network.normalize(box.lower[None])[0], network.normalize(box.upper[None])[0]
                 lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
             else:
-                e = ActModel(network, pert.center, pert.radius, tuple(points)).expand(box, method)
+                # a placeholder quantizer that never clips keeps the layer an inner one, bounded as
+                # in the final expansion (a last layer gets tighter bounds than expand could prove)
+                hold = QuantPoint(d["where"], d["layer"], "affine", 1.0, 0, -(2**52), 2**52, saturate=True)
+                e = ActModel(network, pert.center, pert.radius, tuple(points) + (hold,)).expand(box, method)
                 ob = bounds(e.network, e.perturbation, box, method=method)
                 l, i = network.layers[d["layer"]], e.layer_of[d["layer"]]
                 lo = activate(ob.pre_lo[i][0], l.activation, l.alpha)
