@@ -59,6 +59,8 @@ CEX = O(None, "--counterexample", help="Write a counterexample (.npz of x and ev
 CONFIG = O(None, "--config", help="TOML file whose keys are these options.")
 PLOT = O(None, "--plot", help="Draw the cell map of a 2-input run to this PNG file.")
 PROGRESS = O(True, "--progress/--no-progress", help="Progress bar on stderr.")
+AGAINST = O(None, "--against", help="Quantized ONNX file (QDQ, QOperator or dynamic, e.g. from onnxruntime's quantizer): "
+            "verify that deployed model, every activation quantizer included, against the float NETWORK.")
 
 
 def _fail(msg: str):
@@ -138,8 +140,11 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail("give either --delta (deviation) or --decision, not both")
     if kappa is not None and not decision:
         _fail("--kappa applies to --decision only")
+    from hybridq.actquant import split_act_spec
+
     net = load_network(network)
-    pert = perturbation(perturb, net) if perturb is not None else None
+    # a spec with act= parts is built per input box (its ranges depend on it): see _deployed
+    pert = perturbation(perturb, net) if perturb is not None and not split_act_spec(perturb)[1] else None
     pairs = []
     if vnnlib is not None:
         pairs = load_vnnlib(vnnlib, net.n_in, net.n_out)
@@ -181,6 +186,22 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
             prop = None
         jobs.append((b, prop))
     return net, pert, jobs
+
+
+def _deployed(network, net, perturb, against):
+    """``None``, or ``box -> ActModel``: the deployed model of ``--against FILE`` or of ``act=`` spec parts."""
+    from hybridq.actquant import act_model, split_act_spec
+
+    if against is not None:
+        if perturb is not None:
+            _fail("--against verifies the quantized file as it is: drop --perturb")
+        from hybridq.deployed import load_against
+
+        model = load_against(network, against)
+        return lambda b: model
+    if perturb is not None and split_act_spec(perturb)[1]:
+        return lambda b: act_model(net, perturb, b)
+    return None
 
 
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
@@ -277,9 +298,12 @@ def verify(
     outputs: Optional[str] = OUTPUTS, backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
     timeout: Optional[float] = TIMEOUT, seed: Optional[int] = SEED, json: Optional[str] = JSON,
     counterexample: Optional[str] = CEX, config: Optional[str] = CONFIG, plot: Optional[str] = PLOT,
-    progress: bool = PROGRESS,
+    progress: bool = PROGRESS, against: Optional[str] = AGAINST,
 ):
-    """Decide a property: robust (proved), not_robust (exact counterexample) or unknown."""
+    """Decide a property: robust (proved), not_robust (exact counterexample) or unknown.
+
+    With --against QUANT.onnx: is the deployed model within --delta of NETWORK (or does it keep the
+    class, --decision) on every input; a counterexample is one of the exactly rounded network."""
     from hybridq.bab import verify as verify_
     from hybridq.result import combine
 
@@ -287,11 +311,12 @@ def verify(
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, delta=delta,
                decision=decision, kappa=kappa, label=label, space=space, outputs=outputs, json=json,
                counterexample=counterexample, plot=plot)
-    if o["perturb"] is None:
-        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3)")
+    if o["perturb"] is None and against is None:
+        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3) or --against QUANT.onnx")
     cfg = _run_config(run, backend, jobs, timeout, seed)
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"])
+    deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
     prog, cb = _progress_cb(progress)
     results = []
@@ -299,7 +324,12 @@ def verify(
         if prog is not None:
             prog.start()
         for b, prop in problems:
-            r = verify_(net, pert, b, prop, config=cfg, progress=cb)
+            if deployed is not None:
+                from hybridq.deployed import verify_deployed
+
+                r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=cfg, progress=cb)
+            else:
+                r = verify_(net, pert, b, prop, config=cfg, progress=cb)
             results.append(r)
             if r.verdict == "not_robust" or r.stats.interrupted:
                 break
@@ -327,24 +357,30 @@ def bounds(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
     box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
     vnnlib: Optional[str] = VNNLIB, method: str = O("linear", "--method", help="interval, diff or linear."),
-    json: Optional[str] = JSON, config: Optional[str] = CONFIG,
+    json: Optional[str] = JSON, config: Optional[str] = CONFIG, against: Optional[str] = AGAINST,
 ):
-    """Print certified bounds of the logits, scores and deviations over the input and parameter box."""
+    """Print certified bounds of the logits, scores and deviations over the input and parameter box
+    (with --against or act= spec parts: of the deployed model, activation quantizers included)."""
     import json as _json
 
     from hybridq.bounds import bounds as _bounds
 
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, json=json)
-    if o["perturb"] is None:
-        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3)")
+    if o["perturb"] is None and against is None:
+        _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3) or --against QUANT.onnx")
     if method not in ("interval", "diff", "linear"):
         _fail(f"--method must be interval, diff or linear, got {method!r}")
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    None, None, None, None, None, None, need_property=False)
+    deployed = _deployed(network, net, o["perturb"], against)
     rows = []
     for b, _ in problems:
-        ob = _bounds(net, pert, b, method=method)
+        if deployed is not None:
+            exp = deployed(b).expand(b)
+            ob = _bounds(exp.network, exp.perturbation, b, method=method)
+        else:
+            ob = _bounds(net, pert, b, method=method)
         for j in range(net.n_out):
             rows.append({"output": j, "logit": [float(ob.logit_lo[0, j]), float(ob.logit_hi[0, j])],
                          "score": [float(ob.score_lo[0, j]), float(ob.score_hi[0, j])],
@@ -367,15 +403,18 @@ def quantify(
     box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
     vnnlib: Optional[str] = VNNLIB,
     what: Optional[str] = O(None, "--what", help="deviation (the max deviation as witnessed and proved values), epsilon (largest robust EPS) or bits (fewest bits)."),
-    family: Optional[str] = O(None, "--family", help="epsilon: abs or rel; bits: float, fixed or int[:options]."),
+    family: Optional[str] = O(None, "--family", help="epsilon: abs or rel; bits: float, fixed or int[:options]; with act= spec parts: the activation format's bits, int or uint."),
     tol: Optional[float] = O(None, "--tol", help="Relative tolerance (default 0.1)."),
     delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION, kappa: Optional[float] = KAPPA,
     label: Optional[int] = LABEL, space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS,
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS, timeout: Optional[float] = TIMEOUT,
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
-    plot: Optional[str] = PLOT, progress: bool = PROGRESS,
+    plot: Optional[str] = PLOT, progress: bool = PROGRESS, against: Optional[str] = AGAINST,
 ):
     """Compute the max deviation (witnessed, proved), the largest epsilon or the fewest bits.
+
+    With --against QUANT.onnx (or act= spec parts), --what deviation bounds the deployed model's
+    deviation: witnessed by the exactly rounded network, proved for every rounding error.
 
     Exit code 0 when the tolerance was reached, 2 when the run stopped early (timeout, Ctrl-C)."""
     from hybridq.quantify import quantify as quantify_
@@ -388,8 +427,10 @@ def quantify(
     what = o["what"] or "deviation"
     if what not in ("deviation", "epsilon", "bits"):
         _fail(f"--what must be deviation, epsilon or bits, got {what!r}")
-    if what == "deviation" and o["perturb"] is None:
-        _fail("--what deviation needs --perturb SPEC")
+    if what == "deviation" and o["perturb"] is None and against is None:
+        _fail("--what deviation needs --perturb SPEC or --against QUANT.onnx")
+    if against is not None and what != "deviation":
+        _fail("--against works with --what deviation (or use 'verify --against')")
     cfg = _run_config(run, backend, jobs, timeout, seed)
     need = what != "deviation"
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
@@ -398,18 +439,30 @@ def quantify(
     if len(problems) != 1:
         _fail(f"quantify takes one input box; the VNNLIB file has {len(problems)}")
     b, prop = problems[0]
+    deployed = _deployed(network, net, o["perturb"], against)
+    if deployed is not None and what == "epsilon":
+        _fail("--what epsilon varies a parameter radius; the act= parts fix the deployed model (use deviation or bits)")
     _check_outputs(net, o["json"], None, o["plot"])
     if o["plot"] and what != "deviation":
         _fail("--plot draws the cells of a 2-input '--what deviation' run only")
     if what == "deviation":
         outs = None if o["outputs"] is None else tuple(int(v) for v in _vector(o["outputs"], "--outputs"))
         prop = Deviation(0.0, o["space"] or "logit", outs)
-    family_ = o["family"] or ("abs" if what == "epsilon" else "float")
+    family_ = o["family"] or ("abs" if what == "epsilon" else ("int" if deployed is not None else "float"))
     prog, cb = _progress_cb(progress and what == "deviation")
     try:
         if prog is not None:
             prog.start()
-        res = quantify_(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
+        if deployed is not None and what == "deviation":
+            from hybridq.deployed import deviation_deployed
+
+            res = deviation_deployed(deployed(b), b, prop, tol=o["tol"] or 0.1, config=cfg, progress=cb)
+        elif deployed is not None:
+            from hybridq.deployed import fewest_act_bits
+
+            res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=cfg)
+        else:
+            res = quantify_(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
     finally:
         if prog is not None:
             prog.stop()

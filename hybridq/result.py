@@ -83,12 +83,20 @@ class Counterexample:
         Float64 violation margin at the witness (``>= 0``; see :mod:`hybridq.properties`).
     value : float or None
         For deviation properties the deviation reached, rounded toward zero from the exact value.
+    kind : str
+        What was re-checked when it is not the plain network with ``params`` (``""``): e.g.
+        ``"rounded network"``, the deployed network with every activation quantizer applied
+        exactly (:mod:`hybridq.deployed`).
+    note : str
+        E.g. whether onnxruntime reproduces the violation.
     """
 
     x: np.ndarray
     params: tuple
     margin: float
     value: float | None = None
+    kind: str = ""
+    note: str = ""
 
     def save(self, path: str | Path) -> None:
         """Write ``x``, ``W0, b0, W1, b1, ...`` (and ``margin``) to an ``.npz`` file."""
@@ -101,7 +109,10 @@ class Counterexample:
         np.savez(path, **arrays)
 
     def to_dict(self) -> dict:
-        return {"x": np.asarray(self.x).tolist(), "margin": float(self.margin), "value": self.value}
+        d = {"x": np.asarray(self.x).tolist(), "margin": float(self.margin), "value": self.value}
+        if self.kind or self.note:
+            d.update(kind=self.kind, note=self.note)
+        return d
 
 
 @dataclass
@@ -213,7 +224,9 @@ class Result:
         if self.counterexample is not None:
             cx = self.counterexample
             val = f", deviation {fmt_bound(cx.value, 'down')}" if cx.value is not None else ""
-            parts.append(f"counterexample re-checked exactly (margin {cx.margin:.3g}{val});")
+            what = f"counterexample ({cx.kind})" if cx.kind else "counterexample"
+            note = f"; {cx.note}" if cx.note else ""
+            parts.append(f"{what} re-checked exactly (margin {cx.margin:.3g}{val}{note});")
         parts.append(
             f"{s.cells} cells examined ({s.proved_bounds} proved by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
             f"{s.open} open), {s.time.get('total', 0.0):.2f} s"

@@ -1,0 +1,142 @@
+"""Issue 14: float models against their onnxruntime-quantized (deployed) copies.
+
+    python bench/deployed.py [--timeout 60] [--jobs 1] [--only mnist|acas] [--out bench/results/deployed.md]
+
+mnistfc 256x2 and 256x4 and ACAS Xu 1_1 are quantized with ``onnxruntime.quantization.
+quantize_static`` (QDQ, int8 weights per channel, int8 activations; calibration: the VNNLIB box
+centres and 32 points drawn uniformly from each box).  For every VNNLIB box of
+../shared/data/networks/mnistfc and the ACAS Xu props 1-4 boxes: the max deviation between the
+float model and the rounded deployed model as ``[witnessed, proved]`` (hybridq.deployed.
+deviation_deployed, logits, ``--timeout`` seconds), the decision-equivalence verdict (the
+deployed model keeps the float model's class at the centre on the whole box; ``--timeout``) and
+times; each witness is re-run on onnxruntime.  Networks are read from ../shared/data/networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("HYBRIDQ_SHARED", ROOT.parent / "shared")) / "data" / "networks"
+if not DATA.is_dir():
+    DATA = Path("/work/shared/data/networks")
+
+from hybridq import Decision, Deviation, load_network, load_vnnlib  # noqa: E402
+from hybridq.deployed import deviation_deployed, load_against, runtime_outputs, verify_deployed  # noqa: E402
+
+
+def quantize(src: Path, boxes, out: Path, seed: int = 0) -> Path:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(seed)
+    model = onnx.load(str(src))
+    if max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) < 13:
+        # per-channel DequantizeLinear needs opset 13 (onnxruntime's advice: convert first)
+        from onnx import version_converter
+
+        model = version_converter.convert_version(model, 13)
+        src = out.with_suffix(".opset13.onnx")
+        onnx.save(model, str(src))
+    inp = model.graph.input[0]
+    shape = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
+    pts = []
+    for b in boxes:
+        pts.append(b.center)
+        pts.extend(rng.uniform(b.lower, b.upper, (32, b.n_in)))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{inp.name: np.asarray(p, dtype=np.float32).reshape(shape)} for p in pts])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    quantize_static(str(src), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return out
+
+
+def run(name, src, vnnlibs, tmp, timeout, jobs):
+    net = load_network(src)
+    boxes = []
+    for v in vnnlibs:
+        for b, con in load_vnnlib(v, net.n_in, net.n_out):
+            boxes.append((v.stem, b))
+    qpath = quantize(src, [b for _, b in boxes], tmp / f"{name}.int8.onnx")
+    model = load_against(src, qpath)
+    rows = []
+    for vname, box in boxes:
+        t = time.perf_counter()
+        q = deviation_deployed(model, box, Deviation(0.0), tol=0.1, timeout=timeout, jobs=jobs)
+        t_dev = time.perf_counter() - t
+        x = q.witness.x
+        y_rt = runtime_outputs(qpath, x)
+        rt = float(np.max(np.abs(y_rt - net.forward(x)))) if y_rt is not None and np.all(
+            x.astype(np.float32).astype(np.float64) == x) else float("nan")
+        label = int(net.predict(box.center))
+        t = time.perf_counter()
+        r = verify_deployed(model, box, Decision(label), onnx_path=qpath, timeout=timeout, jobs=jobs)
+        t_dec = time.perf_counter() - t
+        note = r.counterexample.kind + "; " + r.counterexample.note if r.counterexample is not None else r.message[:60]
+        rows.append(dict(net=name, box=vnnname(vname, box), wit=q.lower, proved=q.upper, ratio=q.ratio, t_dev=t_dev,
+                         rt=rt, dec=r.verdict, t_dec=t_dec, note=note, msg=q.message[:80]))
+        print(rows[-1], flush=True)
+    return rows
+
+
+def vnnname(v, box):
+    return f"{v} (eps {float(np.max(box.upper - box.lower)) / 2:.3g})"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--timeout", type=float, default=60.0)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--only", choices=["mnist", "acas"], default=None)
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "deployed.md"))
+    a = ap.parse_args(argv)
+    logging.getLogger().setLevel(logging.ERROR)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        if a.only in (None, "mnist"):
+            vs = sorted((DATA / "mnistfc").glob("*.vnnlib"))
+            for w in ("256x2", "256x4"):
+                rows += run(f"mnist-net_{w}", DATA / "mnistfc" / f"mnist-net_{w}.onnx", vs, tmp, a.timeout, a.jobs)
+        if a.only in (None, "acas"):
+            vs = [DATA / "acasxu" / "vnnlib" / f"prop_{i}.vnnlib" for i in (1, 2, 3, 4)]
+            rows += run("ACASXU_1_1", DATA / "acasxu" / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx", vs, tmp,
+                        a.timeout, a.jobs)
+    load = os.getloadavg()[0]
+    lines = [
+        "# Float model vs its onnxruntime int8 deployment (issue 14)",
+        "",
+        f"`python bench/deployed.py --timeout {a.timeout:g} --jobs {a.jobs}`; load average at the end {load:.1f} "
+        f"on {os.cpu_count()} cores. quantize_static: QDQ, int8 weights per channel, int8 activations, calibration "
+        "on the VNNLIB centres + 32 points per box. Max deviation of the logits, `[witnessed, proved]`: witnessed by "
+        "the exactly rounded deployed network, proved for every rounding error the noise model admits (and "
+        "onnxruntime's float32 slack). `runtime` = onnxruntime's max |deviation| at the witness. Decision: the "
+        "deployed model keeps the float model's class at the box centre on the whole box.",
+        "",
+        "| network | box | witnessed | proved | proved/witnessed | runtime at witness | time (s) | decision | time (s) | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+    ]
+    for r in rows:
+        lines.append(f"| {r['net']} | {r['box']} | {r['wit']:.4g} | {r['proved']:.4g} | {r['ratio']:.2f} | {r['rt']:.4g} | "
+                     f"{r['t_dev']:.1f} | {r['dec']} | {r['t_dec']:.1f} | {r['note'] or r['msg']} |")
+    Path(a.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""Verify the model that really runs: a float network against its quantized (deployed) copy.
+
+:func:`verify_deployed` and :func:`deviation_deployed` run the ordinary branch and bound on the
+noise-layer network of :meth:`hybridq.actquant.ActModel.expand` (every bound method, attack and SMT
+backend applies unchanged), then turn what they find into statements about the *rounded* network:
+
+* ``robust``: proved for every rounding error the noise model allows, so for the rounded network;
+* ``not_robust``: a concrete input ``x`` at which the exactly rounded deployed network
+  (:meth:`~hybridq.actquant.ActModel.exact_logits`, every quantizer applied in Fraction
+  arithmetic) violates the property.  The counterexample's ``kind`` says which parameters:
+  ``"rounded network"`` (the deployed parameters) or ``"rounded network, parameters in the
+  box"`` (a parameter set of the perturbation box, e.g. ``int8@weights;act=int8``).  A witness
+  of the noise model alone -- some admissible noise values, but not the rounding the network
+  does at ``x`` -- is not reported as a counterexample: the verdict is then ``unknown`` and the
+  message says so;
+* ``note``: when an ONNX file and onnxruntime are at hand, whether the runtime reproduces it.
+
+The maximum deviation ``[witnessed, proved]``: proved by :func:`hybridq.quantify` on the noise
+model; witnessed by the exactly rounded network at the best input found (:func:`search_rounded`:
+samples and signed-gradient steps on the unrounded deployed network, ranked by the float64
+simulation of the rounding, the best re-evaluated exactly).
+"""
+
+from __future__ import annotations
+
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from hybridq.actquant import ActModel, QuantPoint
+from hybridq.errors import ModelFormatError
+from hybridq.inputs import as_input_box
+from hybridq.network import Layer, Network, activate
+from hybridq.properties import Deviation
+from hybridq.result import Counterexample, Quantity, Result
+
+__all__ = ["against", "verify_deployed", "deviation_deployed", "fewest_act_bits", "search_rounded", "runtime_outputs",
+           "load_against"]
+
+log = logging.getLogger(__name__)
+
+
+def against(float_net: Network, model: ActModel) -> ActModel:
+    """The deployed ``model`` measured against its float original ``float_net``.
+
+    The layer structure must agree: number of layers, shapes, activations (a deployed ``relu``
+    that a quantizer absorbed, see :mod:`hybridq.io.onnx_quant`, matches a float ``identity``
+    layer only as that quantizer on the pre-activation), input normalization and output transform.
+
+    Raises
+    ------
+    ModelFormatError
+        Naming the first layer (or the pre/post-processing) that differs.
+    """
+    q = model.network
+    if len(float_net.layers) != len(q.layers):
+        raise ModelFormatError(f"the float model has {len(float_net.layers)} dense layers, the deployed model {len(q.layers)}")
+    layers, points = list(q.layers), list(model.points)
+    for k, (f, d) in enumerate(zip(float_net.layers, q.layers)):
+        if f.W.shape != d.W.shape:
+            raise ModelFormatError(f"layer {k + 1} differs: weight shape {f.W.shape} in the float model, {d.W.shape} deployed")
+        if f.activation == d.activation and (f.activation != "leaky_relu" or f.alpha == d.alpha):
+            continue
+        post = model.point("post", k)
+        if (f.activation, d.activation) == ("identity", "relu") and post is not None and post.kind == "affine" \
+                and post.zero_point == post.qmin and model.point("pre", k) is None:
+            # the quantizer clips at 0 on an identity layer: keep the float structure, quantize z itself
+            layers[k] = Layer(d.W, d.b, "identity")
+            points[points.index(post)] = QuantPoint("pre", k, post.kind, post.scale, post.zero_point, post.qmin,
+                                                    post.qmax, None, post.saturate, post.rel, post.name)
+            continue
+        raise ModelFormatError(f"layer {k + 1} differs: activation {f.activation} in the float model, {d.activation} deployed")
+    for name in ("input_mean", "input_std", "output_mean", "output_std"):
+        if not np.array_equal(getattr(float_net, name), getattr(q, name)):
+            raise ModelFormatError(f"the input/output processing differs: {name} of the float and the deployed model")
+    if (float_net.input_lower is None) != (q.input_lower is None) or float_net.output != q.output:
+        raise ModelFormatError("the input clamp or the output transform differs between the float and the deployed model")
+    return ActModel(float_net, tuple((l.W, l.b) for l in layers), model.radius, tuple(points), name=model.name)
+
+
+# ----------------------------------------------------------------------------- rounded search
+def _grad_dev(model: ActModel, x: np.ndarray, j: int, sign: float) -> np.ndarray:
+    """Gradient in ``x`` of ``sign * (y_j(x; deployed) - y_j(x; float))`` without rounding (relu-like
+    activations; a surrogate to steer the search)."""
+    net = model.network
+    g = np.zeros_like(x)
+    for params, s in ((model.center, sign), (net.params, -sign)):
+        h = net.normalize(x[None])[0]
+        masks = []
+        for l, (W, b) in zip(net.layers, params):
+            z = W @ h + b
+            if l.activation == "relu":
+                m = (z > 0).astype(float)
+            elif l.activation == "leaky_relu":
+                m = np.where(z >= 0, 1.0, l.alpha)
+            elif l.activation == "hardtanh":
+                m = ((z > -1) & (z < 1)).astype(float)
+            elif l.activation == "identity":
+                m = np.ones_like(z)
+            else:
+                t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
+                m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
+            masks.append(m)
+            h = activate(z, l.activation, l.alpha)
+        v = np.zeros(net.n_out)
+        v[j] = s * net.output_std[j]
+        for (W, _), m in zip(reversed(params), reversed(masks)):
+            v = W.T @ (v * m)
+        g += v / net.input_std
+    return g
+
+
+def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, steps: int = 12,
+                   starts: int = 4) -> tuple[np.ndarray, float]:
+    """Search an input where the rounded network does worst on ``prop`` (float64 simulation).
+
+    Candidates: the box's centre and corners, ``samples`` uniform points, and ``steps`` signed
+    gradient steps (step ``width/steps``, projected on the box) from the ``starts`` best samples
+    for every output and sign, steered by the unrounded deployed network.
+
+    Returns
+    -------
+    x : (n_in,) float64
+        The best input found.
+    margin : float
+        Its float64 violation margin on the simulated rounded network (not a proof).
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    box = as_input_box(inputs, model.network.n_in)
+    lo, hi = box.lower, box.upper
+    X = [box.center[None], lo[None], hi[None], rng.uniform(lo, hi, (samples, lo.size))]
+    X = np.concatenate(X)
+    net = model.network
+
+    def margin(X):
+        return prop.margin(net, model.forward(X), net.forward(X))
+
+    m = margin(X)
+    if not box.is_point and model.network.is_piecewise_linear:
+        width = (hi - lo) / max(steps, 1)
+        best = X[np.argsort(-m)[:starts]]
+        outs = prop.selected(net.n_out) if isinstance(prop, Deviation) else range(net.n_out)
+        walkers = []
+        for j in outs:
+            for sign in (1.0, -1.0):
+                for x0 in best:
+                    x = x0.copy()
+                    for _ in range(steps):
+                        x = np.clip(x + width * np.sign(_grad_dev(model, x, j, sign)), lo, hi)
+                        walkers.append(x.copy())
+        if walkers:
+            W_ = np.array(walkers)
+            X = np.concatenate([X, W_])
+            m = np.concatenate([m, margin(W_)])
+    i = int(np.nanargmax(m))
+    return X[i], float(m[i])
+
+
+def _float32_inside(x, box):
+    """``x`` rounded to float32 values inside ``box`` (as float64), or ``None`` if the box is too thin."""
+    y = np.asarray(x, dtype=np.float32)
+    lo, hi = box.lower, box.upper
+    for _ in range(2):
+        y = np.where(y.astype(np.float64) < lo, np.nextafter(y, np.float32(np.inf)), y)
+        y = np.where(y.astype(np.float64) > hi, np.nextafter(y, np.float32(-np.inf)), y)
+    y = y.astype(np.float64)
+    return y if np.all(y >= lo) and np.all(y <= hi) else None
+
+
+def _exact_deviation(model: ActModel, prop: Deviation, x) -> Fraction:
+    """``max_j |y_j(x; rounded) - y_j(x; float)|`` over the selected outputs, exactly (logits)."""
+    yq = model.exact_logits(x)
+    y0 = model.network.exact_logits(x)
+    return max(abs(yq[j] - y0[j]) for j in prop.selected(model.network.n_out))
+
+
+def runtime_outputs(onnx_path, x) -> np.ndarray | None:
+    """onnxruntime's output of ``onnx_path`` at one input (``None`` without onnxruntime)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - onnxruntime is in the test extra
+        return None
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    shape = [d if isinstance(d, int) and d > 0 else 1 for d in inp.shape]
+    return np.asarray(sess.run(None, {inp.name: np.asarray(x, dtype=np.float32).reshape(shape)})[0],
+                      dtype=np.float64).reshape(-1)
+
+
+def _runtime_note(onnx_path, model: ActModel, prop, x) -> str:
+    if onnx_path is None:
+        return ""
+    y = runtime_outputs(onnx_path, x)
+    if y is None:
+        return "onnxruntime not installed: not re-run on the runtime"
+    if np.any(np.asarray(x, dtype=np.float32).astype(np.float64) != x):
+        return "x is not a float32 vector: not re-run on onnxruntime"
+    m = float(prop.margin(model.network, y[None], model.network.forward(x[None]))[0])
+    return (f"onnxruntime shows the violation too (float margin {m:.3g})" if m >= 0
+            else f"onnxruntime does not show it (float margin {m:.3g})")
+
+
+# ----------------------------------------------------------------------------------- verify
+def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: str = "linear", config=None,
+                    progress=None, **options) -> Result:
+    """Decide ``prop`` for the rounded deployed network on ``inputs`` (module docstring).
+
+    Parameters
+    ----------
+    model : ActModel
+        From :func:`hybridq.io.onnx_quant.load_quantized_onnx` (with :func:`against`) or
+        :func:`hybridq.actquant.act_model`.
+    inputs : InputBox, point or (lower, upper)
+    prop : Deviation | Decision | OutputConstraint
+    onnx_path : path, optional
+        The quantized file: a counterexample is re-run on onnxruntime and the note says whether the
+        runtime shows it.
+    method : str
+        Bound method for the activation ranges.
+    config, progress, options
+        As for :func:`hybridq.verify`.
+
+    Returns
+    -------
+    Result
+        Its counterexample (if any) has ``kind`` set; see the module docstring.
+
+    Raises
+    ------
+    PerturbationError
+        A range problem of a non-saturating quantizer (see :meth:`ActModel.expand`).
+    """
+    from hybridq.bab import verify
+
+    box = as_input_box(inputs, model.network.n_in)
+    exp = model.expand(box, method)
+    res = verify(exp.network, exp.perturbation, box, prop, config=config, progress=progress, **options)
+    if res.verdict != "not_robust":
+        return res
+    cx = res.counterexample
+    cands = [cx.x, search_rounded(model, box, prop)[0]]
+    cands = [y for y in (_float32_inside(c, box) for c in cands) if y is not None] + cands  # runtime inputs first
+    orig = tuple(cx.params[i] for i in exp.layer_of)
+    for x in cands:
+        for params, kind in ((model.center, "rounded network"), (orig, "rounded network, parameters in the box")):
+            if prop.check_exact(model.rounded_view(params), x, params):
+                view = model.rounded_view(params)
+                yq = np.array([float(v) for v in view.exact_logits(x, params)])
+                m = float(prop.margin(model.network, yq[None], model.network.forward(x[None]))[0])
+                value = None
+                if isinstance(prop, Deviation):
+                    value = float(_exact_deviation(ActModel(model.network, params, model.radius, model.points), prop, x))
+                note = _runtime_note(onnx_path, model, prop, x) if params is model.center else ""
+                res.counterexample = Counterexample(np.asarray(x, dtype=np.float64), params, max(m, 0.0), value,
+                                                    kind=kind, note=note)
+                return res
+    res.verdict = "unknown"
+    res.counterexample = None
+    res.message = ("the noise model admits a violation (x, rounding errors) but the exactly rounded network "
+                   "satisfies the property at the inputs found" + ("; " + res.message if res.message else ""))
+    return res
+
+
+def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *, tol: float = 0.1,
+                       method: str = "linear", config=None, progress=None, **options) -> Quantity:
+    """The maximum deviation of the rounded deployed network from the float one, ``[witnessed, proved]``.
+
+    ``proved`` is certified for the noise model (so for the rounded network); ``witnessed`` is the
+    exact deviation of the rounded network at the best input found (rounded toward zero).
+
+    Raises
+    ------
+    PerturbationError
+        A range problem (see :meth:`ActModel.expand`).
+    """
+    from hybridq.quantify import quantify
+
+    prop = Deviation(0.0) if prop is None else prop
+    box = as_input_box(inputs, model.network.n_in)
+    exp = model.expand(box, method)
+    q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
+                 **options)
+    cands = [search_rounded(model, box, prop)[0]]
+    if q.witness is not None:
+        cands.append(q.witness.x)
+    best, bx = Fraction(-1), None
+    for x in cands:
+        d = _exact_deviation(model, prop, x)
+        if d > best:
+            best, bx = d, x
+    w = float(best)
+    if Fraction(w) > best:
+        w = float(np.nextafter(w, -np.inf))
+    noise_w = q.lower
+    q.lower = w
+    if q.upper > w * (1 + tol):
+        gap = (f"the noise model reaches {noise_w:.4g}, the rounded network {w:.4g} at the inputs found: "
+               "the rest of the gap is rounding errors that the noise model lets align")
+        q.message = gap + ("; " + q.message if q.message else "")
+    q.witness = Counterexample(np.asarray(bx, dtype=np.float64), model.center, 0.0, w, kind="rounded network")
+    return q
+
+
+def fewest_act_bits(network: Network, spec: str, inputs, prop, family: str = "int", *, config=None,
+                    **options) -> Quantity:
+    """The fewest bits ``B`` of the activation format for which ``prop`` is proved.
+
+    Every ``act=`` part of ``spec`` gets the format ``intB`` (``family="int"``) or ``uintB``
+    (``"uint"``), options kept; the parameter parts stay.  Bisection over ``B = 2..16`` with
+    :func:`verify_deployed` at each step (more bits are assumed never to hurt, as for
+    ``quantify --what bits``); a step whose ranges cannot be represented without clipping (a
+    :class:`~hybridq.errors.PerturbationError` without ``saturate``) counts as not proved.
+
+    Returns
+    -------
+    Quantity
+        ``what="bits"``: ``upper`` the fewest bits proved (``inf`` if none), ``lower`` the most bits
+        not proved (``1`` if all were).
+
+    Raises
+    ------
+    PerturbationError
+        A family other than ``int``/``uint``, or a spec without ``act=`` parts.
+    """
+    import re
+    import time
+
+    from hybridq.actquant import act_model, split_act_spec
+    from hybridq.errors import PerturbationError
+    from hybridq.result import Stats
+
+    fam = family.strip().lower()
+    if fam not in ("int", "uint"):
+        raise PerturbationError(f"activation bits: family must be int or uint, got {family!r}")
+    wspec, acts = split_act_spec(spec)
+    if not acts:
+        raise PerturbationError("activation bits: the spec has no act= part")
+    box = as_input_box(inputs, network.n_in)
+    steps, stats, t0 = [], Stats(), time.perf_counter()
+
+    def test(B: int) -> bool:
+        parts = [re.sub(r"act=([^:;]+)", f"act={fam}{B}", a) for a in acts]
+        sp = ";".join(([wspec] if wspec else []) + parts)
+        t = time.perf_counter()
+        try:
+            r = verify_deployed(act_model(network, sp, box), box, prop, config=config, **options)
+            verdict = r.verdict
+            stats.add(r.stats)
+        except PerturbationError as e:
+            verdict = f"range: {str(e).splitlines()[0]}"
+        steps.append({"value": B, "spec": sp, "verdict": verdict, "seconds": time.perf_counter() - t})
+        return verdict == "robust"
+
+    lo, hi = 1, 17          # lo: not proved (or below the family), hi: proved (17: none yet)
+    if test(16):
+        hi = 16
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if mid < 2:
+                break
+            if test(mid):
+                hi = mid
+            else:
+                lo = mid
+    else:
+        lo = 16
+    stats.time["total"] = time.perf_counter() - t0
+    return Quantity("bits", float(lo), float(hi) if hi <= 16 else float("inf"), steps, stats=stats)
+
+
+def load_against(float_path, quant_path) -> ActModel:
+    """``against(load_network(float_path), load_quantized_onnx(quant_path))``, naming both files in errors."""
+    from hybridq.io import load_network
+    from hybridq.io.onnx_quant import load_quantized_onnx
+
+    f = load_network(float_path)
+    d = load_quantized_onnx(quant_path)
+    try:
+        return against(f, d)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{Path(float_path).name} vs {Path(quant_path).name}: {e}") from None

@@ -1,0 +1,114 @@
+"""A float ONNX model against its onnxruntime-quantized copy: verdicts and deviations of the rounded
+deployed network, counterexamples re-run on onnxruntime, the CLI's --against and act= specs."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from hybridq import Decision, Deviation, InputBox, Layer, Network
+from hybridq.actquant import act_model
+from hybridq.cli import main
+from hybridq.deployed import against, deviation_deployed, load_against, runtime_outputs, verify_deployed
+from hybridq.errors import ModelFormatError
+
+pytest.importorskip("onnxruntime")
+from test_onnx_quant import _quantize  # noqa: E402
+
+BOX = InputBox(np.full(3, -0.2), np.full(3, 0.3))
+BOX_ARG = "--box=-0.2:0.3,-0.2:0.3,-0.2:0.3"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    return _quantize(tmp_path_factory.mktemp("dep"), "gemm", "static", "QDQ", "QInt8", True)
+
+
+@pytest.fixture(scope="module")
+def quantity(files):
+    model = load_against(*files)
+    return model, deviation_deployed(model, BOX, timeout=20, jobs=1, seed=0)
+
+
+def test_max_deviation_witnessed_exactly_and_proved(files, quantity):
+    model, q = quantity
+    assert 0 < q.lower <= q.upper
+    x = q.witness.x
+    yq, y0 = model.exact_logits(x), model.network.exact_logits(x)
+    assert Fraction(q.lower) <= max(abs(a - b) for a, b in zip(yq, y0))
+    # onnxruntime's deviation from the float model never exceeds the proved value
+    rng = np.random.default_rng(3)
+    X = rng.uniform(BOX.lower, BOX.upper, (300, 3)).astype(np.float32).astype(np.float64)
+    dev = [np.max(np.abs(runtime_outputs(files[1], x) - model.network.forward(x))) for x in X]
+    assert max(dev) <= q.upper
+
+
+def test_verdicts_and_runtime_confirmation(files, quantity):
+    model, q = quantity
+    r = verify_deployed(model, BOX, Deviation(q.lower * 0.9), onnx_path=files[1], jobs=1, timeout=20)
+    assert r.verdict == "not_robust"
+    cx = r.counterexample
+    assert cx.kind == "rounded network" and "onnxruntime shows the violation too" in cx.note
+    assert np.all(cx.x.astype(np.float32) == cx.x) and BOX.contains(cx.x)      # an input the runtime can take
+    assert Deviation(q.lower * 0.9).check_exact(model.rounded_view(), cx.x, model.center)
+    assert "counterexample (rounded network)" in r.summary()
+    r = verify_deployed(model, BOX, Deviation(q.upper * 1.01), jobs=1, timeout=20)
+    assert r.verdict == "robust"
+    label = int(model.network.predict(BOX.center))
+    assert verify_deployed(model, BOX, Decision(label), jobs=1, timeout=20).verdict == "robust"
+
+
+def test_layer_structure_must_agree(files):
+    model = load_against(*files)
+    net = model.network
+    other = Network(net.layers[:2] + (Layer(np.ones((2, 5)), np.zeros(2), "relu"),))
+    with pytest.raises(ModelFormatError, match="layer 3 differs: activation relu in the float model, identity deployed"):
+        against(other, model)
+    with pytest.raises(ModelFormatError, match="3 dense layers, the deployed model 2|float model has 2 dense layers"):
+        against(Network(net.layers[:2]), model)
+
+
+def run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def test_cli_against(capsys, files, quantity):
+    src, qf = files
+    _, q = quantity
+    code, out, _ = run(capsys, "verify", src, "--against", qf, "--delta", q.lower * 0.9, BOX_ARG, "-j", 1,
+                       "--no-progress", "--timeout", 20)
+    assert code == 1 and "counterexample (rounded network)" in out and "onnxruntime shows" in out
+    code, out, _ = run(capsys, "verify", src, "--against", qf, "--decision", BOX_ARG, "-j", 1, "--no-progress")
+    assert code == 0 and out.startswith("robust")
+    code, out, _ = run(capsys, "bounds", src, "--against", qf, BOX_ARG)
+    assert code == 0 and len(out.splitlines()) == 3
+    code, _, err = run(capsys, "verify", src, "--against", qf, "--perturb", "fp16", "--delta", 1, BOX_ARG)
+    assert code == 3 and "drop --perturb" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "verify", src, "--against", src, "--delta", 1, BOX_ARG)
+    assert code == 0  # a float file is its own (trivially equal) deployed model: no quantizers at all
+
+
+def test_cli_act_spec_and_activation_bits(capsys, files):
+    src, _ = files
+    code, out, _ = run(capsys, "verify", src, "--perturb", "point:int8@weights;act=int8", "--delta", 10, BOX_ARG,
+                       "-j", 1, "--no-progress")
+    assert code == 0 and out.startswith("robust")
+    code, out, _ = run(capsys, "quantify", src, "--perturb", "point:int8@weights;act=int8", "--what", "bits",
+                       "--decision", BOX_ARG, "-j", 1, "--no-progress")
+    assert code == 0 and out.startswith("fewest bits proved robust")
+    bits = int(out.split("robust ")[1].split(";")[0])
+    assert 2 <= bits <= 16
+    # the fewest-bits answer is itself proved, one bit less is not
+    from hybridq.io import load_network
+
+    net = load_network(src)
+    label = int(net.predict(BOX.center))
+    r = verify_deployed(act_model(net, f"point:int8@weights;act=int{bits}", BOX), BOX, Decision(label), jobs=1)
+    assert r.verdict == "robust"
+    code, _, err = run(capsys, "verify", src, "--perturb", "act=int99", "--delta", 1, BOX_ARG)
+    assert code == 3 and "2 <= B <= 16" in err
