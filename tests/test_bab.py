@@ -189,14 +189,15 @@ def test_split_follows_the_dimension_weights():
     """``process`` multiplies the smear by ``dim_weight``: a weight that singles out one input
     makes every input split cut that input, and the children carry the dimension they were cut
     along and, once processed, the relative drop of their bound from the parent's."""
-    from hybridq.bab import _Engine, _Problem, _dim_weight
+    from hybridq.bab.engine import CellEngine, Problem
+    from hybridq.bab.splitting import dim_weight
     from hybridq.cell import Cell
     from hybridq.config import make_config
 
     net = _net(4, [3, 8, 8, 2])
     pert = perturbation("abs:0.01", net)
     lo, hi = -np.ones(3), np.ones(3)
-    eng = _Engine(_Problem(net, pert, Deviation(0.0), make_config(None), "maximize", lo, hi))
+    eng = CellEngine(Problem(net, pert, Deviation(0.0), make_config(None), "maximize", lo, hi))
     n = sum(l.n_out for l in net.layers)
     for d in range(3):
         w = np.full(3, 1e-9)
@@ -214,19 +215,19 @@ def test_split_follows_the_dimension_weights():
         for k in kids:
             assert 0.0 <= k.gain <= 1.0
     # no observations: every dimension gets the prior; observed drops rank the dimensions
-    np.testing.assert_array_equal(_dim_weight(np.zeros(3), np.zeros(3)), [0.1, 0.1, 0.1])
-    w = _dim_weight(np.array([0.0, 5.0, 0.5]), np.array([10.0, 10.0, 1.0]))
+    np.testing.assert_array_equal(dim_weight(np.zeros(3), np.zeros(3)), [0.1, 0.1, 0.1])
+    w = dim_weight(np.array([0.0, 5.0, 0.5]), np.array([10.0, 10.0, 1.0]))
     assert w[1] > w[2] > w[0] and w[0] == pytest.approx(0.1 / 11)
 
 
 def test_deviation_properties_refine_the_differences_by_default():
-    from hybridq.bab import _Engine, _Problem
+    from hybridq.bab.engine import CellEngine, Problem
     from hybridq.config import make_config
 
     net = _net(4, [3, 8, 2])
     pert = perturbation("abs:0.01", net)
     box = (-np.ones(3), np.ones(3))
-    mk = lambda prop, **kw: _Engine(_Problem(net, pert, prop, make_config(None, **kw), "verify", *box))  # noqa: E731
+    mk = lambda prop, **kw: CellEngine(Problem(net, pert, prop, make_config(None, **kw), "verify", *box))  # noqa: E731
     assert mk(Deviation(0.1)).inter == 2
     assert mk(Decision(0)).inter == 1
     assert mk(Deviation(0.1), bound_inter=0).inter == 0
@@ -261,15 +262,15 @@ def test_timeout_is_kept_between_the_chunks_of_a_round(monkeypatch):
     the queue (counted as open): a round of slow chunks does not overrun the timeout."""
     import time
 
-    from hybridq.bab import _Engine
+    from hybridq.bab.engine import CellEngine
 
-    orig = _Engine.process
+    orig = CellEngine.process
 
     def slow(self, *args, **kw):
         time.sleep(0.25)
         return orig(self, *args, **kw)
 
-    monkeypatch.setattr(_Engine, "process", slow)
+    monkeypatch.setattr(CellEngine, "process", slow)
     net = _net(5, [2, 8, 8, 1])
     pert = perturbation("abs:0.05", net)
     from hybridq import quantify

@@ -1,0 +1,347 @@
+"""The per-cell engine: bound pass, attack, SMT call and split decision for a chunk of cells.
+
+One :class:`CellEngine` lives in each worker (or in-process) for one :class:`Problem`.  Per cell
+(DESIGN.md §3):
+
+1. the bound pass (:func:`hybridq.bounds.bounds`, batched over the chunk) proves it, or gives its
+   margin bound and the perturbed pre-activation bounds;
+2. an attack (:func:`hybridq.attack.attack`, seeded by ``(seed, cell id)``) looks for a violation,
+   re-checked exactly;
+3. a cell with few unstable neurons goes to the SMT backend with the bound pass's neuron bounds,
+   within the chunk's share of the budget for calls that end without an answer;
+4. otherwise it is split (:mod:`hybridq.bab.splitting`).
+
+A chunk's outcomes depend only on the chunk and the arguments of :meth:`CellEngine.process`, so
+the scheduler gets the same result whatever executor runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hybridq.attack import attack, confirm
+from hybridq.bab.splitting import grad_bounds, halves, n_unstable, phase_split
+from hybridq.cell import Cell
+from hybridq.config import RunConfig
+from hybridq.properties import Decision, Deviation, OutputConstraint
+from hybridq.result import Counterexample
+
+__all__ = ["Problem", "Outcome", "CellEngine", "problem_width"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Everything a worker needs (sent once per worker): the validated problem, the run's
+    configuration, the mode (``"verify"`` or ``"maximize"``) and the root input box ``(n_in,)``."""
+
+    network: object
+    perturbation: object
+    prop: object
+    config: RunConfig
+    mode: str  # "verify" or "maximize"
+    root_lower: np.ndarray = None
+    root_upper: np.ndarray = None
+
+
+@dataclass
+class Outcome:
+    """What the engine decided for one cell (plain picklable data)."""
+
+    cell_id: int
+    status: str  # bounds | smt | counterexample | split | open
+    ub: float
+    children: list = field(default_factory=list)
+    counterexample: Counterexample | None = None
+    candidate: tuple | None = None  # maximize: (value, x, params) in float64, confirmed by the scheduler
+    times: dict = field(default_factory=dict)
+    smt_called: bool = False
+    smt_unknown: bool = False
+    smt_charge: float = 0.0  # time limit of an SMT call that ended without an answer
+    split: str = ""
+    gain: float = float("nan")  # relative drop of the bound from the parent's (input-split children)
+
+
+def problem_width(problem: Problem) -> np.ndarray:
+    """Width ``(n_in,)`` of the root input box."""
+    return np.asarray(problem.root_upper) - np.asarray(problem.root_lower)
+
+
+def spec_matrix(network, prop) -> tuple[np.ndarray | None, list]:
+    """Rows ``C`` whose bounds decide the property, and the row slices of each disjunct."""
+    if isinstance(prop, Decision):
+        return prop.spec_matrix(network.n_out), []
+    if isinstance(prop, OutputConstraint):
+        rows, slices, start = [], [], 0
+        for A, _ in prop.disjuncts:
+            rows.append(A)
+            slices.append(slice(start, start + A.shape[0]))
+            start += A.shape[0]
+        return np.vstack(rows), slices
+    return None, []
+
+
+def ob_row(ob, i: int):
+    """One cell's row of an ``OutputBounds`` (same type, first dimension 1)."""
+    kw = {}
+    for f in dataclasses.fields(ob):
+        v = getattr(ob, f.name)
+        if isinstance(v, np.ndarray) and v.ndim >= 1:
+            kw[f.name] = v[i:i + 1]
+        elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+            kw[f.name] = [a[i:i + 1] for a in v]
+        else:
+            kw[f.name] = v
+    return dataclasses.replace(ob, **kw)
+
+
+def float_margin(network, prop, x, params) -> float:
+    """The property's float64 violation margin at ``(x, params)`` (>= 0 violates)."""
+    x = np.asarray(x, dtype=np.float64)[None, :]
+    return float(prop.margin(network, network.forward(x, params), network.forward(x))[0])
+
+
+class CellEngine:
+    """Processes chunks of cells for one problem (lives in each worker, or in-process)."""
+
+    def __init__(self, problem: Problem):
+        self.p = problem
+        net = problem.network
+        self.C, self.slices = spec_matrix(net, problem.prop)
+        self.widths = [l.n_out for l in net.layers]
+        self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
+        self._backend = None
+        self.root_width = None
+        self.max_prop = None
+        if problem.mode == "maximize":
+            self.max_prop = Deviation(0.0, problem.prop.space, problem.prop.outputs)
+        inter = problem.config.bound_inter
+        if inter is None:  # deviation bounds gain most from CROWN on the differences dz
+            inter = 2 if isinstance(problem.prop, Deviation) else 1
+        self.inter = inter
+        self.dim_weight = None  # per input dimension: how much its splits have tightened bounds so far
+
+    # ---------------------------------------------------------------- margin bounds
+    def margin_ub(self, ob) -> np.ndarray:
+        """Certified upper bound per cell of the violation margin; for deviation properties of the
+        deviation itself (never ``deviation - delta`` in float: a huge ``delta`` would absorb it)."""
+        prop = self.p.prop
+        if isinstance(prop, Deviation):
+            lo, hi = (ob.dev_logit_lo, ob.dev_logit_hi) if prop.space == "logit" else (ob.dev_score_lo, ob.dev_score_hi)
+            sel = list(prop.selected(self.p.network.n_out))
+            return np.maximum(hi[:, sel], -lo[:, sel]).max(axis=1)
+        if isinstance(prop, Decision):
+            if self.C.shape[0] == 0:
+                return np.full(ob.infeasible.shape[0], -np.inf)
+            return prop.kappa - ob.spec_lo.min(axis=1)
+        out = np.full(ob.spec_lo.shape[0], -np.inf)
+        for (A, c), sl in zip(prop.disjuncts, self.slices):
+            out = np.maximum(out, (c[None, :] - ob.spec_lo[:, sl]).min(axis=1))
+        return out
+
+    def proved(self, ub: float) -> bool:
+        """Whether a cell with margin bound ``ub`` is proved."""
+        if isinstance(self.p.prop, Deviation):  # ``ub`` bounds the deviation
+            return ub <= self.p.prop.delta
+        return ub < 0.0
+
+    def objective(self, ob, i: int) -> np.ndarray:
+        """Direction ``c`` on the logits whose gradient drives the smear scores."""
+        net, prop = self.p.network, self.p.prop
+        c = np.zeros(net.n_out)
+        if isinstance(prop, Deviation):
+            lo, hi = (ob.dev_logit_lo, ob.dev_logit_hi) if prop.space == "logit" else (ob.dev_score_lo, ob.dev_score_hi)
+            sel = np.array(prop.selected(net.n_out))
+            j = sel[int(np.argmax(np.maximum(hi[i, sel], -lo[i, sel])))]
+            c[j] = 1.0
+            return c
+        if isinstance(prop, Decision):
+            return self.C[int(np.argmin(ob.spec_lo[i]))] if self.C.shape[0] else c
+        best, row = -np.inf, 0
+        for (A, rhs), sl in zip(prop.disjuncts, self.slices):
+            v = rhs - ob.spec_lo[i, sl]
+            k = int(np.argmin(v))
+            if v[k] > best:
+                best, row = v[k], sl.start + k
+        return self.C[row]
+
+    # ---------------------------------------------------------------- split decision
+    def split(self, cell: Cell, plo, phi, c) -> tuple[list[Cell], str]:
+        """Children of ``cell`` and the split kind (``"input"``, ``"phase"``, or ``""``: none)."""
+        cfg, net = self.p.config, self.p.network
+        width = cell.upper - cell.lower
+        gx, gh = grad_bounds(net, plo, phi, c)
+        if np.any(width > 0) and net.n_in <= cfg.input_split_max_dim:
+            smear = gx * width if cfg.input_split == "smear" else width / self.root_width
+            if not np.any(smear > 0):
+                smear = width.copy()
+            if self.dim_weight is not None:
+                smear = smear * self.dim_weight
+            order = [int(d) for d in np.argsort(-smear, kind="stable") if width[d] > 0]
+            if cfg.split_lookahead > 1 and len(order) > 1:
+                # bound the children of the best few dimensions and keep the split whose worse child is best
+                cand = order[:cfg.split_lookahead]
+                kids = [c for d in cand for c in halves(cell, d)]
+                from hybridq.bounds import bounds
+
+                spec = self.C if self.C is not None and self.C.shape[0] else None
+                ob = bounds(net, self.p.perturbation, None, method=cfg.bound_method, spec=spec, cells=kids,
+                            inter=self.inter)
+                ub = self.margin_ub(ob).reshape(len(cand), 2)
+                k = int(np.argmin(ub.max(axis=1) + 1e-3 * ub.min(axis=1)))
+                for c, u in zip(kids[2 * k:2 * k + 2], ub[k]):
+                    c.priority = float(u)
+                return kids[2 * k:2 * k + 2], "input"
+            mid = 0.5 * (cell.lower[order[0]] + cell.upper[order[0]])
+            if cell.lower[order[0]] < mid < cell.upper[order[0]]:
+                return halves(cell, order[0]), "input"
+        children = phase_split(net, self.offsets, cell, plo, phi, gh)
+        return children, ("phase" if children else "")
+
+    @property
+    def backend(self):
+        """The SMT backend of the run's configuration (created on first use)."""
+        if self._backend is None:
+            from hybridq.smt import get_backend
+
+            self._backend = get_backend(self.p.config.backend)
+        return self._backend
+
+    def _clipped(self, ob, i, cell):
+        """Pre-activation bounds of cell ``i`` per layer, intersected with its phase clips."""
+        plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
+        phi = [np.minimum(a[i], cell.pre_hi[o:o + w]) for a, o, w in zip(ob.pre_hi, self.offsets, self.widths)]
+        return plo, phi
+
+    # ---------------------------------------------------------------- one chunk
+    def process(self, items, threshold: float, witnessed: float, deadline: float | None,
+                smt_allow: tuple = (1 << 30, float("inf")), dim_weight: np.ndarray | None = None) -> list[Outcome]:
+        """Decide or split each ``(cell_id, Cell)`` of a chunk (independently of the others).
+
+        ``smt_allow = (calls, seconds)``: the chunk's share of the run's budget for SMT calls that
+        end without an answer (counted, and charged their time limit, which is deterministic,
+        not the time they took); ``dim_weight`` scales the smear of each input dimension (see
+        :func:`hybridq.bab.splitting.dim_weight`)."""
+        from hybridq.bounds import bounds
+
+        self.dim_weight = dim_weight
+        p, cfg = self.p, self.p.config
+        net, pert = p.network, p.perturbation
+        t0 = time.perf_counter()
+        cells = [c for _, c in items]
+        if self.root_width is None:
+            self.root_width = np.maximum(problem_width(self.p), 1e-300)
+        spec = self.C if self.C is not None and self.C.shape[0] else None
+        ob = bounds(net, pert, None, method=cfg.bound_method, spec=spec, cells=cells, inter=self.inter)
+        # a cell's region lies inside its parent's: the parent's bound (kept in ``priority``) holds too
+        own = self.margin_ub(ob)
+        parent = np.array([c.priority for c in cells], dtype=np.float64)
+        ub = np.minimum(own, parent)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            gain = np.clip((parent - own) / (np.abs(parent) + np.abs(own)), 0.0, 1.0)
+        t_bounds = (time.perf_counter() - t0) / len(items)
+        outs = []
+        smt_unknown, smt_charged = 0, 0.0
+        for i, (cid, cell) in enumerate(items):
+            times = {"bounds": t_bounds, "attack": 0.0, "smt": 0.0, "split": 0.0}
+            u = float(ub[i])
+            if bool(ob.infeasible[i]):
+                outs.append(Outcome(cid, "bounds", -np.inf, times=times))
+                continue
+            if p.mode == "maximize":
+                if u <= threshold:
+                    outs.append(Outcome(cid, "bounds", u, times=times))
+                    continue
+            elif self.proved(u):
+                outs.append(Outcome(cid, "bounds", u, times=times))
+                continue
+            out = Outcome(cid, "open", u, times=times)
+            if self._attack(out, cell, cid, witnessed):
+                outs.append(out)
+                continue
+            plo, phi = self._clipped(ob, i, cell)
+            if smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= cfg.smt_first_timeout \
+                    and p.mode == "verify" and cfg.backend != "none" and (
+                n_unstable(net, plo, phi) <= cfg.smt_max_unstable
+                or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
+            ):
+                if self._smt(out, cell, ob, i, deadline, smt_allow[1] - smt_charged):
+                    outs.append(out)
+                    continue
+                smt_unknown += 1
+                smt_charged += out.smt_charge
+            outs.append(self._split_or_open(out, cell, ob, i, times, plo, phi))
+        for o, (_, cell), g in zip(outs, items, gain):  # one outcome per cell, in order
+            if cell.split_dim >= 0 and np.isfinite(g):
+                o.gain = float(g)
+        return outs
+
+    def _attack(self, out: Outcome, cell: Cell, cid: int, witnessed: float) -> bool:
+        """Attack the cell where due; True when it found an exactly re-checked counterexample."""
+        p, cfg = self.p, self.p.config
+        root = cell.depth == 0
+        # maximize: attacks only raise the witness, which is found early; attack 3x less often
+        every = cfg.attack_every * (3 if p.mode == "maximize" else 1)
+        if not (root or cell.depth % every == 0):
+            return False
+        rng = np.random.default_rng([cfg.seed, cid])
+        ta = time.perf_counter()
+        aprop = self.max_prop if p.mode == "maximize" else p.prop
+        if root:
+            samples, steps, restarts = 4 * cfg.attack_samples, 2 * cfg.attack_steps, 4 * cfg.attack_restarts
+            screen = cfg.attack_screen
+        else:
+            samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
+            screen = 0
+        res = attack(p.network, p.perturbation, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
+                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen)
+        if p.mode == "maximize" and res.value > witnessed:
+            out.candidate = (res.value, res.x, res.params)
+        out.times["attack"] = time.perf_counter() - ta
+        if res.counterexample is not None:
+            out.status, out.counterexample = "counterexample", res.counterexample
+            return True
+        return False
+
+    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float) -> bool:
+        """One SMT call on the cell; True when it decided it (unsat, or a re-checked counterexample),
+        else the call is marked unknown and charged its time limit."""
+        p, cfg = self.p, self.p.config
+        net, pert = p.network, p.perturbation
+        ts = time.perf_counter()
+        # shallow cells get short SMT budgets (a split is often cheaper); deeper ones more
+        tlim = min(cfg.smt_timeout, cfg.smt_first_timeout * 2.0 ** cell.depth, seconds_left)
+        charge = tlim
+        if deadline is not None:
+            tlim = max(0.1, min(tlim, deadline - time.time()))
+        ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=ob_row(ob, i))
+        out.times["smt"] = time.perf_counter() - ts
+        out.smt_called = True
+        kind = type(ans).__name__
+        if kind == "Unsat":
+            out.status = "smt"
+            return True
+        if kind == "Sat":
+            mg = float_margin(net, p.prop, ans.x, ans.params)
+            cx = confirm(net, pert, p.prop, ans.x, ans.params, mg)
+            if cx is not None:
+                out.status, out.counterexample = "counterexample", cx
+                return True
+        out.smt_unknown = True
+        out.smt_charge = charge
+        return False
+
+    def _split_or_open(self, out, cell, ob, i, times, plo=None, phi=None):
+        if cell.depth >= self.p.config.max_depth:
+            return out
+        if plo is None:
+            plo, phi = self._clipped(ob, i, cell)
+        tsp = time.perf_counter()
+        children, kind = self.split(cell, plo, phi, self.objective(ob, i))
+        times["split"] = time.perf_counter() - tsp
+        if children:
+            out.status, out.children, out.split = "split", children, kind
+        return out

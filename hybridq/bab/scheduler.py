@@ -1,0 +1,262 @@
+"""The best-first branch-and-bound scheduler (DESIGN.md §3).
+
+The scheduler keeps a :class:`CellQueue` of :class:`hybridq.cell.Cell` records ordered by the
+certified bound on the violation margin of their parent (largest first).  Each round takes up to
+``batch_size`` cells, cuts them into 8 chunks (whatever ``jobs`` is) and hands the chunks to an
+executor (:mod:`hybridq.bab.executors`: in-process for ``jobs = 1`` or small rounds, else a
+``spawn`` process pool) which runs :meth:`CellEngine.process` on each; the outcomes are merged in
+chunk order, so a run gives the same result whatever ``jobs`` is.  The budget for SMT calls that
+end without an answer (``smt_max_unknown`` calls, ``smt_budget`` seconds, each such call charged
+its time limit) is shared among a round's chunks, so it is spent the same way whatever ``jobs`` is.
+
+In ``maximize`` mode (used by :func:`hybridq.quantify`) the property is a deviation whose
+threshold rises with the deviation witnessed so far; cells whose certified deviation bound is below
+the threshold are pruned and the maximum of their bounds is the proved value.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from hybridq.bab.engine import CellEngine, Problem
+from hybridq.bab.executors import InProcessExecutor, ProcessPoolExecutor
+from hybridq.bab.queue import CellQueue
+from hybridq.bab.splitting import dim_weight
+from hybridq.cell import Cell
+from hybridq.config import RunConfig
+from hybridq.properties import Deviation
+from hybridq.result import Counterexample, LeafCell, Stats
+
+__all__ = ["BabOutcome", "run_bab"]
+
+logger = logging.getLogger(__name__)
+
+#: Chunks per round (the unit of work of a worker process).
+CHUNKS = 8
+
+
+@dataclass
+class BabOutcome:
+    """Raw outcome of :func:`run_bab` (``verify`` and ``quantify`` build their results on it)."""
+
+    verdict: str
+    counterexample: Counterexample | None
+    bound: float
+    stats: Stats
+    leaves: list | None
+    message: str
+    witnessed: float = 0.0
+    witness: Counterexample | None = None
+    proved: float = float("inf")
+    deviation_bound: float = float("nan")
+
+
+def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "verify",
+            rtol: float = 0.05, atol: float = 1e-9, progress=None) -> BabOutcome:
+    """Run the branch and bound (see the module docstring).
+
+    Parameters
+    ----------
+    network, perturbation, box, prop
+        Validated problem (``box`` an :class:`InputBox`).
+    config : RunConfig
+    mode : {"verify", "maximize"}
+    rtol, atol : float
+        ``maximize``: stop when every open cell's deviation bound is at most
+        ``max(witnessed * (1 + rtol), atol)``.
+    progress : callable(Stats, int pending) or None
+        Called after every round.
+
+    Returns
+    -------
+    BabOutcome
+    """
+    cfg = config
+    t_start = time.perf_counter()
+    deadline = None if cfg.timeout is None else time.time() + cfg.timeout
+    n_neurons = sum(l.n_out for l in network.layers)
+    problem = Problem(network, perturbation, prop, cfg, mode, box.lower, box.upper)
+    engine = CellEngine(problem)
+    inproc = InProcessExecutor(engine)
+    record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
+    stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
+    leaves: list | None = [] if record else None
+    # leaf bounds (``o.ub``): the deviation itself for deviation properties, else the violation margin
+    queue = CellQueue(cfg.max_queue)
+    queue.push(Cell.root(box.lower, box.upper, n_neurons), np.inf, 1.0)
+    # per input dimension: sum and count of the relative bound drops its splits gave (split choice)
+    gain_sum = np.zeros(network.n_in) if cfg.input_split == "smear" else None
+    gain_n = np.zeros(network.n_in) if cfg.input_split == "smear" else None
+    cex, witness, witnessed = None, None, 0.0
+    smt_charged = 0.0
+    max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
+    pool = None
+    message = ""
+    open_cells: list = []
+    # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
+    # never cut short); a second one interrupts at once
+    stop: list = []
+    previous = None
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        def on_sigint(signum, frame):
+            stop.append(True)
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+        previous = signal.signal(signal.SIGINT, on_sigint)
+
+    def should_stop() -> bool:
+        return bool(stop) or (deadline is not None and time.time() > deadline)
+
+    try:
+        while queue:
+            if stop:
+                raise KeyboardInterrupt
+            if deadline is not None and time.time() > deadline:
+                stats.timed_out = True
+                message = f"timeout after {cfg.timeout:g} s"
+                break
+            batch = []
+            while queue and len(batch) < cfg.batch_size:
+                batch.append(queue.pop())
+            threshold = max(witnessed * (1.0 + rtol), atol)
+            # the same chunks whatever ``jobs`` is, so per-chunk budgets keep results independent of it
+            size = cfg.chunk_size or -(-len(batch) // CHUNKS)
+            chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
+            # the SMT budget left (calls without an answer, their seconds) is shared among the chunks
+            smt_allow = (-(-max(0, cfg.smt_max_unknown - stats.smt_unknown) // len(chunks)),
+                         max(0.0, cfg.smt_budget - smt_charged) / len(chunks))
+            dw = dim_weight(gain_sum, gain_n) if gain_n is not None else None
+            args = [(c, threshold, witnessed, deadline, smt_allow, dw) for c in chunks]
+            # small rounds stay in-process (starting workers costs seconds); the result is the same
+            if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
+                    len(batch) >= 4 * cfg.jobs or time.perf_counter() - t_start > 2.0):
+                pool = ProcessPoolExecutor(problem, cfg.jobs)
+            executor = pool if pool is not None and len(chunks) > 1 else inproc
+            results = executor.run(args, should_stop)
+            # out of time mid-round: the unprocessed chunks go back to the queue as they were
+            for cid, cell in (item for ch in chunks[len(results):] for item in ch):
+                queue.requeue(cid, cell)
+            stats.rounds += 1
+            by_id = {cid: cell for cid, cell in batch}
+            best_cand = None
+            for outs in results:
+                for o in outs:
+                    cell = by_id[o.cell_id]
+                    if o.status in ("bounds", "smt", "counterexample"):
+                        stats.decided_fraction += queue.weight[o.cell_id]
+                    stats.cells += 1
+                    stats.max_depth = max(stats.max_depth, cell.depth)
+                    for k, v in o.times.items():
+                        stats.time[k] = stats.time.get(k, 0.0) + v
+                    stats.smt_calls += o.smt_called
+                    stats.smt_unknown += o.smt_unknown
+                    smt_charged += o.smt_charge
+                    if gain_n is not None and cell.split_dim >= 0 and o.gain == o.gain:
+                        gain_sum[cell.split_dim] += o.gain
+                        gain_n[cell.split_dim] += 1
+                    if o.candidate is not None and (best_cand is None or o.candidate[0] > best_cand[0]):
+                        best_cand = o.candidate
+                    if o.status in ("bounds", "smt"):
+                        stats.proved_bounds += o.status == "bounds"
+                        stats.proved_smt += o.status == "smt"
+                        max_closed = max(max_closed, o.ub)
+                        if record:
+                            leaves.append(LeafCell(cell.lower, cell.upper, o.status, o.ub))
+                    elif o.status == "counterexample":
+                        stats.refuted += 1
+                        max_closed = max(max_closed, o.ub)
+                        if cex is None:
+                            cex = o.counterexample
+                        if record:
+                            leaves.append(LeafCell(cell.lower, cell.upper, "counterexample", o.ub))
+                    elif o.status == "split":
+                        stats.splits_input += o.split == "input"
+                        stats.splits_phase += o.split == "phase"
+                        for ch in o.children:
+                            queue.push(ch, min(o.ub, ch.priority) if ch.priority else o.ub,
+                                       queue.weight[o.cell_id] / len(o.children))
+                    else:
+                        open_cells.append((cell, o.ub))
+            if best_cand is not None and best_cand[0] > witnessed:
+                cx = exact_witness(network, perturbation, engine.max_prop, best_cand)
+                if cx is not None and cx.value > witnessed:
+                    witnessed, witness = cx.value, cx
+            if progress is not None:
+                progress(stats, len(queue))
+            if cex is not None and mode == "verify":
+                break
+    except KeyboardInterrupt:
+        stats.interrupted = True
+        message = "interrupted"
+    except SystemError as e:  # a second Ctrl-C landing while a compiled kernel returns
+        if not (stop or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
+            raise
+        stats.interrupted = True
+        message = "interrupted"
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+        if pool is not None:
+            pool.close(stats.interrupted)
+
+    remaining = queue.cells()
+    undecided = open_cells + (remaining if cex is None or mode == "maximize" else [])
+    stats.open = len(undecided)
+    seen, vol = set(), 0.0
+    for cell, _ in undecided:
+        key = cell.lower.tobytes() + cell.upper.tobytes()
+        if key not in seen:
+            seen.add(key)
+            vol += cell.volume
+    stats.undecided_volume = vol
+    if record:
+        for cell, u in undecided:
+            leaves.append(LeafCell(cell.lower, cell.upper, "open", u))
+    bound = max([max_closed] + [u for _, u in undecided]) if (undecided or np.isfinite(max_closed)) else float("nan")
+    stats.time["total"] = time.perf_counter() - t_start
+    if mode == "maximize":
+        proved = max([witnessed, max_closed] + [u for _, u in undecided])
+        return BabOutcome("unknown", None, bound, stats, leaves, message, witnessed, witness, proved)
+    dev_bound = float("nan")
+    if isinstance(prop, Deviation):  # the leaf bounds are deviations: report the margin as well
+        dev_bound, bound = bound, sub_up(bound, prop.delta)
+    if cex is not None:
+        verdict = "not_robust"
+    elif not undecided and not stats.interrupted and not stats.timed_out:
+        verdict = "robust"
+    else:
+        verdict = "unknown"
+        if not message:
+            message = f"{len(undecided)} cells left open"
+    return BabOutcome(verdict, cex, bound, stats, leaves, message, deviation_bound=dev_bound)
+
+
+def exact_witness(network, perturbation, prop, cand) -> Counterexample | None:
+    """Snap a float candidate ``(value, x, params)`` into the box and evaluate its deviation
+    exactly (rounded down); None when it cannot be placed inside the box."""
+    from hybridq.attack import exact_deviation
+
+    value, x, params = cand
+    params = perturbation.snap_inside(params)
+    if not perturbation.contains(params):
+        return None
+    exact = exact_deviation(network, prop, x, params)
+    return Counterexample(np.asarray(x, dtype=np.float64).copy(), params, float(value), exact)
+
+
+def sub_up(a: float, b: float) -> float:
+    """``a - b`` rounded up (an upper bound of the exact difference of two floats)."""
+    if not (np.isfinite(a) and np.isfinite(b)):
+        return float(a - b) if not (np.isinf(a) and np.isinf(b)) else float("nan")
+    d = a - b
+    if np.isfinite(d) and Fraction(d) >= Fraction(a) - Fraction(b):
+        return float(d)
+    return float(np.nextafter(d, np.inf))
