@@ -153,6 +153,7 @@ def main():
     ap.add_argument("--skip-box", action="store_true", help="skip the fp16-box run")
     ap.add_argument("--fresh", action="store_true", help="delete earlier results first")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes per query (default 1)")
+    ap.add_argument("--report-only", action="store_true", help="rewrite the report from the CSVs (no runs)")
     args = ap.parse_args()
     pairs, nets = load_pairs(args.only)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -163,6 +164,10 @@ def main():
             f.unlink(missing_ok=True)
     load_before = os.getloadavg()
     t0 = time.time()
+    if args.report_only:
+        write_report(pairs, nets, read_csv(files["batch"]), read_csv(files["process"]), read_csv(files["box"]), args,
+                     float("nan"), None, load_before, load_before, 0.0)
+        return
     lst = instance_list(pairs, nets, "point:fp16", args.timeout, TMP / "instances_point.json")
     batch_wall = run_batch_process(lst, files["batch"], args.jobs)
     proc = per_process(pairs, nets, args.timeout, args.per_process, files["process"], args.jobs) \
@@ -270,7 +275,7 @@ def write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load
         nl = p["neurodiff_logged_1800s"]
         pr = proc.get(p["id"], {})
         bx = box.get(p["id"], {})
-        L.append(f"| {p['id']} | {nl['verdict']} {nl['time_s']:.2f} | {nh.get('verdict', '-')} "
+        L.append(f"| {p['id']} | {nl['verdict']} {fnum(nl['time_s'], 2)} | {nh.get('verdict', '-')} "
                  f"{fnum(nh.get('wall_s'), 2)} | {b.get('result', '-')} | {b.get('time_s', '')[:6]} | {b.get('cells', '')} | "
                  f"{pr.get('wall_s', '')[:6]} | {bx.get('result', '-')} | {bx.get('time_s', '')[:6]} |")
     REPORT.write_text("\n".join(L) + "\n")
