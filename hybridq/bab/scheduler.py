@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: Chunks per round (the unit of work of a worker process).
 CHUNKS = 8
+#: ``verify``: cells examined before the strong attack of the whole box (:meth:`CellEngine.root_attack`).
+STRONG_ATTACK_CELLS = 32
 
 
 @dataclass
@@ -96,6 +98,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     gain_n = np.zeros(network.n_in) if cfg.input_split == "smear" else None
     cex, witness, witnessed = None, None, 0.0
     smt_charged = 0.0
+    strong_done = False  # verify: the strong attack of the whole box ran
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
     message = ""
@@ -189,6 +192,15 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 cx = exact_witness(network, perturbation, engine.max_prop, best_cand)
                 if cx is not None and cx.value > witnessed:
                     witnessed, witness = cx.value, cx
+            if mode == "verify" and cex is None and queue and not strong_done and stats.cells >= STRONG_ATTACK_CELLS \
+                    and not should_stop():
+                strong_done = True
+                ta = time.perf_counter()
+                res = engine.root_attack()
+                stats.time["attack"] = stats.time.get("attack", 0.0) + time.perf_counter() - ta
+                if res.counterexample is not None:
+                    cex = res.counterexample
+                    stats.refuted += 1
             if progress is not None:
                 progress(stats, len(queue))
             if cex is not None and mode == "verify":
