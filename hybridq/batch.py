@@ -26,7 +26,9 @@ the perturbed network's logits at the counterexample's parameters) beside hybrid
 the input and every parameter (:meth:`hybridq.result.Counterexample.save`).
 
 Networks and perturbations are loaded once per (file, spec) and shared by the instances that use
-them; the kernels are compiled or loaded once per process.
+them; the kernels are compiled or loaded once per process; with ``jobs > 1`` one set of worker
+processes (:class:`hybridq.bab.executors.WorkerPool`) serves every instance, started in the
+background by the first run that lasts long enough (short instances never wait for it).
 """
 
 from __future__ import annotations
@@ -489,7 +491,7 @@ def _outputs_at(net, cex) -> np.ndarray:
 
 
 def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None = None,
-                 cex_dir: Path | None = None, executor=None):
+                 cex_dir: Path | None = None, workers=None):
     """Run one instance; returns ``(InstanceResult, Result or None)``.
 
     Errors of the instance (bad files, bad options) become an ``error`` row, never an exception;
@@ -514,8 +516,7 @@ def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None 
             if left is not None and left <= 0:
                 break
             cfg = replace(config, timeout=left)
-            kw = {} if executor is None else {"executor": executor}
-            r = verify(net, pert, b, prop, config=cfg, **kw)
+            r = verify(net, pert, b, prop, config=cfg, workers=workers)
             if r.stats.interrupted:
                 raise KeyboardInterrupt
             results.append(r)
@@ -593,20 +594,33 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     loader = _Loader(tmpdir=cex_dir.parent / (results.stem + "_unpacked"))
     new = not results.is_file() or results.stat().st_size == 0
     rows = []
-    executor = None
-    with results.open("a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
-        if new:
-            writer.writeheader()
-            f.flush()
-        for inst in instances:
-            if inst.id in done:
-                continue
-            row, _ = run_instance(inst, defaults, config, loader, cex_dir, executor)
-            writer.writerow(row.row())
-            f.flush()
-            done.add(inst.id)
-            rows.append(row)
-            if on_result is not None:
-                on_result(row)
+    # one set of worker processes for the whole batch, started by the first run that lasts long enough
+    workers = None
+    if config.jobs > 1:
+        from hybridq.bab.executors import WorkerPool
+
+        workers = WorkerPool(config.jobs)
+    interrupted = False
+    try:
+        with results.open("a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
+            if new:
+                writer.writeheader()
+                f.flush()
+            for inst in instances:
+                if inst.id in done:
+                    continue
+                row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers)
+                writer.writerow(row.row())
+                f.flush()
+                done.add(inst.id)
+                rows.append(row)
+                if on_result is not None:
+                    on_result(row)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        if workers is not None:
+            workers.close(interrupted)
     return rows

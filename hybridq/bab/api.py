@@ -35,7 +35,7 @@ def check_problem(network, perturbation, inputs, prop):
 
 def verify(network, perturbation, inputs, property, backend: str = "auto", jobs: int | None = None,
            timeout: float | None = None, seed: int = 0, config: RunConfig | None = None, progress=None,
-           **options) -> Result:
+           workers=None, **options) -> Result:
     """Prove or refute that ``property`` holds for every input in ``inputs`` and every parameter
     set in the ``perturbation`` box.
 
@@ -60,6 +60,9 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         Further settings; keyword ``options`` override single :class:`RunConfig` fields.
     progress : callable(Stats, pending) or None
         Called after every round of the branch and bound.
+    workers : hybridq.bab.executors.WorkerPool or None
+        Worker processes shared by many runs (:func:`hybridq.batch.run_batch` keeps one per
+        batch); ``None``: the run starts its own when it lasts long enough.
 
     Returns
     -------
@@ -88,6 +91,6 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         from hybridq.smt import get_backend
 
         get_backend(cfg.backend)  # fail early with the install message
-    out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress)
+    out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress, workers=workers)
     return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message,
                   deviation_bound=out.deviation_bound)

@@ -3,8 +3,8 @@
 The scheduler keeps a :class:`CellQueue` of :class:`hybridq.cell.Cell` records ordered by the
 certified bound on the violation margin of their parent (largest first).  Each round takes up to
 ``batch_size`` cells, cuts them into 8 chunks (whatever ``jobs`` is) and hands the chunks to an
-executor (:mod:`hybridq.bab.executors`: in-process for ``jobs = 1`` or small rounds, else a
-``spawn`` process pool) which runs :meth:`CellEngine.process` on each; the outcomes are merged in
+executor (:mod:`hybridq.bab.executors`: in-process for ``jobs = 1``, small rounds and the first
+``POOL_AFTER`` seconds, else ``spawn`` worker processes started in the background) which runs :meth:`CellEngine.process` on each; the outcomes are merged in
 chunk order, so a run gives the same result whatever ``jobs`` is.  The budget for SMT calls that
 end without an answer (``smt_max_unknown`` calls, ``smt_budget`` seconds, each such call charged
 its time limit) is shared among a round's chunks, so it is spent the same way whatever ``jobs`` is.
@@ -26,7 +26,7 @@ from fractions import Fraction
 import numpy as np
 
 from hybridq.bab.engine import CellEngine, Problem
-from hybridq.bab.executors import InProcessExecutor, ProcessPoolExecutor
+from hybridq.bab.executors import InProcessExecutor, WorkerPool
 from hybridq.bab.queue import CellQueue
 from hybridq.bab.splitting import dim_weight
 from hybridq.cell import Cell
@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 #: Chunks per round (the unit of work of a worker process).
 CHUNKS = 8
+#: Seconds of in-process work after which a run with ``jobs > 1`` starts its worker processes (in the
+#: background; starting them costs 2-9 s on a loaded 2-core machine, more than most runs take).
+POOL_AFTER = 3.0
 #: ``verify``: cells examined before the strong attack of the whole box (:meth:`CellEngine.root_attack`).
 STRONG_ATTACK_CELLS = 32
 
@@ -61,7 +64,7 @@ class BabOutcome:
 
 
 def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "verify",
-            rtol: float = 0.05, atol: float = 1e-9, progress=None) -> BabOutcome:
+            rtol: float = 0.05, atol: float = 1e-9, progress=None, workers: WorkerPool | None = None) -> BabOutcome:
     """Run the branch and bound (see the module docstring).
 
     Parameters
@@ -75,6 +78,9 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
         ``max(witnessed * (1 + rtol), atol)``.
     progress : callable(Stats, int pending) or None
         Called after every round.
+    workers : WorkerPool or None
+        Worker processes kept by the caller for many runs (a batch); started here when needed and
+        left running.  ``None``: the run starts its own (after ``POOL_AFTER`` seconds) and stops them.
 
     Returns
     -------
@@ -101,6 +107,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     strong_done = False  # verify: the strong attack of the whole box ran
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
+    own_workers = None  # workers started by this run (stopped at its end)
     message = ""
     open_cells: list = []
     # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
@@ -138,11 +145,17 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                          max(0.0, cfg.smt_budget - smt_charged) / len(chunks))
             dw = dim_weight(gain_sum, gain_n) if gain_n is not None else None
             args = [(c, threshold, witnessed, deadline, smt_allow, dw) for c in chunks]
-            # small rounds stay in-process (starting workers costs seconds); the result is the same
+            # small rounds stay in-process; workers start in the background once the run has lasted
+            # POOL_AFTER s (or at once when a batch's workers are already up) and take the big rounds
+            # when they are ready; the result is the same either way
             if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
-                    len(batch) >= 4 * cfg.jobs or time.perf_counter() - t_start > 2.0):
-                pool = ProcessPoolExecutor(problem, cfg.jobs)
-            executor = pool if pool is not None and len(chunks) > 1 else inproc
+                    (workers is not None and workers.started and len(batch) >= 4 * cfg.jobs)
+                    or time.perf_counter() - t_start > POOL_AFTER):
+                if workers is None:
+                    workers = own_workers = WorkerPool(cfg.jobs)
+                workers.start()
+                pool = workers.bind(problem)
+            executor = pool if pool is not None and len(chunks) > 1 and pool.ready() else inproc
             results = executor.run(args, should_stop)
             # out of time mid-round: the unprocessed chunks go back to the queue as they were
             for cid, cell in (item for ch in chunks[len(results):] for item in ch):
@@ -218,6 +231,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             signal.signal(signal.SIGINT, previous)
         if pool is not None:
             pool.close(stats.interrupted)
+        if own_workers is not None:
+            own_workers.close(stats.interrupted)
 
     remaining = queue.cells()
     undecided = open_cells + (remaining if cex is None or mode == "maximize" else [])
