@@ -8,7 +8,10 @@ projected sign-gradient steps on ``x`` and ``theta`` jointly.  Gradients are com
 (back-propagation in NumPy through the MLP, batched with per-sample parameters).
 
 Nothing found here is reported before :func:`confirm` has re-checked it in exact arithmetic
-(``prop.check_exact``) with parameters inside the box (``perturbation.contains``).
+(``prop.check_exact``, against the exact numbers of the property) with parameters inside the box
+(``perturbation.contains``) and, given the problem's exact input box, the input moved into it
+(:meth:`hybridq.InputBox.snap`): the search runs on the outward-rounded float box, whose ends may
+lie up to one float64 spacing outside the decimal box the user wrote.
 """
 
 from __future__ import annotations
@@ -291,7 +294,7 @@ def _grads(network, x, Ws, info, nominal, want_params=True):
 
 
 def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, restarts=2,
-           confirm_exact=True, screen=0) -> AttackResult:
+           confirm_exact=True, screen=0, box=None) -> AttackResult:
     """Search a cell for a violation.
 
     Parameters
@@ -315,6 +318,8 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
         When larger than the number of starts, draw this many uniform inputs in all, rank them by
         the first-order model of the margin at the best vertex (:func:`_first_order`, no per-sample
         weights: cheap) and keep the best as the starts.
+    box : InputBox, optional
+        The problem's exact input box (see :func:`confirm`); default: ``[lower, upper]`` exactly.
 
     Returns
     -------
@@ -328,10 +333,11 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     reach the exact re-check).
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen)
+        return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen,
+                       box)
 
 
-def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen):
+def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen, box):
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     width = upper - lower
@@ -408,21 +414,65 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
     value = margin + prop.delta if isinstance(prop, Deviation) else margin
     res = AttackResult(margin, xb, params, value)
     if confirm_exact and margin >= 0.0:
-        res.counterexample = confirm(network, perturbation, prop, xb, params, margin)
+        res.counterexample = confirm(network, perturbation, prop, xb, params, margin, box=box)
     return res
 
 
-def confirm(network, perturbation, prop, x, params, margin: float) -> Counterexample | None:
-    """Exact re-check of a candidate: snap the parameters into the box, then
-    ``perturbation.contains`` and ``prop.check_exact``.  Returns the counterexample or None."""
+def confirm(network, perturbation, prop, x, params, margin: float, box=None) -> Counterexample | None:
+    """Exact re-check of a candidate ``(x, params)``.
+
+    The parameters are snapped into the perturbation box (``perturbation.snap_inside``) and must
+    then lie in it (``perturbation.contains``); ``x`` is moved into the exact input box
+    (:meth:`hybridq.InputBox.snap`: by less than one float64 spacing when it lies in the float
+    box) and must lie in it; then ``prop.check_exact`` must hold against the property's exact
+    numbers.
+
+    Parameters
+    ----------
+    network : Network
+    perturbation : Perturbation
+    prop : Deviation | Decision | OutputConstraint
+    x : (n_in,) float64 (or floats and Fractions)
+        Candidate input.
+    params : Params
+        Candidate parameters.
+    margin : float
+        Its float64 violation margin (recorded in the counterexample).
+    box : InputBox, optional
+        The exact input set the user wrote.  Without it ``x`` is taken as it is.
+
+    Returns
+    -------
+    Counterexample or None
+        ``x`` is the float64 nearest to the exact input; ``x_exact`` holds the exact input when a
+        coordinate is not a float64 (a decimal box end such as ``0.1``).
+    """
     params = perturbation.snap_inside(params)
     if not perturbation.contains(params):
         return None
-    x = np.asarray(x, dtype=np.float64)
-    if not prop.check_exact(network, x, params):
+    if box is not None:
+        xe = box.snap(x)
+        if not box.contains_exact(xe):
+            return None
+    else:
+        xe = np.array([v if isinstance(v, Fraction) else float(v) for v in np.asarray(x, dtype=object).reshape(-1)],
+                      dtype=object)
+    if not prop.check_exact(network, xe, params):
         return None
-    value = exact_deviation(network, prop, x, params) if isinstance(prop, Deviation) else None
-    return Counterexample(x.copy(), params, float(margin), value)
+    value = exact_deviation(network, prop, xe, params) if isinstance(prop, Deviation) else None
+    return Counterexample(_nearest(xe), params, float(margin), value, x_exact=_exact_or_none(xe))
+
+
+def _nearest(xe) -> np.ndarray:
+    """The float64 array nearest to an input of floats and Fractions."""
+    return np.array([float(v) for v in xe], dtype=np.float64)
+
+
+def _exact_or_none(xe) -> tuple | None:
+    """``xe`` as a tuple of Fractions when some coordinate is not a float64, else None."""
+    if all(not isinstance(v, Fraction) or Fraction(float(v)) == v for v in xe):
+        return None
+    return tuple(Fraction(v) for v in xe)
 
 
 def exact_deviation(network, prop: Deviation, x, params) -> float:

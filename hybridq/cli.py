@@ -41,12 +41,13 @@ O = typer.Option
 PERTURB = O(None, "--perturb", "-p", help="Perturbation spec: abs:EPS, rel:EPS, fp16, bf16, int8[:per_channel], qM.N, point:FORMAT, ...")
 POINT = O(None, "--point", help="Input point: comma-separated values or a .npy/.txt file.")
 BOX = O(None, "--box", help="Input box: 'lo:hi,lo:hi,...' or a .npy file of shape (2, n_in).")
-BALL = O(None, "--ball", help="L-inf radius of a ball around --point (or the VNNLIB box centre).")
+BALL = O(None, "--ball", metavar="R", help="L-inf radius of a ball around --point (or the VNNLIB box centre).")
 CENTER = O(None, "--center/--no-center", help="Use the centre of the --vnnlib input box as a point input.")
 VNNLIB = O(None, "--vnnlib", help="VNNLIB file: input box and output constraints.")
-DELTA = O(None, "--delta", help="Deviation property: |s(x;theta) - s(x;theta0)| <= DELTA.")
-DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax at the centre) is kept.")
-KAPPA = O(None, "--kappa", help="Decision margin: the class must win by more than KAPPA logits.")
+DELTA = O(None, "--delta", metavar="D", help="Deviation property: |s(x;theta) - s(x;theta0)| <= DELTA.")
+DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax/argmin at the centre) is kept; '--decision min' or '--decision max' sets --sense too.")
+SENSE = O(None, "--sense", metavar="max|min", help="The class of --decision is the argmax or the argmin of the outputs (default: the network's; ACAS Xu files are min, others max).")
+KAPPA = O(None, "--kappa", metavar="K", help="Decision margin: the class must win by more than KAPPA logits.")
 LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or nominal argmax).")
 SPACE = O(None, "--space", help="Deviation space: logit or score.")
 OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
@@ -73,29 +74,58 @@ def _merge(toml: dict, **cli):
 
 
 def _vector(text, what: str) -> np.ndarray:
+    """Comma-separated numbers (or a list, or a .npy/.txt/.csv file) as float64."""
+    return np.array([float(v) for v in _exact_vector(text, what)], dtype=np.float64)
+
+
+def _exact_vector(text, what: str) -> np.ndarray:
+    """Numbers as the user wrote them: an object array of Fractions parsed from the decimal text
+    (comma-separated values, a TOML list, or a .txt/.csv file of numbers separated by commas or
+    white space), or the exact binary values of a .npy file's floats."""
+    from hybridq.exact import to_fraction
+
     if isinstance(text, (list, tuple)):
-        vals = text
+        vals = [str(v) for v in text]
     else:
         p = Path(text)
         if p.suffix.lower() in (".npy", ".txt", ".csv"):
             if not p.is_file():
                 _fail(f"{what} file not found: {p}")
             try:
-                arr = np.load(p) if p.suffix.lower() == ".npy" else np.loadtxt(p, delimiter="," if p.suffix == ".csv" else None)
-            except (OSError, ValueError) as e:
+                if p.suffix.lower() == ".npy":
+                    vals = np.asarray(np.load(p), dtype=np.float64).reshape(-1).tolist()
+                else:
+                    vals = p.read_text(encoding="utf-8").replace(",", " ").replace(";", " ").split()
+            except (OSError, ValueError, UnicodeDecodeError) as e:
                 _fail(f"{what} file {p} is unreadable: {e}")
-            return np.asarray(arr, dtype=np.float64).reshape(-1)
-        vals = [v for v in str(text).replace(";", ",").split(",") if v.strip()]
-    try:
-        out = np.array([float(v) for v in vals], dtype=np.float64)
-    except (TypeError, ValueError):
-        _fail(f"{what} must be comma-separated numbers, got {text!r}")
-    if out.size == 0 or not np.all(np.isfinite(out)):
+        else:
+            vals = [v for v in str(text).replace(";", ",").split(",") if v.strip()]
+    out = []
+    for v in vals:
+        try:
+            out.append(to_fraction(v, what) if isinstance(v, str) else to_fraction(float(v), what))
+        except (TypeError, ValueError):
+            _fail(f"{what} must be finite comma-separated numbers, got {text!r}")
+    if not out:
         _fail(f"{what} must be finite numbers, got {text!r}")
-    return out
+    return np.array(out, dtype=object)
+
+
+def _number(v, what: str):
+    """One number as the user wrote it (decimal text from the command line or a TOML value) as an
+    exact Fraction; None stays None."""
+    from hybridq.exact import to_fraction
+
+    if v is None:
+        return None
+    try:
+        return to_fraction(v, what)  # str / Decimal: the decimal text exactly; float: its binary value
+    except ValueError:
+        _fail(f"{what} must be a finite number, got {v!r}")
 
 
 def _box(text):
+    from hybridq.exact import to_fraction
     from hybridq.inputs import InputBox
 
     if isinstance(text, (list, tuple)):
@@ -117,16 +147,20 @@ def _box(text):
         try:
             if not sep:
                 raise ValueError
-            lo.append(float(a))
-            hi.append(float(b))
+            lo.append(to_fraction(a, "--box"))  # exact: the decimal the user wrote
+            hi.append(to_fraction(b, "--box"))
         except ValueError:
-            _fail(f"bad --box entry {part!r}: expected LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
-    return InputBox(np.array(lo), np.array(hi))
+            _fail(f"bad --box entry {part!r}: expected finite LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
+    return InputBox(np.array(lo, dtype=object), np.array(hi, dtype=object))
 
 
 def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision, kappa, label, space, outputs,
-             need_property=True):
-    """Load the network and build ``(network, perturbation, [(InputBox, property), ...])``."""
+             need_property=True, sense=None):
+    """Load the network and build ``(network, perturbation, [(InputBox, property), ...])``.
+
+    Every number of the problem is kept as the user wrote it (decimal text -> ``Fraction``):
+    :class:`InputBox` and the properties round it outward for the bound pass and keep it exactly
+    for the re-check of counterexamples."""
     from hybridq.inputs import InputBox
     from hybridq.io import decision_label, load_network, load_vnnlib
     from hybridq.perturbation import perturbation
@@ -140,6 +174,19 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail("give either --delta (deviation) or --decision, not both")
     if kappa is not None and not decision:
         _fail("--kappa applies to --decision only")
+    if isinstance(decision, str):  # TOML: decision = "min" / "max"
+        if decision not in ("max", "min"):
+            _fail(f"decision must be true, false, 'max' or 'min', got {decision!r}")
+        if sense is not None and sense != decision:
+            _fail(f"decision = {decision!r} and --sense {sense} disagree")
+        decision, sense = True, decision
+    if sense is not None and not decision:
+        _fail("--sense applies to --decision only")
+    if sense is not None and sense not in ("max", "min"):
+        _fail(f"--sense must be max or min, got {sense!r}")
+    ball = _number(ball, "--ball")
+    if ball is not None and ball < 0:
+        _fail(f"--ball must be >= 0, got {ball}")
     from hybridq.actquant import split_act_spec
 
     net = load_network(network)
@@ -148,17 +195,18 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     pairs = []
     if vnnlib is not None:
         pairs = load_vnnlib(vnnlib, net.n_in, net.n_out)
+        _warn_units(net, network, vnnlib, [b for b, _ in pairs])
     if box is not None:
         boxes = [_box(box)]
     elif point is not None:
-        x = _vector(point, "--point")
-        boxes = [InputBox.ball(x, float(ball)) if ball is not None else InputBox.point(x)]
+        x = _exact_vector(point, "--point")
+        boxes = [InputBox.ball(x, ball) if ball is not None else InputBox.point(x)]
     elif pairs:
         boxes = [b for b, _ in pairs]
         if center:
-            boxes = [InputBox.point(b.center) for b in boxes]
+            boxes = [InputBox.point(b.exact_center) for b in boxes]
         if ball is not None:
-            boxes = [InputBox.ball(b.center, float(ball)) for b in boxes]
+            boxes = [InputBox.ball(b.exact_center, ball) for b in boxes]
     else:
         _fail("no input set: give --point, --box, --point with --ball, or --vnnlib")
     for b in boxes:
@@ -166,18 +214,19 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     constraints = [c for _, c in pairs] if pairs else [None] * len(boxes)
     if len(constraints) != len(boxes):
         constraints = [constraints[0]] * len(boxes)
+    sense = sense or net.decision_sense
     jobs = []
     for b, con in zip(boxes, constraints):
         if delta is not None:
             outs = None if outputs is None else tuple(int(v) for v in _vector(outputs, "--outputs"))
-            prop = Deviation(float(delta), space or "logit", outs)
+            prop = Deviation(_number(delta, "--delta"), space or "logit", outs)
         elif decision:
             c = label
             if c is None and con is not None:
-                c = decision_label(con)
+                c = decision_label(con, sense)
             if c is None:
-                c = int(net.predict(b.center))
-            prop = Decision(int(c), float(kappa or 0.0))
+                c = int(net.predict(b.center, sense=sense))
+            prop = Decision(int(c), _number(kappa, "--kappa") or 0, sense)
         elif con is not None:
             prop = con
         elif need_property:
@@ -202,6 +251,17 @@ def _deployed(network, net, perturb, against):
     if perturb is not None and split_act_spec(perturb)[1]:
         return lambda b: act_model(net, perturb, b)
     return None
+
+
+def _warn_units(net, network, vnnlib, boxes) -> None:
+    """One warning line when a VNNLIB box does not fit the network's input clamp range (``.nnet``):
+    the ``.nnet`` file takes raw units, and a VNNLIB written for the normalized ONNX inputs of the
+    same network (VNN-COMP's ACAS Xu properties) then means nothing."""
+    from hybridq.io.vnnlib import clamp_mismatch
+
+    msg = clamp_mismatch(net, boxes)
+    if msg:
+        typer.echo(f"hybridq: warning: {vnnlib}: {msg}", err=True)
 
 
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
@@ -292,10 +352,10 @@ def _root(version: bool = O(False, "--version", callback=_version, is_eager=True
 @app.command()
 def verify(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
-    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
-    vnnlib: Optional[str] = VNNLIB, delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION,
-    kappa: Optional[float] = KAPPA, label: Optional[int] = LABEL, space: Optional[str] = SPACE,
-    outputs: Optional[str] = OUTPUTS, backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
+    box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
+    vnnlib: Optional[str] = VNNLIB, delta: Optional[str] = DELTA, decision: Optional[bool] = DECISION,
+    kappa: Optional[str] = KAPPA, sense: Optional[str] = SENSE, label: Optional[int] = LABEL,
+    space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS, backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
     timeout: Optional[float] = TIMEOUT, seed: Optional[int] = SEED, json: Optional[str] = JSON,
     counterexample: Optional[str] = CEX, config: Optional[str] = CONFIG, plot: Optional[str] = PLOT,
     progress: bool = PROGRESS, against: Optional[str] = AGAINST,
@@ -309,13 +369,14 @@ def verify(
 
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, delta=delta,
-               decision=decision, kappa=kappa, label=label, space=space, outputs=outputs, json=json,
+               decision=decision, kappa=kappa, sense=sense, label=label, space=space, outputs=outputs, json=json,
                counterexample=counterexample, plot=plot)
     if o["perturb"] is None and against is None:
         _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3) or --against QUANT.onnx")
     cfg = _run_config(run, backend, jobs, timeout, seed)
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
-                                   o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"])
+                                   o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
+                                   sense=o["sense"])
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
     prog, cb = _progress_cb(progress)
@@ -355,7 +416,7 @@ def verify(
 @app.command()
 def bounds(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
-    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
+    box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
     vnnlib: Optional[str] = VNNLIB, method: str = O("linear", "--method", help="interval, diff or linear."),
     json: Optional[str] = JSON, config: Optional[str] = CONFIG, against: Optional[str] = AGAINST,
 ):
@@ -400,13 +461,13 @@ def bounds(
 @app.command()
 def quantify(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
-    box: Optional[str] = BOX, ball: Optional[float] = BALL, center: Optional[bool] = CENTER,
+    box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
     vnnlib: Optional[str] = VNNLIB,
     what: Optional[str] = O(None, "--what", help="deviation (the max deviation as witnessed and proved values), epsilon (largest robust EPS) or bits (fewest bits)."),
     family: Optional[str] = O(None, "--family", help="epsilon: abs or rel; bits: float, fixed or int[:options]; with act= spec parts: the activation format's bits, int or uint."),
     tol: Optional[float] = O(None, "--tol", help="Relative tolerance (default 0.1)."),
-    delta: Optional[float] = DELTA, decision: Optional[bool] = DECISION, kappa: Optional[float] = KAPPA,
-    label: Optional[int] = LABEL, space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS,
+    delta: Optional[str] = DELTA, decision: Optional[bool] = DECISION, kappa: Optional[str] = KAPPA,
+    sense: Optional[str] = SENSE, label: Optional[int] = LABEL, space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS,
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS, timeout: Optional[float] = TIMEOUT,
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
     plot: Optional[str] = PLOT, progress: bool = PROGRESS, against: Optional[str] = AGAINST,
@@ -422,7 +483,7 @@ def quantify(
 
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, what=what,
-               family=family, tol=tol, delta=delta, decision=decision, kappa=kappa, label=label, space=space,
+               family=family, tol=tol, delta=delta, decision=decision, kappa=kappa, sense=sense, label=label, space=space,
                outputs=outputs, json=json, plot=plot)
     what = o["what"] or "deviation"
     if what not in ("deviation", "epsilon", "bits"):
@@ -435,7 +496,7 @@ def quantify(
     need = what != "deviation"
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
-                                   need_property=need)
+                                   need_property=need, sense=o["sense"])
     if len(problems) != 1:
         _fail(f"quantify takes one input box; the VNNLIB file has {len(problems)}")
     b, prop = problems[0]
@@ -456,13 +517,13 @@ def quantify(
         if deployed is not None and what == "deviation":
             from hybridq.deployed import deviation_deployed
 
-            res = deviation_deployed(deployed(b), b, prop, tol=o["tol"] or 0.1, config=cfg, progress=cb)
+            res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=cfg, progress=cb)
         elif deployed is not None:
             from hybridq.deployed import fewest_act_bits
 
             res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=cfg)
         else:
-            res = quantify_(net, pert, b, prop, what, tol=o["tol"] or 0.1, family=family_, config=cfg, progress=cb)
+            res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_, config=cfg, progress=cb)
     finally:
         if prog is not None:
             prog.stop()
@@ -540,9 +601,29 @@ def backends():
 
 
 # ------------------------------------------------------------------ entry point
+def _decision_sense_args(args: list[str]) -> list[str]:
+    """Accept ``--decision min|max`` (and ``--decision=min|max``) as ``--decision --sense min|max``:
+    ``--decision`` stays a flag (typer options cannot take an optional value)."""
+    out, i = [], 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            out += args[i:]
+            break
+        if a.startswith("--decision=") and a.split("=", 1)[1] in ("min", "max"):
+            out += ["--decision", "--sense", a.split("=", 1)[1]]
+        elif a == "--decision" and i + 1 < len(args) and args[i + 1] in ("min", "max"):
+            out += ["--decision", "--sense", args[i + 1]]
+            i += 1
+        else:
+            out.append(a)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app and maps every error to one line on stderr and exit 3."""
-    args = sys.argv[1:] if argv is None else list(argv)
+    args = _decision_sense_args(sys.argv[1:] if argv is None else list(argv))
     try:
         code = app(args=args, prog_name="hybridq", standalone_mode=False)
     except typer.Exit as e:  # pragma: no cover - typer returns the code itself

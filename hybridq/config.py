@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from decimal import Decimal
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -149,11 +150,13 @@ _RUN_KEYS = {f.name for f in fields(RunConfig)}
 #: Keys of a TOML job file besides the :class:`RunConfig` fields: the CLI options (the network
 #: file is the command's argument, not a key).
 JOB_KEYS = {
-    "perturb": str, "point": (str, list), "box": (str, list), "ball": (float, int),
-    "center": bool, "vnnlib": str, "delta": (float, int), "decision": bool, "kappa": (float, int),
-    "label": int, "space": str, "outputs": (str, list), "json": str, "counterexample": str,
-    "what": str, "family": str, "tol": (float, int), "plot": str,
+    "perturb": str, "point": (str, list), "box": (str, list), "ball": (Decimal, int),
+    "center": bool, "vnnlib": str, "delta": (Decimal, int), "decision": (bool, str), "kappa": (Decimal, int),
+    "sense": str, "label": int, "space": str, "outputs": (str, list), "json": str, "counterexample": str,
+    "what": str, "family": str, "tol": (Decimal, int), "plot": str,
 }
+# TOML floats are read as Decimal (the digits as written: a delta, a ball radius or a point
+# coordinate stays the exact decimal the user wrote; see hybridq.exact); run options become floats.
 
 
 def make_config(config: RunConfig | None = None, **overrides) -> RunConfig:
@@ -195,7 +198,7 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = tomllib.loads(p.read_text())
+        data = tomllib.loads(p.read_text(), parse_float=Decimal)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
     run, job = {}, {}
@@ -205,9 +208,10 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
     for k, v in items:
         key = k.replace("-", "_")
         if key in _RUN_KEYS:
-            run[key] = v
+            run[key] = float(v) if isinstance(v, Decimal) else v
         elif key in JOB_KEYS:
-            if not isinstance(v, JOB_KEYS[key]) or (isinstance(v, bool) and JOB_KEYS[key] != bool):
+            types = JOB_KEYS[key] if isinstance(JOB_KEYS[key], tuple) else (JOB_KEYS[key],)
+            if not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
                 raise ConfigError(f"{p}: key {k!r} has the wrong type ({type(v).__name__})")
             job[key] = v
         else:

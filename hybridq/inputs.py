@@ -6,64 +6,104 @@ network's own clamp and normalization).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
+
+from hybridq.exact import as_float_if_exact, float_down, float_up, to_fraction
 
 __all__ = ["InputBox", "as_input_box"]
 
 
-def _vec(a, name: str) -> np.ndarray:
-    arr = np.array(a, dtype=np.float64, copy=True).reshape(-1)
-    if arr.size == 0:
+def _ends(a, name: str) -> tuple[Fraction, ...]:
+    """The exact values of box ends given as floats (their binary values) or as exact numbers
+    (Fraction, Decimal, int, decimal strings)."""
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        arr = a.reshape(-1)
+        if arr.size and not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name} contains NaN or inf: {arr}")
+        vals = tuple(Fraction(float(v)) for v in arr)
+    else:
+        items = np.asarray(a, dtype=object).reshape(-1)
+        vals = []
+        for v in items:
+            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+                raise ValueError(f"{name} contains NaN or inf: {v}")
+            vals.append(to_fraction(v, name))
+        vals = tuple(vals)
+    if not vals:
         raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf: {arr}")
+    return vals
+
+
+def _floats(vals, direction: str, name: str) -> np.ndarray:
+    rnd = float_down if direction == "down" else float_up
+    arr = np.array([rnd(v, name) for v in vals], dtype=np.float64)
     arr.setflags(write=False)
     return arr
 
 
 @dataclass(frozen=True)
 class InputBox:
-    """An axis-aligned input box ``[lower, upper]``.
+    """An axis-aligned input box ``[lower, upper]``, kept exactly and as float64.
+
+    The ends may be given as float64 values or as exact numbers (``Fraction``, ``Decimal``, ``int``
+    or decimal strings such as ``"0.1"``).  ``exact_lower`` / ``exact_upper`` keep them exactly;
+    ``lower`` / ``upper`` are their float64 images rounded outward (down / up), so the float box
+    contains the exact one: bounds over the float box hold for the exact box, and a counterexample
+    is re-checked only after :meth:`snap` has moved its input into the exact box.
 
     Parameters
     ----------
-    lower, upper : (n_in,) float64
+    lower, upper : (n_in,) float64 or exact numbers
         Bounds; ``lower <= upper`` elementwise (equal for a point).
+
+    Attributes
+    ----------
+    exact_lower, exact_upper : tuple of Fraction, length n_in
+        The ends as given (a float given as a float stands for its exact binary value).
 
     Raises
     ------
     ValueError
-        Empty, NaN/inf, shape-mismatched or inverted bounds.
+        Empty, NaN/inf, shape-mismatched or inverted bounds; an end beyond the float64 range.
     """
 
     lower: np.ndarray
     upper: np.ndarray
+    exact_lower: tuple = field(init=False, repr=False, compare=False)
+    exact_upper: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        lo, hi = _vec(self.lower, "input lower bound"), _vec(self.upper, "input upper bound")
-        if lo.shape != hi.shape:
-            raise ValueError(f"input bounds have different lengths: {lo.size} and {hi.size}")
-        bad = np.flatnonzero(lo > hi)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"inverted box: input lower[{i}] = {lo[i]} > upper[{i}] = {hi[i]}")
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", hi)
+        elo, ehi = _ends(self.lower, "input lower bound"), _ends(self.upper, "input upper bound")
+        if len(elo) != len(ehi):
+            raise ValueError(f"input bounds have different lengths: {len(elo)} and {len(ehi)}")
+        for i, (a, b) in enumerate(zip(elo, ehi)):
+            if a > b:
+                raise ValueError(f"inverted box: input lower[{i}] = {float(a)} > upper[{i}] = {float(b)}")
+        object.__setattr__(self, "exact_lower", elo)
+        object.__setattr__(self, "exact_upper", ehi)
+        object.__setattr__(self, "lower", _floats(elo, "down", "input lower bound"))
+        object.__setattr__(self, "upper", _floats(ehi, "up", "input upper bound"))
 
     @classmethod
     def point(cls, x) -> "InputBox":
-        """The degenerate box ``{x}``."""
+        """The degenerate box ``{x}`` (``x`` may hold exact numbers: its float box is then the
+        two floats around each non-float coordinate, its exact box the point itself)."""
         return cls(x, x)
 
     @classmethod
-    def ball(cls, x, eps: float) -> "InputBox":
-        """The L-inf ball ``{x' : |x' - x|_inf <= eps}`` (``eps >= 0``)."""
-        if not np.isfinite(eps) or eps < 0:
+    def ball(cls, x, eps) -> "InputBox":
+        """The L-inf ball ``{x' : |x' - x|_inf <= eps}`` (``eps >= 0``), formed exactly (``x`` and
+        ``eps`` may be exact numbers) and then rounded outward."""
+        if isinstance(eps, (float, np.floating)) and not np.isfinite(eps):
             raise ValueError(f"ball radius must be finite and >= 0, got {eps}")
-        x = _vec(x, "ball centre")
-        return cls(x - eps, x + eps)
+        e = to_fraction(eps, "ball radius")
+        if e < 0:
+            raise ValueError(f"ball radius must be finite and >= 0, got {float(e)}")
+        xs = _ends(x if not isinstance(x, (list, tuple)) else np.asarray(x, dtype=object), "ball centre")
+        return cls(np.array([v - e for v in xs], dtype=object), np.array([v + e for v in xs], dtype=object))
 
     @property
     def n_in(self) -> int:
@@ -71,7 +111,21 @@ class InputBox:
 
     @property
     def center(self) -> np.ndarray:
+        """The float64 centre of the float box (a search start, not an exact value)."""
         return 0.5 * (self.lower + self.upper)
+
+    @property
+    def exact_center(self) -> np.ndarray:
+        """The exact centre of the exact box, ``(n_in,)`` object array of floats (where a float
+        equals it) and Fractions."""
+        return np.array([as_float_if_exact((a + b) / 2) for a, b in zip(self.exact_lower, self.exact_upper)],
+                        dtype=object)
+
+    @property
+    def is_exact_float(self) -> bool:
+        """True when every exact end is a float64 (the float box is the exact box)."""
+        return all(Fraction(float(f)) == q for f, q in zip(self.lower, self.exact_lower)) and \
+            all(Fraction(float(f)) == q for f, q in zip(self.upper, self.exact_upper))
 
     @property
     def is_point(self) -> bool:
@@ -89,8 +143,38 @@ class InputBox:
             raise ValueError(f"input box has {self.n_in} dimensions, the network has {n_in} inputs")
 
     def contains(self, x) -> bool:
+        """``x`` (float64) lies in the float box."""
         x = np.asarray(x, dtype=np.float64)
         return bool(np.all(x >= self.lower) and np.all(x <= self.upper))
+
+    def contains_exact(self, x) -> bool:
+        """``x`` (floats and/or Fractions, compared exactly) lies in the exact box."""
+        vals = list(np.asarray(x, dtype=object).reshape(-1))
+        if len(vals) != self.n_in:
+            return False
+        return all(a <= v <= b for v, a, b in zip(vals, self.exact_lower, self.exact_upper))
+
+    def snap(self, x) -> np.ndarray:
+        """``x`` moved into the exact box, coordinate by coordinate (a coordinate outside is
+        replaced by the nearest exact end, as a float where that end is one, else a Fraction).
+        For ``x`` in the float box each coordinate moves by less than one float64 spacing.
+
+        Returns
+        -------
+        (n_in,) object array of floats and Fractions
+        """
+        vals = list(np.asarray(x, dtype=object).reshape(-1))
+        if len(vals) != self.n_in:
+            raise ValueError(f"x has {len(vals)} coordinates, the box {self.n_in}")
+        out = []
+        for v, a, b in zip(vals, self.exact_lower, self.exact_upper):
+            v = v if isinstance(v, Fraction) else float(v)
+            if v < a:
+                v = as_float_if_exact(a)
+            elif v > b:
+                v = as_float_if_exact(b)
+            out.append(v)
+        return np.array(out, dtype=object)
 
 
 def as_input_box(inputs, n_in: int | None = None) -> InputBox:
@@ -102,7 +186,8 @@ def as_input_box(inputs, n_in: int | None = None) -> InputBox:
     inputs : InputBox, (n_in,) array-like, or (lower, upper) pair
         A point, or a box given as a tuple *or list* of two array-likes ``(lower, upper)`` of
         shape ``(n_in,)`` each.  A pair of two plain numbers is a 1-input box when ``n_in == 1``
-        (or, without ``n_in``, when it is a tuple), else a 2-input point.
+        (or, without ``n_in``, when it is a tuple), else a 2-input point.  Entries may be exact
+        numbers (``Fraction``, ``Decimal``, decimal strings): see :class:`InputBox`.
     n_in : int, optional
         The network's number of inputs; when given, the dimension is checked.
 
@@ -122,7 +207,9 @@ def as_input_box(inputs, n_in: int | None = None) -> InputBox:
             all(np.ndim(v) >= 1 for v in inputs) or n_in == 1 or (n_in is None and isinstance(inputs, tuple))):
         box = InputBox(inputs[0], inputs[1])
     else:
-        arr = np.asarray(inputs, dtype=np.float64)
+        arr = np.asarray(inputs)
+        if arr.dtype != object and arr.dtype.kind not in "US":
+            arr = arr.astype(np.float64)
         if arr.ndim > 1:
             raise ValueError(f"inputs must be an InputBox, a point of shape (n_in,) or a (lower, upper) pair; "
                              f"got an array of shape {arr.shape}")

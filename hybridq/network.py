@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence, Union
@@ -74,6 +75,31 @@ def as_interval(v):
     if isinstance(v, (int, float)):
         return mpmath.iv.mpf(v)
     return v
+
+
+def exact_input(x, n_in: int) -> list:
+    """One input point for exact evaluation: a list of ``n_in`` exact numbers, each a float (a
+    float64 entry, used as its exact binary value) or a :class:`fractions.Fraction`.
+
+    Raises
+    ------
+    ValueError
+        Wrong length, or an entry that is not a finite real number.
+    """
+    if isinstance(x, np.ndarray) and x.dtype != object:
+        arr = np.asarray(x, dtype=np.float64)
+        if arr.shape != (n_in,):
+            raise ValueError(f"x must have shape ({n_in},), got {arr.shape}")
+        vals = [float(v) for v in arr]
+    else:
+        vals = list(np.asarray(x, dtype=object).reshape(-1)) if np.ndim(x) else [x]
+        if np.shape(x) != (n_in,):
+            raise ValueError(f"x must have shape ({n_in},), got {np.shape(x)}")
+        vals = [Fraction(v) if isinstance(v, (Fraction, Decimal, int)) else float(v) for v in vals]
+    for v in vals:
+        if isinstance(v, float) and not np.isfinite(v):
+            raise ValueError(f"x contains NaN or inf: {v}")
+    return vals
 
 
 def _as_f64(a, name: str, ndim: int) -> np.ndarray:
@@ -203,6 +229,11 @@ class Network:
         Output de-normalization ``y = h_L * std + mean`` (defaults 0 and 1); ``std > 0``.
     name : str
         Free-form name (file name when loaded).
+    decision_sense : {"max", "min"}
+        Which output is the network's decision: the largest logit (``"max"``, a classifier) or
+        the smallest (``"min"``: ACAS Xu, whose advisory is the lowest score).  The default of
+        :class:`hybridq.Decision` properties built for this network (the loaders set ``"min"`` for
+        the ACAS Xu files; see :func:`hybridq.load_network`).
 
     Raises
     ------
@@ -221,8 +252,11 @@ class Network:
     output_mean: np.ndarray | None = None
     output_std: np.ndarray | None = None
     name: str = field(default="network", compare=False)
+    decision_sense: str = "max"
 
     def __post_init__(self) -> None:
+        if self.decision_sense not in ("max", "min"):
+            raise ModelFormatError(f"decision_sense must be 'max' or 'min', got {self.decision_sense!r}")
         layers = tuple(self.layers)
         if not layers:
             raise ModelFormatError("a network needs at least one dense layer")
@@ -280,7 +314,7 @@ class Network:
             Layer(W, b, l.activation, l.alpha) for l, (W, b) in zip(self.layers, p)
         )
         return Network(layers, self.output, self.input_mean, self.input_std, self.input_lower,
-                       self.input_upper, self.output_mean, self.output_std, self.name)
+                       self.input_upper, self.output_mean, self.output_std, self.name, self.decision_sense)
 
     def _check_params(self, params: Params | None) -> Params:
         if params is None:
@@ -341,13 +375,17 @@ class Network:
         s = output_transform(np.atleast_2d(y), self.output)
         return s[0] if one else s
 
-    def predict(self, x, params: Params | None = None) -> np.ndarray:
-        """Predicted class, shape ``(n,)`` or a scalar: the argmax of the logits, or for a network
-        with one output (a binary classifier) 1 where the logit is > 0, else 0."""
+    def predict(self, x, params: Params | None = None, sense: str | None = None) -> np.ndarray:
+        """Predicted class, shape ``(n,)`` or a scalar: the argmax of the logits (the argmin for
+        ``sense="min"``; default :attr:`decision_sense`), or for a network with one output (a
+        binary classifier) 1 where the logit is > 0, else 0."""
+        sense = self.decision_sense if sense is None else sense
+        if sense not in ("max", "min"):
+            raise ValueError(f"decision sense must be 'max' or 'min', got {sense!r}")
         y = self.forward(x, params)
         if self.n_out == 1:
             return (y[..., 0] > 0).astype(np.int64)
-        return np.argmax(y, axis=-1)
+        return np.argmax(y, axis=-1) if sense == "max" else np.argmin(y, axis=-1)
 
     # ------------------------------------------------------------ exact path
     def exact_logits(self, x, params: Params | None = None) -> list:
@@ -358,13 +396,19 @@ class Network:
         Networks with sigmoid or tanh are evaluated in ``mpmath`` interval arithmetic at 200 bits;
         each returned interval encloses the real value.
 
+        Parameters
+        ----------
+        x : (n_in,) array-like of floats and/or Fractions
+            The raw input.  Entries may be :class:`fractions.Fraction` (e.g. a decimal the user
+            wrote that no float64 equals, such as ``Fraction('0.1')``); they are used exactly.
+        params : Params, optional
+            Substituted parameters (default: the nominal ones).
+
         Returns
         -------
         list of ``n_out`` Fractions or ``mpmath.iv.mpf`` intervals.
         """
-        x = np.asarray(x, dtype=np.float64)
-        if x.shape != (self.n_in,):
-            raise ValueError(f"x must have shape ({self.n_in},), got {x.shape}")
+        x = exact_input(x, self.n_in)
         p = self._check_params(params)
         if self.is_piecewise_linear:
             return self._exact_fraction(x, p)
@@ -386,10 +430,10 @@ class Network:
             tot = sum(exps[1:], exps[0])
             return [e / tot for e in exps]
 
-    def _exact_fraction(self, x: np.ndarray, p: Params) -> list[Fraction]:
+    def _exact_fraction(self, x: list, p: Params) -> list[Fraction]:
         h = []
         for i, xi in enumerate(x):
-            v = Fraction(float(xi))
+            v = Fraction(xi)
             if self.input_lower is not None:
                 v = min(max(v, Fraction(float(self.input_lower[i]))), Fraction(float(self.input_upper[i])))
             h.append((v - Fraction(float(self.input_mean[i]))) / Fraction(float(self.input_std[i])))
@@ -407,14 +451,14 @@ class Network:
             h = [_act_fraction(v, l.activation, l.alpha) for v in z]
         return [v * Fraction(float(s)) + Fraction(float(m)) for v, s, m in zip(h, self.output_std, self.output_mean)]
 
-    def _exact_interval(self, x: np.ndarray, p: Params) -> list:
+    def _exact_interval(self, x: list, p: Params) -> list:
         iv = mpmath.iv
         h = []
         for i, xi in enumerate(x):
-            v = float(xi)
+            v = xi  # a float or a Fraction; comparisons of the two are exact
             if self.input_lower is not None:
                 v = min(max(v, float(self.input_lower[i])), float(self.input_upper[i]))
-            h.append((iv.mpf(v) - iv.mpf(float(self.input_mean[i]))) / iv.mpf(float(self.input_std[i])))
+            h.append((as_interval(v) - iv.mpf(float(self.input_mean[i]))) / iv.mpf(float(self.input_std[i])))
         for l, (W, b) in zip(self.layers, p):
             W = np.asarray(W, dtype=np.float64)
             b = np.asarray(b, dtype=np.float64)

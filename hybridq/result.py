@@ -89,6 +89,9 @@ class Counterexample:
         exactly (:mod:`hybridq.deployed`).
     note : str
         E.g. whether onnxruntime reproduces the violation.
+    x_exact : tuple of Fraction or None
+        The exact input when some coordinate is not a float64 (e.g. the decimal end ``0.1`` of
+        the input box the user wrote); ``x`` is then its nearest float64.  None when ``x`` is exact.
     """
 
     x: np.ndarray
@@ -97,6 +100,7 @@ class Counterexample:
     value: float | None = None
     kind: str = ""
     note: str = ""
+    x_exact: tuple | None = None
 
     def save(self, path: str | Path) -> None:
         """Write ``x``, ``W0, b0, W1, b1, ...`` (and ``margin``) to an ``.npz`` file."""
@@ -106,12 +110,16 @@ class Counterexample:
             arrays[f"b{k}"] = np.asarray(b)
         if self.value is not None:
             arrays["value"] = np.float64(self.value)
+        if self.x_exact is not None:  # exact rationals as 'p/q' strings
+            arrays["x_exact"] = np.array([str(q) for q in self.x_exact])
         np.savez(path, **arrays)
 
     def to_dict(self) -> dict:
         d = {"x": np.asarray(self.x).tolist(), "margin": float(self.margin), "value": self.value}
         if self.kind or self.note:
             d.update(kind=self.kind, note=self.note)
+        if self.x_exact is not None:
+            d["x_exact"] = [str(q) for q in self.x_exact]
         return d
 
 

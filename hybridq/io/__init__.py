@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from pathlib import Path
 
 from hybridq.errors import ModelFormatError
 from hybridq.io.vnnlib import decision_label, load_vnnlib
 from hybridq.network import Network
 
-__all__ = ["load_network", "load_vnnlib", "decision_label", "LOADERS"]
+__all__ = ["load_network", "load_vnnlib", "decision_label", "is_acasxu", "LOADERS"]
 
 #: File suffix -> loader module and function name (imported lazily).
 LOADERS = {
@@ -29,6 +31,10 @@ def load_network(path: str | Path) -> Network:
     Returns
     -------
     Network
+        Its ``decision_sense`` is ``"min"`` for the ACAS Xu networks (a file name containing
+        ``ACASXU``/``acas_xu`` with 5 inputs and 5 outputs: the Reluplex ``.nnet`` files and
+        the VNN-COMP ONNX files; the advisory is the output with the lowest score), as stored for
+        ``.npz``, else ``"max"``.
 
     Raises
     ------
@@ -49,4 +55,14 @@ def load_network(path: str | Path) -> Network:
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")
     module, func = LOADERS[suffix]
-    return getattr(importlib.import_module(module), func)(path)
+    net = getattr(importlib.import_module(module), func)(path)
+    if suffix != ".npz" and is_acasxu(path, net):
+        net = dataclasses.replace(net, decision_sense="min")
+    return net
+
+
+def is_acasxu(path: str | Path, network: Network) -> bool:
+    """True for an ACAS Xu network file: a name containing ``acasxu`` (case, ``_`` and ``-``
+    ignored) and 5 inputs and 5 outputs (Julian et al. 2016; the advisory is the argmin)."""
+    stem = re.sub(r"[_\-\s]", "", Path(path).name.lower())
+    return "acasxu" in stem and network.n_in == 5 and network.n_out == 5

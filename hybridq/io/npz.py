@@ -10,6 +10,7 @@ Arrays (all plain, no pickled objects)::
     input_lower, input_upper     (n_in,) float64 (optional, both or neither)
     output_mean, output_std      (n_out,) float64 (optional)
     name                         () str (optional)
+    decision_sense               () str, "max" or "min" (optional, default max)
 
 Saving and loading round-trips every value exactly (float64 is stored bit for bit).
 """
@@ -47,6 +48,7 @@ def save_npz(network: Network, path: str | Path) -> None:
     arrays["alphas"] = np.array([l.alpha for l in network.layers], dtype=np.float64)
     arrays["output"] = np.array(network.output, dtype=str)
     arrays["name"] = np.array(network.name, dtype=str)
+    arrays["decision_sense"] = np.array(network.decision_sense, dtype=str)
     for key in _OPTIONAL_VECTORS:
         v = getattr(network, key)
         if v is not None:
@@ -142,7 +144,10 @@ def load_npz(path: str | Path) -> Network:
             kw[key] = v
     output = _str(arrays["output"], path, "output") if "output" in arrays else "identity"
     name = _str(arrays["name"], path, "name") if "name" in arrays else path.stem
+    sense = _str(arrays["decision_sense"], path, "decision_sense") if "decision_sense" in arrays else "max"
+    if sense not in ("max", "min"):
+        raise ModelFormatError(f"{path}: array 'decision_sense' must be 'max' or 'min', got {sense!r}")
     try:
-        return Network(tuple(layers), output=output, name=name, **kw)
+        return Network(tuple(layers), output=output, name=name, decision_sense=sense, **kw)
     except ModelFormatError as e:
         raise type(e)(f"{path}: {e}") from None

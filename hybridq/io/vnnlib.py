@@ -12,9 +12,12 @@ brought to disjunctive normal form and its disjuncts are grouped by their input 
 ``(InputBox, OutputConstraint)`` pair per distinct box (ACAS Xu property 6, ``test_small.vnnlib``).
 Strict comparisons ``<``/``>`` are rejected (the unsafe set ``A y <= c`` is closed).
 
-Numbers are parsed exactly (``fractions.Fraction``) and rounded once to float64, outward where it
-matters for soundness: input-box ends down (lower) and up (upper), so the float box contains the
-decimal one, and the right-hand sides of the unsafe set ``A y <= c`` up; coefficients to nearest.
+Numbers are parsed exactly (``fractions.Fraction``) and kept exactly in the returned
+:class:`InputBox` (``exact_lower``/``exact_upper``) and :class:`OutputConstraint` (``exact``);
+their float64 images are rounded outward where it matters for soundness: input-box ends down
+(lower) and up (upper), so the float box contains the decimal one, and the right-hand sides of the
+unsafe set ``A y <= c`` up; coefficients to nearest (their rounding error is kept in
+``OutputConstraint.coef_err``).  Counterexamples are re-checked against the exact numbers.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from hybridq.errors import ModelFormatError
 from hybridq.inputs import InputBox
 from hybridq.properties import OutputConstraint
 
-__all__ = ["load_vnnlib", "parse_vnnlib", "decision_label"]
+__all__ = ["load_vnnlib", "parse_vnnlib", "decision_label", "clamp_mismatch"]
 
 _TOKEN = re.compile(r"\(|\)|[^\s()]+")
 _VAR = re.compile(r"^([XY])_(\d+)$")
@@ -226,18 +229,22 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
                 if len(coefs) != 1:
                     raise p.fail("an input constraint must bound a single X variable (a box)", pos)
                 (v, a), = coefs.items()
-                # outward: the float box contains the decimal box, so "robust" covers all of it
-                i, bound = p.declared[v][1], _float(p, -k / a, pos, "up" if a > 0 else "down")
+                # kept exact; InputBox rounds outward (the float box contains the decimal box,
+                # so "robust" covers all of it) and re-checks counterexamples in the exact box
+                i, bound = p.declared[v][1], -k / a
+                _float(p, bound, pos, "up" if a > 0 else "down")  # within the float64 range
                 if a > 0:
                     hi[i] = bound if hi[i] is None else min(hi[i], bound)
                 else:
                     lo[i] = bound if lo[i] is None else max(lo[i], bound)
             elif kinds == {"Y"}:
-                row = np.zeros(n_out)
+                row = [Fraction(0)] * n_out
                 for v, a in coefs.items():
-                    row[p.declared[v][1]] = _float(p, a, pos)
+                    _float(p, a, pos)  # within the float64 range
+                    row[p.declared[v][1]] = a
                 rows.append(row)
-                rhs.append(_float(p, -k, pos, "up"))  # enlarges the unsafe set A y <= c: sound for "robust"
+                _float(p, -k, pos, "up")
+                rhs.append(-k)  # exact; OutputConstraint rounds it up (a larger unsafe set: sound for "robust")
             else:
                 raise p.fail("a constraint mixes input (X) and output (Y) variables", pos)
         for i in range(n_in):
@@ -248,9 +255,9 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
         key = (tuple(lo), tuple(hi))
         if key not in groups:
             groups[key] = []
-            boxes[key] = InputBox(np.array(key[0]), np.array(key[1]))
+            boxes[key] = InputBox(np.array(key[0], dtype=object), np.array(key[1], dtype=object))
         if rows:
-            groups[key].append((np.array(rows), np.array(rhs)))
+            groups[key].append((np.array(rows, dtype=object), np.array(rhs, dtype=object)))
         else:  # no output constraint: every output of this box is unsafe
             groups[key].append((np.zeros((1, n_out)), np.zeros(1)))
     if not groups:
@@ -291,28 +298,31 @@ def load_vnnlib(path: str | Path, n_in: int | None = None,
     return parse_vnnlib(text, n_in, n_out, source=str(path))
 
 
-def decision_label(constraint: OutputConstraint) -> int | None:
+def decision_label(constraint: OutputConstraint, sense: str = "max") -> int | None:
     """The protected class of a "some other logit reaches the label" unsafe set, if it is one.
 
-    Recognizes ``OR_{j != c} (Y_j >= Y_c)`` (the mnistfc / ERAN form; each disjunct one row
-    ``a*(Y_c - Y_j) <= 0`` with ``a > 0``, every ``j != c`` present): it is exactly
-    :class:`hybridq.Decision` ``(c, kappa=0)``, so ``c`` is returned.  Anything else, e.g. ACAS Xu
-    property 3 (``Y_0 <= Y_j`` for all ``j``: "COC minimal is unsafe", which protects no class) or
-    property 6 (an argmin requirement), gives ``None``.
+    For ``sense="max"`` recognizes ``OR_{j != c} (Y_j >= Y_c)`` (the mnistfc / ERAN form; each
+    disjunct one row ``a*(Y_c - Y_j) <= 0`` with ``a > 0``, every ``j != c`` present): it is exactly
+    :class:`hybridq.Decision` ``(c, kappa=0)``, so ``c`` is returned.  For ``sense="min"`` the
+    mirror form ``OR_{j != c} (Y_j <= Y_c)`` (``c`` no longer the strict argmin) gives ``c``.
+    Anything else, e.g. ACAS Xu property 3 (``Y_0 <= Y_j`` for all ``j``: "COC minimal is unsafe",
+    which protects no class) or property 6, gives ``None``.
 
     Parameters
     ----------
     constraint : OutputConstraint
+    sense : {"max", "min"}
 
     Returns
     -------
     int or None
     """
+    flip = -1.0 if sense == "min" else 1.0
     label, others = None, set()
     for A, c in constraint.disjuncts:
         if A.shape[0] != 1 or c[0] != 0.0:
             return None
-        row = A[0]
+        row = flip * A[0]
         nz = np.flatnonzero(row)
         if nz.size != 2 or row[nz[0]] != -row[nz[1]]:
             return None
@@ -326,3 +336,45 @@ def decision_label(constraint: OutputConstraint) -> int | None:
     if label is None or others != set(range(n_out)) - {label}:
         return None
     return label
+
+
+def clamp_mismatch(network, boxes, factor: float = 1.0) -> str | None:
+    """Why the input boxes do not fit the network's input clamp range, or None.
+
+    A ``.nnet`` network clamps each raw input to ``[input_lower, input_upper]`` before it
+    normalizes it.  A box coordinate that lies wholly outside that range (every input of the box is
+    clamped to the same end), or that reaches beyond it by more than ``factor`` times the range's
+    width, almost surely uses other units: typically a VNNLIB property written for the
+    normalized inputs of the ONNX version of the network (VNN-COMP's ACAS Xu set) given to the
+    raw-unit ``.nnet`` file.  The run stays valid (the numbers are what they are), so this is a
+    reason for a warning, not an error.
+
+    Parameters
+    ----------
+    network : Network
+    boxes : sequence of InputBox
+    factor : float
+        How far beyond the clamp range, in clamp-range widths, a box may reach.
+
+    Returns
+    -------
+    str or None
+        One sentence naming the first offending input, or None when every box fits (or the
+        network has no clamp).
+    """
+    if network.input_lower is None:
+        return None
+    L, U = network.input_lower, network.input_upper
+    width = U - L
+    for b in boxes:
+        for i in range(min(b.n_in, L.size)):
+            lo, hi = float(b.lower[i]), float(b.upper[i])
+            outside = hi < L[i] or lo > U[i]
+            beyond = max(L[i] - lo, hi - U[i], 0.0) > factor * width[i]
+            if outside or beyond:
+                how = "lies outside" if outside else "reaches far beyond"
+                return (f"the box of X_{i}, [{lo:.6g}, {hi:.6g}], {how} the network's input clamp range "
+                        f"[{L[i]:.6g}, {U[i]:.6g}]: the units probably differ (a .nnet file takes raw units, "
+                        f"e.g. ACAS Xu's feet, radians and feet/s; VNN-COMP's ACAS Xu properties are written "
+                        f"for the normalized inputs of the ONNX files)")
+    return None

@@ -50,8 +50,9 @@ class Sat:
 
     Parameters
     ----------
-    x : (n_in,) float64
-        Raw input inside the cell's input box.
+    x : (n_in,) float64, or object array of floats and Fractions
+        Raw input inside the cell's input box (and inside the exact input box when one was given:
+        a coordinate at a decimal end that is not a float64 is that exact Fraction).
     params : Params
         Concrete float64 parameters inside the perturbation box.
     time_s : float
@@ -115,7 +116,7 @@ class Backend:
 
     # ------------------------------------------------------------------ driver
     def check(self, network, perturbation, cell: Cell, prop, timeout: float, neuron_bounds=None,
-              encoding: str = "reduced", ibp: bool | None = None) -> Outcome:
+              encoding: str = "reduced", ibp: bool | None = None, box=None) -> Outcome:
         """Decide one cell.
 
         Parameters
@@ -138,6 +139,9 @@ class Backend:
             encoding (Murthy, Das, Islam, arXiv:1903.10672).
         ibp : bool, optional
             Add exact interval bounds of every neuron (default: on for ``reduced``, off for ``pure``).
+        box : InputBox, optional
+            The problem's exact input box (decimal ends as the user wrote them); the query ranges
+            over the cell intersected with it, so a model is a point of the user's box.
 
         Returns
         -------
@@ -153,7 +157,7 @@ class Backend:
         t0 = time.perf_counter()
         deadline = t0 + max(float(timeout), 0.0)
         q = enc.Query.build(network, perturbation, cell, prop, neuron_bounds, encoding,
-                            (encoding == "reduced") if ibp is None else bool(ibp))
+                            (encoding == "reduced") if ibp is None else bool(ibp), box)
         out = self._decide(q, deadline)
         object.__setattr__(out, "time_s", time.perf_counter() - t0)
         out.stats.setdefault("encoding", encoding)

@@ -188,22 +188,23 @@ class DrealBackend(Backend):
         for signs in itertools.product((-1, 1), repeat=len(free)):
             x_try = list(mids)
             for s, i in zip(signs, free):
-                x_try[i] = Fraction(float(q.upper[i] if s > 0 else q.lower[i]))
+                x_try[i] = q.xhi[i] if s > 0 else q.xlo[i]
             x, params = pullback(q, x_try, z_model)
             if q.confirm(x, params):
                 return x, (x, params)
         return x0, None
 
-    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
+              box=None):
         """See :meth:`hybridq.smt.base.Backend.check`; a delta-sat answer is re-checked exactly."""
         if not self.subprocess:
-            return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+            return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
         t0 = time.perf_counter()
         # fork (no re-import, fast) only where it is safe: a single-threaded parent on a system that has it
         method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
         ctx = mp.get_context(method)
         parent, child = ctx.Pipe(duplex=False)
-        args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+        args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
         proc = ctx.Process(target=_child, args=(child, args), daemon=True)
         proc.start()
         child.close()
@@ -221,7 +222,7 @@ class DrealBackend(Backend):
 
 
 def _child(conn, args) -> None:  # pragma: no cover - runs in the spawned process
-    delta, network, perturbation, cell, prop, timeout, bounds, encoding, ibp = args
+    delta, network, perturbation, cell, prop, timeout, bounds, encoding, ibp, box = args
     backend = DrealBackend(delta, subprocess=False)
-    conn.send(backend.check(network, perturbation, cell, prop, timeout, bounds, encoding, ibp))
+    conn.send(backend.check(network, perturbation, cell, prop, timeout, bounds, encoding, ibp, box))
     conn.close()

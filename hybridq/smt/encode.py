@@ -99,12 +99,16 @@ class Query:
     encoding: str = "reduced"
     ibp: bool = True
     extra: dict = field(default_factory=dict)
+    xlo: list = field(default_factory=list)  # exact input bounds: the cell box within the exact box
+    xhi: list = field(default_factory=list)
 
     @classmethod
     def build(cls, network, perturbation, cell, prop, neuron_bounds=None, encoding="reduced",
-              ibp=True) -> "Query":
+              ibp=True, box=None) -> "Query":
         """Validate the arguments of ``Backend.check`` (raises ``ValueError`` /
-        ``PerturbationError`` naming the bad argument)."""
+        ``PerturbationError`` naming the bad argument).  ``box`` (an :class:`hybridq.InputBox`,
+        optional) is the problem's exact input box: the query's input ranges are the cell's
+        float box intersected with it, exactly (``xlo``/``xhi``)."""
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         perturbation.check_network(network)
@@ -142,13 +146,21 @@ class Query:
                 if rows is not None:
                     for k, r in enumerate(rows):
                         dst[k] = fn(dst[k], r)
-        return cls(network, perturbation, prop, lower, upper, pre_lo, pre_hi, nom_lo, nom_hi, encoding, bool(ibp))
+        xlo, xhi = [Fraction(float(v)) for v in lower], [Fraction(float(v)) for v in upper]
+        if box is not None:
+            if box.n_in != network.n_in:
+                raise ValueError(f"input box has {box.n_in} dimensions, the network has {network.n_in} inputs")
+            xlo = [max(a, b) for a, b in zip(xlo, box.exact_lower)]
+            xhi = [min(a, b) for a, b in zip(xhi, box.exact_upper)]
+        return cls(network, perturbation, prop, lower, upper, pre_lo, pre_hi, nom_lo, nom_hi, encoding, bool(ibp),
+                   xlo=xlo, xhi=xhi)
 
     # ------------------------------------------------------------------ helpers
     def confirm(self, x: np.ndarray, params) -> bool:
-        """Exact re-check: ``x`` in the cell box, ``params`` in the perturbation box, the property
-        violated in exact arithmetic at ``(x, params)``."""
-        if not (np.all(x >= self.lower) and np.all(x <= self.upper)):
+        """Exact re-check: ``x`` (floats and/or Fractions) in the query's exact input ranges,
+        ``params`` in the perturbation box, the property violated in exact arithmetic at
+        ``(x, params)``."""
+        if not all(a <= v <= b for v, a, b in zip(x, self.xlo, self.xhi)):
             return False
         if not self.perturbation.contains(params):
             return False
@@ -158,10 +170,10 @@ class Query:
         """A positive scale (1 + the property's threshold) for the retry margins."""
         p = self.prop
         if isinstance(p, Deviation):
-            return 1 + Fraction(p.delta)
+            return 1 + p.delta_exact
         if isinstance(p, Decision):
-            return 1 + Fraction(p.kappa)
-        return 1 + max(abs(Fraction(float(v))) for _, c in p.disjuncts for v in c)
+            return 1 + p.kappa_exact
+        return 1 + max(abs(v) for _, c in p.exact for v in c)
 
 
 @dataclass
@@ -319,11 +331,11 @@ def _meet(a, b, fn):
 def _input_layer(ar: Arith, q: Query, x_fixed, cons):
     """Raw clamped input terms and normalized inputs ``h_0`` with exact intervals."""
     net = q.network
-    lo_box = q.lower if x_fixed is None else x_fixed
-    hi_box = q.upper if x_fixed is None else x_fixed
+    lo_box = q.xlo if x_fixed is None else x_fixed
+    hi_box = q.xhi if x_fixed is None else x_fixed
     x_terms, h, hlo, hhi = [], [], [], []
     for i in range(net.n_in):
-        lo, hi = Fraction(float(lo_box[i])), Fraction(float(hi_box[i]))
+        lo, hi = Fraction(lo_box[i]), Fraction(hi_box[i])
         if net.input_lower is not None:
             cl, cu = Fraction(float(net.input_lower[i])), Fraction(float(net.input_upper[i]))
             lo, hi = min(max(lo, cl), cu), min(max(hi, cl), cu)
@@ -501,18 +513,19 @@ def _sigmoid_thresholds(y0: Fraction, d: Fraction):
 
 def _violation(ar: Arith, q: Query, yp, yn, margin: Fraction):
     p, net = q.prop, q.network
+    # the exact numbers the user wrote (hybridq.exact): an Unsat over the cell's (outward) float box
+    # then holds for them, and a model violates them, not only their float images
     if isinstance(p, Decision):
-        k = Fraction(p.kappa) - margin
+        k = p.kappa_exact - margin
         rows = p.spec_matrix(net.n_out)  # rows e_c - e_j (or +-1 for a binary classifier)
         return _or(ar, [_le(ar, _affine(ar, [Fraction(float(a)) for a in row], yp, _F0), k) for row in rows])
     if isinstance(p, OutputConstraint):
         ds = []
-        for A, cvec in p.disjuncts:
-            rows = [_le(ar, _affine(ar, [Fraction(float(a)) for a in row], yp, _F0), Fraction(float(rhs)) - margin)
-                    for row, rhs in zip(A, cvec)]
+        for A, cvec in p.exact:
+            rows = [_le(ar, _affine(ar, list(row), yp, _F0), rhs - margin) for row, rhs in zip(A, cvec)]
             ds.append(_and(ar, rows))
         return _or(ar, ds)
-    d = Fraction(p.delta) + margin
+    d = p.delta_exact + margin
     sel = p.selected(net.n_out)
     if p.space == "logit" or net.output == "identity":
         fs = []
@@ -524,7 +537,7 @@ def _violation(ar: Arith, q: Query, yp, yn, margin: Fraction):
         fs = []
         for j in sel:
             if _is_c(yn[j]):  # the monotone logit threshold (exact up to 200-bit outward rounding)
-                t_up, t_dn = _sigmoid_thresholds(yn[j], Fraction(p.delta))
+                t_up, t_dn = _sigmoid_thresholds(yn[j], p.delta_exact)
                 if t_up is not None:
                     fs.append(_lt(ar, t_up + margin, yp[j]))
                 if t_dn is not None:
@@ -615,15 +628,21 @@ def pullback(q: Query, x_model: Sequence, z_model: Sequence) -> tuple[np.ndarray
 
     Returns
     -------
-    x : (n_in,) float64, params : Params
+    x : (n_in,) float64 (object array of floats and Fractions when needed), params : Params
+        Each coordinate of ``x`` is the model's value rounded to the nearest float64 when that
+        float lies in the query's exact input range (``xlo``/``xhi``), else the model's value
+        clipped into that range, exactly (e.g. a decimal end ``0.1`` of the user's box).
     """
     net, pert = q.network, q.perturbation
-    x = np.array([float(v) if v is not None else 0.5 * (lo + hi)
-                  for v, lo, hi in zip(x_model, q.lower, q.upper)], dtype=np.float64)
-    x = np.clip(x, q.lower, q.upper)
+    xs = []
+    for v, lo, hi in zip(x_model, q.xlo, q.xhi):
+        v = (lo + hi) / 2 if v is None else min(max(Fraction(v), lo), hi)
+        f = float(v)
+        xs.append(f if lo <= Fraction(f) <= hi else v)
+    x = np.array(xs, dtype=np.float64 if all(isinstance(v, float) for v in xs) else object)
     h = []
     for i in range(net.n_in):
-        v = Fraction(float(x[i]))
+        v = Fraction(x[i])
         if net.input_lower is not None:
             v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
         h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))

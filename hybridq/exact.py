@@ -1,0 +1,103 @@
+"""The exact numbers a user wrote, and their float64 images rounded in a chosen direction.
+
+A decimal such as ``0.1`` or ``0.49999999999999999999`` has no float64 equal.  hybridq keeps two
+versions of every number of a problem: the *exact* one (a :class:`fractions.Fraction` parsed from
+the decimal text, or the exact binary value of a float given as a float) and its float64 image,
+rounded *outward*, i.e. in the direction that enlarges the problem (input boxes grow, the unsafe
+set grows, ``delta`` shrinks, ``kappa`` grows).  The bound pass and the solvers work on the float
+problem, so ``robust`` proved there holds for the exact one; a counterexample is re-checked
+against the exact numbers, so it violates what the user wrote, not only its float image.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from fractions import Fraction
+
+import numpy as np
+
+__all__ = ["to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+
+
+def to_fraction(v, name: str = "value") -> Fraction:
+    """The exact value of a number a user gave.
+
+    Parameters
+    ----------
+    v : Fraction, Decimal, int, float, numpy scalar or str
+        A string is parsed as a decimal (``"0.1"``, ``"-1e-3"``, ``"3/4"``) without rounding; a
+        float stands for its exact binary value.
+    name : str
+        What the number is, for the error message.
+
+    Returns
+    -------
+    Fraction
+
+    Raises
+    ------
+    ValueError
+        Not a finite real number (NaN, inf, bool, text that is not a number).
+    """
+    if isinstance(v, (bool, np.bool_)):
+        raise ValueError(f"{name} must be a real number, got {v!r}")
+    try:
+        if isinstance(v, Fraction):
+            return v
+        if isinstance(v, (str, bytes)):
+            text = v.decode() if isinstance(v, bytes) else v
+            return Fraction(text.strip())
+        if isinstance(v, (int, np.integer, Decimal)):
+            return Fraction(v)
+        if isinstance(v, (float, np.floating)):
+            return Fraction(float(v))
+    except (ValueError, ZeroDivisionError, OverflowError, ArithmeticError):
+        raise ValueError(f"{name} must be a finite real number, got {v!r}") from None
+    raise ValueError(f"{name} must be a real number, got {v!r}")
+
+
+def float_nearest(q: Fraction, name: str = "value") -> float:
+    """``q`` rounded to the nearest float64; ``ValueError`` beyond the float64 range."""
+    try:
+        f = float(q)
+    except OverflowError:
+        f = float("inf")
+    if not np.isfinite(f):
+        raise ValueError(f"{name} {_short(q)} is beyond the float64 range")
+    return f
+
+
+def float_down(q: Fraction, name: str = "value") -> float:
+    """The largest float64 ``<= q`` (exactly); ``ValueError`` beyond the float64 range."""
+    f = float_nearest(q, name)
+    if Fraction(f) > q:
+        f = float(np.nextafter(f, -np.inf))
+        if not np.isfinite(f):
+            raise ValueError(f"{name} {_short(q)} is beyond the float64 range")
+    return f
+
+
+def float_up(q: Fraction, name: str = "value") -> float:
+    """The smallest float64 ``>= q`` (exactly); ``ValueError`` beyond the float64 range."""
+    f = float_nearest(q, name)
+    if Fraction(f) < q:
+        f = float(np.nextafter(f, np.inf))
+        if not np.isfinite(f):
+            raise ValueError(f"{name} {_short(q)} is beyond the float64 range")
+    return f
+
+
+def as_float_if_exact(q: Fraction) -> float | Fraction:
+    """``float(q)`` when that float equals ``q`` exactly, else ``q`` itself (exact either way)."""
+    try:
+        f = float(q)
+    except OverflowError:
+        return q
+    return f if np.isfinite(f) and Fraction(f) == q else q
+
+
+def _short(q: Fraction) -> str:
+    """A short text for a (possibly huge) exact number in an error message."""
+    if q.denominator == 1 and abs(q.numerator) > 10 ** 20:
+        return f"of about 10^{len(str(abs(q.numerator))) - 1}"
+    return f"{float(Decimal(q.numerator) / Decimal(q.denominator)):.6g}"
