@@ -54,7 +54,7 @@ __all__ = ["Instance", "InstanceResult", "load_instances", "run_batch", "read_re
 
 #: Keys of an instance (CSV header names, JSON / TOML keys).
 KEYS = ("id", "network", "vnnlib", "timeout", "perturb", "property", "delta", "outputs", "space", "box", "point",
-        "ball", "center", "decision", "label", "kappa")
+        "ball", "center", "decision", "label", "kappa", "sense")
 #: Columns of a header-less CSV row, in order (VNN-COMP's three, then hybridq's optional ones).
 POSITIONAL = ("network", "vnnlib", "timeout", "perturb", "property", "delta", "outputs")
 #: Columns of the results CSV.
@@ -373,6 +373,23 @@ class _Loader:
         return load_vnnlib(self._plain(path), n_in, n_out)
 
 
+def _exact(v, what: str):
+    """One number as written (decimal text exactly; a JSON/TOML float by its shortest decimal)."""
+    from hybridq.exact import to_fraction
+
+    try:
+        return to_fraction(repr(float(v)) if isinstance(v, float) else v, what)
+    except ValueError:
+        raise ConfigError(f"{what} must be a finite number, got {v!r}") from None
+
+
+def _exacts(v, what: str) -> np.ndarray:
+    """Numbers as written (see :func:`_exact`), as an object array of Fractions."""
+    _floats(v, what)  # the same checks and messages
+    vals = list(v) if isinstance(v, (list, tuple)) else [s for s in str(v).replace(";", ",").split(",") if s.strip()]
+    return np.array([_exact(s, what) for s in vals], dtype=object)
+
+
 def _floats(v, what: str) -> np.ndarray:
     if isinstance(v, (list, tuple)):
         vals = list(v)
@@ -392,7 +409,7 @@ def _input_box(v):
     from hybridq.inputs import InputBox
 
     if isinstance(v, dict) and "lo" in v and "hi" in v:
-        return InputBox(_floats(v["lo"], "box lo"), _floats(v["hi"], "box hi"))
+        return InputBox(_exacts(v["lo"], "box lo"), _exacts(v["hi"], "box hi"))
     parts = v if isinstance(v, (list, tuple)) else [s for s in str(v).split(",") if s.strip()]
     lo, hi = [], []
     for part in parts:
@@ -404,7 +421,7 @@ def _input_box(v):
                 raise ConfigError(f"bad box entry {part!r}: expected LO:HI pairs, e.g. '0:1,-1:1'")
         lo.append(a)
         hi.append(b)
-    return InputBox(_floats(lo, "box lower ends"), _floats(hi, "box upper ends"))
+    return InputBox(_exacts(lo, "box lower ends"), _exacts(hi, "box upper ends"))
 
 
 def _flag(v, what: str) -> bool:
@@ -429,6 +446,9 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
     if _blank(spec):
         raise ConfigError("no perturbation: give a perturb column or --perturb SPEC")
     pert = loader.perturbation(inst.network, str(spec).strip())
+    dec = opts.get("decision")
+    if isinstance(dec, str) and dec.strip().lower() in ("min", "max"):  # decision = min|max sets the sense
+        opts = {**opts, "decision": True, "sense": opts.get("sense") or dec.strip().lower()}
     prop_kind = str(opts.get("property", "")).strip().lower() or ("deviation" if "delta" in opts else
                                                                    "decision" if _flag(opts.get("decision", False), "decision") else "vnnlib")
     if prop_kind not in _PROPERTIES:
@@ -443,14 +463,14 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
     if "box" in opts:
         boxes = [_input_box(opts["box"])]
     elif "point" in opts:
-        x = _floats(opts["point"], "point")
-        boxes = [InputBox.ball(x, float(opts["ball"])) if "ball" in opts else InputBox.point(x)]
+        x = _exacts(opts["point"], "point")
+        boxes = [InputBox.ball(x, _exact(opts["ball"], "ball")) if "ball" in opts else InputBox.point(x)]
     elif pairs:
         boxes = [b for b, _ in pairs]
         if "center" in opts and _flag(opts["center"], "center"):
-            boxes = [InputBox.point(b.center) for b in boxes]
+            boxes = [InputBox.point(b.exact_center) for b in boxes]
         if "ball" in opts:
-            boxes = [InputBox.ball(b.center, float(opts["ball"])) for b in boxes]
+            boxes = [InputBox.ball(b.exact_center, _exact(opts["ball"], "ball")) for b in boxes]
     else:
         raise ConfigError("no input set: give a vnnlib file, a box or a point")
     for b in boxes:
@@ -461,14 +481,15 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
         if prop_kind == "deviation":
             outs = opts.get("outputs")
             outs = None if outs is None else tuple(int(v) for v in _floats(outs, "outputs"))
-            prop = Deviation(float(opts["delta"]), str(opts.get("space", "logit")), outs)
+            prop = Deviation(_exact(opts["delta"], "delta"), str(opts.get("space", "logit")), outs)
         elif prop_kind == "decision":
+            sense = str(opts.get("sense") or net.decision_sense).strip().lower()
             c = opts.get("label")
             if c is None and con is not None:
-                c = decision_label(con)
+                c = decision_label(con, sense)
             if c is None:
-                c = int(net.predict(b.center))
-            prop = Decision(int(c), float(opts.get("kappa", 0.0)))
+                c = int(net.predict(b.center, sense=sense))
+            prop = Decision(int(c), _exact(opts.get("kappa", 0), "kappa"), sense)
         else:
             if con is None:
                 raise ConfigError("property vnnlib needs a VNNLIB file")

@@ -548,7 +548,7 @@ def run(
                                     show_default=False),
     results: str = O("results.csv", "--results", "-o", help="Results CSV (rows appended; instances already in it are skipped)."),
     cex_dir: Optional[str] = O(None, "--counterexamples", help="Folder of the counterexample files (default: <results>_counterexamples)."),
-    perturb: Optional[str] = PERTURB, delta: Optional[float] = DELTA, outputs: Optional[str] = OUTPUTS,
+    perturb: Optional[str] = PERTURB, delta: Optional[str] = DELTA, outputs: Optional[str] = OUTPUTS,
     space: Optional[str] = SPACE, prop: Optional[str] = O(None, "--property", help="vnnlib, deviation or decision (default: deviation with --delta, else vnnlib)."),
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
     timeout: Optional[float] = O(None, "--timeout", help="Seconds per instance where the list gives none."),
@@ -566,7 +566,7 @@ def run(
         _fail(f"--results {results} is a directory")
     if not Path(results).resolve().parent.is_dir():
         _fail(f"--results {results}: directory {Path(results).resolve().parent} does not exist")
-    defaults = {k: v for k, v in job.items() if k in ("perturb", "delta", "outputs", "space", "decision", "kappa", "label")}
+    defaults = {k: v for k, v in job.items() if k in ("perturb", "delta", "outputs", "space", "decision", "kappa", "label", "sense")}
     for k, v in (("perturb", perturb), ("delta", delta), ("outputs", outputs), ("space", space), ("property", prop),
                  ("timeout", timeout)):
         if v is not None:

@@ -358,7 +358,7 @@ def _prop_dict(prop) -> dict:
         return {"type": "deviation", "delta": prop.delta, "space": prop.space,
                 "outputs": None if prop.outputs is None else list(prop.outputs)}
     if name == "Decision":
-        return {"type": "decision", "label": prop.label, "kappa": prop.kappa}
+        return {"type": "decision", "label": prop.label, "kappa": prop.kappa, "sense": prop.sense}
     if name == "OutputConstraint":
         return {"type": "output_constraint", "disjuncts": len(prop.disjuncts)}
     return {"type": name}

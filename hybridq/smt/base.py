@@ -213,4 +213,8 @@ class Backend:
         x, params = enc.pullback(q, x_model, z_model)
         if q.confirm(x, params):
             return x, (x, params)
+        if any(isinstance(v, Fraction) and Fraction(float(v)) != v for v in x_model):
+            xe, pe = enc.pullback(q, x_model, z_model, exact_x=True)  # the model's exact point
+            if q.confirm(xe, pe):
+                return xe, (xe, pe)
         return x, None

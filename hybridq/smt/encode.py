@@ -610,7 +610,7 @@ def _act_exactish(v: Fraction, act: str, alpha: Fraction) -> Fraction:
     return Fraction(0.5 * (1.0 + math.tanh(0.5 * z))) if act == "sigmoid" else Fraction(math.tanh(z))
 
 
-def pullback(q: Query, x_model: Sequence, z_model: Sequence) -> tuple[np.ndarray, tuple]:
+def pullback(q: Query, x_model: Sequence, z_model: Sequence, exact_x: bool = False) -> tuple[np.ndarray, tuple]:
     """Concrete float64 ``(x, params)`` from a model's input and perturbed pre-activations.
 
     ``x`` is the model's (clamped) input rounded to float64 and clipped into the cell box.  Layer by
@@ -625,6 +625,10 @@ def pullback(q: Query, x_model: Sequence, z_model: Sequence) -> tuple[np.ndarray
     q : Query
     x_model : n_in Fractions (or None)
     z_model : per layer, n_k Fractions (or None: keep the centre)
+    exact_x : bool
+        Keep the model's input exactly (a Fraction where no float64 equals it) instead of
+        rounding it to float64: the witness is then the model's point itself (needed when the
+        violation lives only at an exact decimal end of the user's box).
 
     Returns
     -------
@@ -638,7 +642,7 @@ def pullback(q: Query, x_model: Sequence, z_model: Sequence) -> tuple[np.ndarray
     for v, lo, hi in zip(x_model, q.xlo, q.xhi):
         v = (lo + hi) / 2 if v is None else min(max(Fraction(v), lo), hi)
         f = float(v)
-        xs.append(f if lo <= Fraction(f) <= hi else v)
+        xs.append(f if (Fraction(f) == v or (not exact_x and lo <= Fraction(f) <= hi)) else v)
     x = np.array(xs, dtype=np.float64 if all(isinstance(v, float) for v in xs) else object)
     h = []
     for i in range(net.n_in):
