@@ -45,6 +45,7 @@ class Problem:
     mode: str  # "verify" or "maximize"
     root_lower: np.ndarray = None
     root_upper: np.ndarray = None
+    box: object = None  # the exact InputBox: counterexamples are re-checked in it (hybridq.exact)
 
 
 @dataclass
@@ -138,8 +139,16 @@ class CellEngine:
                 return np.full(ob.infeasible.shape[0], -np.inf)
             return prop.kappa - ob.spec_lo.min(axis=1)
         out = np.full(ob.spec_lo.shape[0], -np.inf)
-        for (A, c), sl in zip(prop.disjuncts, self.slices):
-            out = np.maximum(out, (c[None, :] - ob.spec_lo[:, sl]).min(axis=1))
+        ymax = None
+        for (A, c), sl, err in zip(prop.disjuncts, self.slices, prop.coef_err):
+            v = c[None, :] - ob.spec_lo[:, sl]
+            if np.any(err > 0):  # rows whose decimal coefficients are no doubles: A_exact y >= A y - err max|y|
+                if ymax is None:
+                    ymax = np.maximum(np.abs(ob.logit_lo), np.abs(ob.logit_hi)).max(axis=1)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    extra = np.where(err[None, :] > 0, (err[None, :] * 1.0000001) * ymax[:, None], 0.0)
+                    v = np.where(extra > 0, np.nextafter(np.nextafter(v + extra, np.inf), np.inf), v)
+            out = np.maximum(out, v.min(axis=1))
         return out
 
     def proved(self, ub: float) -> bool:
@@ -297,7 +306,7 @@ class CellEngine:
             samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
             screen = 0
         res = attack(p.network, p.perturbation, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
-                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen)
+                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen, box=p.box)
         if p.mode == "maximize" and res.value > witnessed:
             out.candidate = (res.value, res.x, res.params)
         out.times["attack"] = time.perf_counter() - ta
@@ -330,7 +339,7 @@ class CellEngine:
         charge = tlim
         if deadline is not None:
             tlim = max(0.1, min(tlim, deadline - time.time()))
-        ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=ob_row(ob, i))
+        ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=ob_row(ob, i), box=p.box)
         out.times["smt"] = time.perf_counter() - ts
         out.smt_called = True
         kind = type(ans).__name__
@@ -339,7 +348,7 @@ class CellEngine:
             return True
         if kind == "Sat":
             mg = float_margin(net, p.prop, ans.x, ans.params)
-            cx = confirm(net, pert, p.prop, ans.x, ans.params, mg)
+            cx = confirm(net, pert, p.prop, ans.x, ans.params, mg, box=p.box)
             if cx is not None:
                 out.status, out.counterexample = "counterexample", cx
                 return True

@@ -90,7 +90,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     t_start = time.perf_counter()
     deadline = None if cfg.timeout is None else time.time() + cfg.timeout
     n_neurons = sum(l.n_out for l in network.layers)
-    problem = Problem(network, perturbation, prop, cfg, mode, box.lower, box.upper)
+    problem = Problem(network, perturbation, prop, cfg, mode, box.lower, box.upper, box)
     engine = CellEngine(problem)
     inproc = InProcessExecutor(engine)
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
@@ -202,7 +202,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                     else:
                         open_cells.append((cell, o.ub))
             if best_cand is not None and best_cand[0] > witnessed:
-                cx = exact_witness(network, perturbation, engine.max_prop, best_cand)
+                cx = exact_witness(network, perturbation, engine.max_prop, best_cand, box)
                 if cx is not None and cx.value > witnessed:
                     witnessed, witness = cx.value, cx
             if mode == "verify" and cex is None and queue and not strong_done and stats.cells >= STRONG_ATTACK_CELLS \
@@ -266,17 +266,22 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     return BabOutcome(verdict, cex, bound, stats, leaves, message, deviation_bound=dev_bound)
 
 
-def exact_witness(network, perturbation, prop, cand) -> Counterexample | None:
-    """Snap a float candidate ``(value, x, params)`` into the box and evaluate its deviation
-    exactly (rounded down); None when it cannot be placed inside the box."""
+def exact_witness(network, perturbation, prop, cand, box=None) -> Counterexample | None:
+    """Snap a float candidate ``(value, x, params)`` into the parameter box and (given the exact
+    :class:`InputBox`) its input into the decimal input box, and evaluate its deviation exactly
+    (rounded down); None when it cannot be placed inside the box."""
     from hybridq.attack import exact_deviation
 
     value, x, params = cand
     params = perturbation.snap_inside(params)
     if not perturbation.contains(params):
         return None
-    exact = exact_deviation(network, prop, x, params)
-    return Counterexample(np.asarray(x, dtype=np.float64).copy(), params, float(value), exact)
+    xe = np.asarray(x, dtype=np.float64) if box is None else box.snap(x)
+    exact = exact_deviation(network, prop, xe, params)
+    x_exact = None
+    if any(isinstance(v, Fraction) and Fraction(float(v)) != v for v in xe):
+        x_exact = tuple(Fraction(v) for v in xe)
+    return Counterexample(np.array([float(v) for v in xe]), params, float(value), exact, x_exact=x_exact)
 
 
 def sub_up(a: float, b: float) -> float:
