@@ -1,15 +1,17 @@
 """Issue 6 measurements on the shipped real networks (ACAS Xu, mnistfc).
 
-    python bench/acas.py centre          # (1) decision at prop_3's centre, all 45 ACAS Xu nets, fp16
+    python bench/acas.py centre          # (1) decision (argmin advisory) at prop_3's centre, all 45 ACAS Xu nets, fp16
     python bench/acas.py quantify [--jobs 2 --timeout 120]   # (2) ACAS 1_1, prop_1 box, fp16 deviation
     python bench/acas.py mnist           # (3) mnistfc 256x2, int8 per-channel, decision at the 3 VNNLIB centres
 
-Networks are read from ../shared/data/networks (relative to the repository root).
+Networks are read from ../shared/data/networks (relative to the repository root; else from
+$HYBRIDQ_SHARED/data/networks or /work/shared/data/networks).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -20,7 +22,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "networks"
+DATA = next((d / "data" / "networks" for d in (ROOT.parent / "shared", Path(os.environ.get("HYBRIDQ_SHARED", "/work/shared")))
+             if (d / "data" / "networks").is_dir()), ROOT.parent / "shared" / "data" / "networks")
 
 from hybridq import Decision, Deviation, InputBox, load_network, load_vnnlib, perturbation, quantify, verify  # noqa: E402
 
@@ -34,19 +37,30 @@ def _centre_one(ij):
     net = load_network(acas_path(i, j))
     box, _ = load_vnnlib(DATA / "acasxu" / "vnnlib" / "prop_3.vnnlib", net.n_in, net.n_out)[0]
     x = box.center
-    label = int(np.argmax(net.forward(x)))
+    sense = SENSE or net.decision_sense  # the ACAS Xu advisory is the argmin (net.decision_sense == "min")
+    label = int(net.predict(x, sense=sense))
     pert = perturbation("fp16", net)
     t = time.perf_counter()
-    r = verify(net, pert, InputBox.point(x), Decision(label), jobs=1)
+    r = verify(net, pert, InputBox.point(x), Decision(label, sense=sense), jobs=1, timeout=TIMEOUT)
     return i, j, label, r.verdict, time.perf_counter() - t, r.stats.cells, r.stats.proved_bounds, r.stats.proved_smt
 
 
+SENSE, TIMEOUT = None, None  # set by centre() (module globals so the spawned workers see them via _init)
+
+
+def _init(sense, timeout):
+    global SENSE, TIMEOUT
+    SENSE, TIMEOUT = sense, timeout
+
+
 def centre(args):
+    _init(args.sense, args.timeout)
     nets = [(i, j) for i in range(1, 6) for j in range(1, 10)]
     _centre_one(nets[0])  # warm the compile cache / imports
     t0 = time.perf_counter()
     if args.jobs > 1:
-        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as ex:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init,
+                                 initargs=(args.sense, args.timeout)) as ex:
             rows = list(ex.map(_centre_one, nets))
     else:
         rows = [_centre_one(ij) for ij in nets]
@@ -54,6 +68,7 @@ def centre(args):
     for i, j, lab, v, dt, cells, pb, ps in rows:
         print(f"ACASXU_{i}_{j}  label {lab}  {v:10}  {dt:6.3f} s  cells {cells} (bounds {pb}, smt {ps})")
     verdicts = [r[3] for r in rows]
+    print(f"decision sense {args.sense or 'the network file (ACAS Xu: min)'}, timeout {args.timeout} s per network")
     print(f"decided {sum(v != 'unknown' for v in verdicts)}/45: robust {verdicts.count('robust')}, "
           f"not_robust {verdicts.count('not_robust')}, unknown {verdicts.count('unknown')}; "
           f"sum of verify times {sum(r[4] for r in rows):.2f} s; wall {wall:.2f} s with {args.jobs} process(es)")
@@ -104,6 +119,8 @@ def main():
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--tol", type=float, default=0.5)
     ap.add_argument("--verify-timeout", type=float, default=600.0)
+    ap.add_argument("--sense", choices=("min", "max"), default=None,
+                    help="centre: decision sense (default: the network's; ACAS Xu advisories are the argmin)")
     args = ap.parse_args()
     if not DATA.is_dir():
         sys.exit(f"network data not found at {DATA}")
