@@ -259,7 +259,7 @@ def _inputs(b: _Builder, q) -> tuple[list[_Val], list]:
     net = q.network
     vals, xcols = [], []
     for i in range(net.n_in):
-        lo, hi = Fraction(float(q.lower[i])), Fraction(float(q.upper[i]))
+        lo, hi = q.xlo[i], q.xhi[i]  # exact: the cell within the user's decimal box
         if net.input_lower is not None:
             cl, cu = Fraction(float(net.input_lower[i])), Fraction(float(net.input_upper[i]))
             lo, hi = min(max(lo, cl), cu), min(max(hi, cl), cu)
@@ -351,8 +351,7 @@ def _outputs(b: _Builder, q, h: list[_Val], tag: str) -> list[int]:
 
 
 def _exact_nominal(q) -> list[Fraction]:
-    x = np.asarray(q.lower, dtype=np.float64)
-    return list(q.network.exact_logits(x, None))
+    return list(q.network.exact_logits(list(q.xlo), None))
 
 
 def build_model(q) -> MilpModel:
@@ -398,7 +397,7 @@ def build_model(q) -> MilpModel:
                                        "at a point input (the logit threshold); use logit space or z3")
             hn, _ = _layers(b, q, h0, False)
             yn = _outputs(b, q, hn, "n")
-        d = Fraction(prop.delta)
+        d = prop.delta_exact  # the decimal the user wrote (hybridq.exact)
         for j in prop.selected(net.n_out):
             if score:
                 if net.output != "sigmoid":
@@ -418,7 +417,7 @@ def build_model(q) -> MilpModel:
                     obj = Objective({yp[j]: s, yn[j]: -s}, _F0, d, True, f"y{j} {'up' if s > 0 else 'down'}")
                 objectives.append(obj)
     elif isinstance(prop, Decision):
-        k = Fraction(prop.kappa)
+        k = prop.kappa_exact
         for i, row in enumerate(prop.spec_matrix(net.n_out)):
             objectives.append(Objective({yp[r]: -float(a) for r, a in enumerate(row) if a != 0.0},
                                         _F0, -k, False, f"row {i}"))

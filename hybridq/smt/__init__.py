@@ -169,9 +169,12 @@ class AutoBackend:
             return ("z3",)
         return ("dreal", "z3")
 
-    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
+              box=None):
         """See :meth:`hybridq.smt.base.Backend.check`; the answer's ``stats["backend"]`` names the
-        backend that gave it."""
+        backend that gave it.  A backend that ends without an answer before the time is up (not a
+        timeout: e.g. the MILP stage's float bound cannot beat a threshold that only exact
+        arithmetic separates, a decimal constant of the spec) hands the rest of the time to the next."""
         import time
 
         t_end = time.perf_counter() + max(float(timeout), 0.0)
@@ -182,8 +185,8 @@ class AutoBackend:
             except BackendUnavailableError:
                 continue
             out = b.check(network, perturbation, cell, prop, max(0.0, t_end - time.perf_counter()),
-                          neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp)
-            if not (isinstance(out, Unknown) and out.kind == "unsupported"):
+                          neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box)
+            if not (isinstance(out, Unknown) and out.kind != "timeout" and time.perf_counter() < t_end):
                 return out
         if out is None:
             return Unknown("no backend available for this query", "unsupported")

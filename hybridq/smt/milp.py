@@ -83,7 +83,8 @@ class MilpBackend(Backend):
             raise ValueError(f"find_share must be in [0, 1], got {find_share}")
         self.find_share = float(find_share)
 
-    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
+              box=None):
         """See :meth:`hybridq.smt.base.Backend.check`; ``encoding`` must be ``reduced`` (the pure
         encoding is bilinear, not a MILP)."""
         from hybridq.milp.certify import LpData
@@ -95,7 +96,7 @@ class MilpBackend(Backend):
         if encoding != "reduced":
             return Unknown(f"the MILP backend encodes the reduced (per-neuron noise) query only, not {encoding!r}",
                            "unsupported", 0.0, {"backend": self.name})
-        q = enc.Query.build(network, perturbation, cell, prop, neuron_bounds, "reduced", True)
+        q = enc.Query.build(network, perturbation, cell, prop, neuron_bounds, "reduced", True, box)
         stats = {"backend": self.name, "encoding": "milp", "nodes": 0}
 
         def done(out):

@@ -117,7 +117,8 @@ class Z3Backend(Backend):
         self.confirm = bool(confirm)
         _import_z3()
 
-    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None):
+    def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
+              box=None):
         """See :meth:`hybridq.smt.base.Backend.check`.
 
         An ``Unsat`` is confirmed by an independent engine where one is cheap: the certified MILP
@@ -129,7 +130,7 @@ class Z3Backend(Backend):
         finish in the remaining time leaves ``stats["confirmed"] = None``.
         """
         t0 = time.perf_counter()
-        out = super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp)
+        out = super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
         if not (self.confirm and type(out).__name__ == "Unsat"):
             return out
         left = float(timeout) - (time.perf_counter() - t0)
@@ -150,7 +151,7 @@ class Z3Backend(Backend):
             kw = {"neuron_bounds": neuron_bounds, "encoding": encoding, "ibp": ibp}
         else:
             return out
-        conf = second.check(network, perturbation, cell, prop, left, **kw)
+        conf = second.check(network, perturbation, cell, prop, left, box=box, **kw)
         kind = type(conf).__name__
         if kind == "Sat":
             logger.error("z3 answered unsat but %s found an exactly re-checked violation; reporting the violation",
