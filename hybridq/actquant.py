@@ -304,10 +304,12 @@ class ActModel:
         """
         net = self.network
         p = self.center if params is None else params
-        x = np.asarray(x, dtype=np.float64)
+        from hybridq.network import exact_input
+
+        x = exact_input(x, net.n_in)  # floats and Fractions (a decimal input end that is no double)
         h = []
         for i, xi in enumerate(x):
-            v = Fraction(float(xi))
+            v = Fraction(xi)
             if net.input_lower is not None:
                 v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
             h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))
