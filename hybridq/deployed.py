@@ -243,18 +243,21 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     cands = [cx.x, search_rounded(model, box, prop)[0]]
     cands = [y for y in (_float32_inside(c, box) for c in cands) if y is not None] + cands  # runtime inputs first
     orig = tuple(cx.params[i] for i in exp.layer_of)
-    for x in cands:
+    for xc in cands:
+        xe = box.snap(xc)  # into the decimal box the user wrote (hybridq.exact)
+        x = np.array([float(v) for v in xe])
+        x_exact = tuple(Fraction(v) for v in xe) if any(Fraction(float(v)) != v for v in xe) else None
         for params, kind in ((model.center, "rounded network"), (orig, "rounded network, parameters in the box")):
-            if prop.check_exact(model.rounded_view(params), x, params):
+            if prop.check_exact(model.rounded_view(params), xe, params):
                 view = model.rounded_view(params)
-                yq = np.array([float(v) for v in view.exact_logits(x, params)])
+                yq = np.array([float(v) for v in view.exact_logits(xe, params)])
                 m = float(prop.margin(model.network, yq[None], model.network.forward(x[None]))[0])
                 value = None
                 if isinstance(prop, Deviation):
-                    value = float(_exact_deviation(ActModel(model.network, params, model.radius, model.points), prop, x))
+                    value = float(_exact_deviation(ActModel(model.network, params, model.radius, model.points), prop, xe))
                 note = _runtime_note(onnx_path, model, prop, x) if params is model.center else ""
-                res.counterexample = Counterexample(np.asarray(x, dtype=np.float64), params, max(m, 0.0), value,
-                                                    kind=kind, note=note)
+                res.counterexample = Counterexample(x, params, max(m, 0.0), value, kind=kind, note=note,
+                                                    x_exact=x_exact)
                 return res
     res.verdict = "unknown"
     res.counterexample = None
@@ -287,6 +290,7 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
         cands.append(q.witness.x)
     best, bx = Fraction(-1), None
     for x in cands:
+        x = box.snap(x)  # a witness of the decimal box the user wrote (hybridq.exact)
         d = _exact_deviation(model, prop, x)
         if d > best:
             best, bx = d, x
@@ -299,7 +303,9 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
         gap = (f"the noise model reaches {noise_w:.4g}, the rounded network {w:.4g} at the inputs found: "
                "the rest of the gap is rounding errors that the noise model lets align")
         q.message = gap + ("; " + q.message if q.message else "")
-    q.witness = Counterexample(np.asarray(bx, dtype=np.float64), model.center, 0.0, w, kind="rounded network")
+    x_exact = tuple(Fraction(v) for v in bx) if any(Fraction(float(v)) != v for v in bx) else None
+    q.witness = Counterexample(np.array([float(v) for v in bx]), model.center, 0.0, w, kind="rounded network",
+                               x_exact=x_exact)
     return q
 
 
