@@ -45,8 +45,15 @@ def quantize(src: Path, boxes, out: Path, seed: int = 0) -> Path:
         from onnx import version_converter
 
         model = version_converter.convert_version(model, 13)
-        src = out.with_suffix(".opset13.onnx")
-        onnx.save(model, str(src))
+    # initializers listed as graph inputs (old IR versions, e.g. ACAS Xu): the quantizer adds
+    # initializers that are not, which the checker then refuses; drop them from the inputs
+    inits = {t.name for t in model.graph.initializer}
+    keep = [v for v in model.graph.input if v.name not in inits]
+    del model.graph.input[:]
+    model.graph.input.extend(keep)
+    model.ir_version = max(model.ir_version, 7)
+    src = out.with_suffix(".float.onnx")
+    onnx.save(model, str(src))
     inp = model.graph.input[0]
     shape = [d.dim_value if d.dim_value > 0 else 1 for d in inp.type.tensor_type.shape.dim]
     pts = []
@@ -77,7 +84,10 @@ def run(name, src, vnnlibs, tmp, timeout, jobs):
     rows = []
     for vname, box in boxes:
         t = time.perf_counter()
-        q = deviation_deployed(model, box, Deviation(0.0), tol=0.1, timeout=timeout, jobs=jobs)
+        exp = model.expand(box)
+        t_exp = time.perf_counter() - t
+        t = time.perf_counter()
+        q = deviation_deployed(model, box, Deviation(0.0), tol=0.1, timeout=timeout, jobs=jobs, expanded=exp)
         t_dev = time.perf_counter() - t
         x = q.witness.x
         y_rt = runtime_outputs(qpath, x)
@@ -85,10 +95,10 @@ def run(name, src, vnnlibs, tmp, timeout, jobs):
             x.astype(np.float32).astype(np.float64) == x) else float("nan")
         label = int(net.predict(box.center))
         t = time.perf_counter()
-        r = verify_deployed(model, box, Decision(label), onnx_path=qpath, timeout=timeout, jobs=jobs)
+        r = verify_deployed(model, box, Decision(label), onnx_path=qpath, timeout=timeout, jobs=jobs, expanded=exp)
         t_dec = time.perf_counter() - t
         note = r.counterexample.kind + "; " + r.counterexample.note if r.counterexample is not None else r.message[:60]
-        rows.append(dict(net=name, box=vnnname(vname, box), wit=q.lower, proved=q.upper, ratio=q.ratio, t_dev=t_dev,
+        rows.append(dict(net=name, box=vnnname(vname, box), t_exp=t_exp, sat=len(exp.saturated), wit=q.lower, proved=q.upper, ratio=q.ratio, t_dev=t_dev,
                          rt=rt, dec=r.verdict, t_dec=t_dec, note=note, msg=q.message[:80]))
         print(rows[-1], flush=True)
     return rows
@@ -128,11 +138,11 @@ def main(argv=None):
         "onnxruntime's float32 slack). `runtime` = onnxruntime's max |deviation| at the witness. Decision: the "
         "deployed model keeps the float model's class at the box centre on the whole box.",
         "",
-        "| network | box | witnessed | proved | proved/witnessed | runtime at witness | time (s) | decision | time (s) | note |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "| network | box | ranges (s) | clipping quantizers | witnessed | proved | proved/witnessed | runtime at witness | time (s) | decision | time (s) | note |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
     ]
     for r in rows:
-        lines.append(f"| {r['net']} | {r['box']} | {r['wit']:.4g} | {r['proved']:.4g} | {r['ratio']:.2f} | {r['rt']:.4g} | "
+        lines.append(f"| {r['net']} | {r['box']} | {r['t_exp']:.1f} | {r['sat']} | {r['wit']:.4g} | {r['proved']:.4g} | {r['ratio']:.2f} | {r['rt']:.4g} | "
                      f"{r['t_dev']:.1f} | {r['dec']} | {r['t_dec']:.1f} | {r['note'] or r['msg']} |")
     Path(a.out).write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

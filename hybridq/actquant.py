@@ -363,10 +363,22 @@ class ActModel:
     def expand(self, inputs, method: str = "linear") -> Expanded:
         """The noise-layer network and parameter box enclosing the rounded network on ``inputs``.
 
+        Built quantizer by quantizer: the range of each quantized tensor is bounded by one bound
+        pass over the network built so far (a prefix of the final one, so its bounds are sound for
+        the final one too).  A quantizer on the input or on a layer's output (or pre-activation of
+        an identity layer) whose range may be left gets, when it saturates, two more layers that
+        model the clip exactly: ``Q(h)`` lies in ``{clamp(h + a, lo, hi) : |a| <= r}`` for every
+        ``h`` (inside the range by the rounding bound, beyond it because ``h + a`` is beyond too),
+        and ``clamp(v, lo, hi) = relu(v + K) - K - relu(v - hi) + relu(lo - v)`` for ``v >= -K``
+        (a relu layer with the pass-through and the clipped neurons, then an identity layer
+        combining them; in the nominal network the clip rows have bias ``-M`` below every
+        nominal value, so the nominal network stays the float one).  ``K`` and ``M`` are powers of
+        two.  A quantizer on an accumulator or on the pre-activation of a nonlinear layer whose
+        range may be left gets its radius enlarged by the clipping error instead.
+
         Parameters
         ----------
         inputs : InputBox (or anything :func:`hybridq.inputs.as_input_box` takes)
-            The input set: ranges of clipped and dynamic points are bounded over it.
         method : str
             Bound method for the ranges.
 
@@ -380,101 +392,212 @@ class ActModel:
             ``saturate=False`` and a value may leave its range (naming layer, neuron and range),
             or a float format may overflow.
         """
-        from hybridq.bounds import bounds
         from hybridq.inputs import as_input_box
-        from hybridq.perturbation import Perturbation
 
         net = self.network
         box = as_input_box(inputs, net.n_in)
-        layers, center, radius, layer_of, noise = [], [], [], [], []  # noise: (index in layers, point)
-
-        def noise_layer(q, n):
-            eye = np.eye(n)
-            layers.append(Layer(eye, np.zeros(n), "identity"))
-            center.append([eye, np.zeros(n)])
-            rw = np.zeros((n, n))
-            if q.kind == "float":
-                np.fill_diagonal(rw, 2.0 ** -q.fmt.p)
-            radius.append([rw, np.zeros(n)])
-            noise.append((len(layers) - 1, q))
-
-        if (q := self.point("input")) is not None:
-            noise_layer(q, net.n_in)
-        for k, (l, (W, b), (RW, rb)) in enumerate(zip(net.layers, self.center, self.radius)):
-            layers.append(l)
-            center.append([np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64)])
+        b = _Builder(net, box, method)
+        post = {p.layer: p for p in self.points if p.where == "post"}
+        pre = {p.layer: p for p in self.points if p.where == "pre"}
+        for k, l in enumerate(net.layers):  # a pre-activation quantizer of an identity layer quantizes its output
+            if k in pre and l.activation == "identity" and k not in post:
+                post[k] = pre.pop(k)
+        q_in = self.point("input")
+        r_in = _input_radius(q_in, net, box) if q_in is not None else None
+        if q_in is not None and r_in is None:
+            b.quantize_output(q_in, net.n_in)
+        layer_of = []
+        for k, (l, (W, bias), (RW, rb)) in enumerate(zip(net.layers, self.center, self.radius)):
+            W = np.asarray(W, dtype=np.float64)
+            bias = np.asarray(bias, dtype=np.float64)
             RW = np.asarray(RW, dtype=np.float64)
             rb = np.asarray(rb, dtype=np.float64)
-            for where in ("mid", "pre"):
-                if (q := self.point(where, k)) is not None and q.kind == "float":
-                    # Q(z) = z (1 + d) + e: a relative radius on the row (W (1 + d) h + b (1 + d))
+            if k == 0 and r_in is not None:
+                rb = _up(rb + _dot_up(_up(np.abs(W) + RW), r_in))
+            inner = [q for q in (self.point("mid", k), pre.get(k)) if q is not None]
+            for q in inner:
+                if q.kind == "float":  # Q(z) = z (1 + d) + e: a relative radius on the row
                     u = 2.0 ** -q.fmt.p
                     RW = _up(RW + _up(u * _up(np.abs(W) + RW)))
-                    rb = _up(rb + _up(u * _up(np.abs(b) + rb)))
-            radius.append([RW, rb.copy()])
-            layer_of.append(len(layers) - 1)
-            for where in ("mid", "pre"):
-                if (q := self.point(where, k)) is not None:
-                    noise.append((len(layers) - 1, q))
-            if (q := self.point("post", k)) is not None:
-                noise_layer(q, l.n_out)
-        base_rb = [np.array(r[1]) for r in radius]
-        enet = Network(tuple(layers), net.output, net.input_mean, net.input_std, net.input_lower,
-                       net.input_upper, net.output_mean, net.output_std, net.name)
-        need = {id(q): np.zeros(layers[i].n_out) for i, q in noise}
-        passes = 0
-        for _ in range(len(noise) + 1):
-            for i in range(len(layers)):
-                radius[i][1] = base_rb[i].copy()
-            for i, q in noise:
-                radius[i][1] = _up(radius[i][1] + need[id(q)])
-            pert = Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), "activation quantization")
-            ob = bounds(enet, pert, box, method=method)
-            passes += 1
-            changed, problems, saturated = False, [], []
-            for i, q in noise:
-                lo, hi = _value_range(q, i, ob, need, noise, base_rb, center, layers)
-                r, problem = _radius(q, lo, hi)
-                if problem and q.saturate:
-                    saturated.append(q.label)
-                elif problem:
-                    problems.append(problem)
-                if np.any(r > need[id(q)]):
-                    # a little more than needed, so the ulps the bound pass adds cannot creep forever
-                    need[id(q)] = _up(np.maximum(r, need[id(q)]) * (1 + 2.0**-20))
-                    changed = True
-            if not changed:
-                break
-        else:  # pragma: no cover - point j's radius depends on points < j only: n + 1 passes suffice
-            raise AssertionError("activation ranges did not converge")
-        if problems:  # judged on the final pass: earlier passes saw the smaller radii of later points
-            raise PerturbationError(problems[0])
-        return Expanded(enet, pert, tuple(layer_of), passes, saturated)
+                    rb = _up(rb + _up(u * _up(np.abs(bias) + rb)))
+            i = b.add(l, [W, bias], [RW, rb])
+            layer_of.append(i)
+            for q in inner:
+                b.quantize_inner(q, i)
+            if k in post:
+                b.quantize_output(post[k], l.n_out)
+        enet = b.network(final=True)
+        from hybridq.perturbation import Perturbation
+
+        pert = Perturbation(tuple(map(tuple, b.center)), tuple(map(tuple, b.radius)), "activation quantization")
+        return Expanded(enet, pert, tuple(layer_of), b.passes, b.saturated)
 
 
-def _value_range(q, i, ob, need, noise, base_rb, center, layers):
-    """Certified ``[lo, hi]`` of the tensor that point ``q`` rounds (before its own noise).
+class _Builder:
+    """The expanded network under construction (see :meth:`ActModel.expand`)."""
 
-    The bound pass encloses ``v + a`` for every noise ``a`` of the box; the noise terms are free
-    and symmetric, so ``min v >= min(v + a) + r`` for each radius ``r`` added after ``v``."""
-    dn = lambda a: np.nextafter(a, -np.inf)  # noqa: E731
-    own = need[id(q)]
-    if q.where in ("input", "post"):
-        lo, hi = dn(ob.pre_lo[i][0] + own), _up(ob.pre_hi[i][0] - own)
-        if q.where == "post":  # the activation of the layer before, monotone, widened by 4 ulps
-            l = layers[i - 1]
-            a_lo, a_hi = activate(ob.pre_lo[i - 1][0], l.activation, l.alpha), activate(ob.pre_hi[i - 1][0], l.activation, l.alpha)
-            for _ in range(4):
-                a_lo, a_hi = dn(a_lo), _up(a_hi)
-            lo, hi = np.maximum(lo, a_lo), np.minimum(hi, a_hi)
-        return lo, hi
-    after = sum((need[id(p)] for j, p in noise if j == i and p.where == "pre" and (q.where == "mid" or p is q)), np.zeros_like(own))
-    lo, hi = dn(ob.pre_lo[i][0] + after), _up(ob.pre_hi[i][0] - after)
-    if q.where == "mid":  # the accumulator W h = z - b - a: the bias and its base radius removed
-        mid = need[id(q)]
-        lo = dn(dn(lo - center[i][1]) + dn(base_rb[i] + mid))
-        hi = _up(_up(hi - center[i][1]) - dn(base_rb[i] + mid))
-    return lo, np.maximum(hi, lo)
+    def __init__(self, net: Network, box, method: str) -> None:
+        self.net, self.box, self.method = net, box, method
+        self.layers: list = []
+        self.center: list = []
+        self.radius: list = []
+        self.passes = 0
+        self.saturated: list = []
+        self.pending = None
+
+    def add(self, layer: Layer, center, radius) -> int:
+        if self.pending is not None:  # fold a clamp's combination [I, -E_C] into this layer
+            P, delta = self.pending
+            self.pending = None
+            W0, W, RW = layer.W @ P, np.asarray(center[0]) @ P, np.asarray(radius[0]) @ np.abs(P)
+            rb = np.asarray(radius[1], dtype=np.float64)
+            if np.any(delta):
+                rb = _up(rb + _dot_up(_up(np.abs(center[0]) + radius[0]), delta))
+            layer = Layer(W0, layer.b, layer.activation, layer.alpha)
+            center, radius = [W, center[1]], [RW, rb]
+        self.layers.append(layer)
+        self.center.append([np.asarray(center[0], dtype=np.float64), np.asarray(center[1], dtype=np.float64)])
+        self.radius.append([np.asarray(radius[0], dtype=np.float64), np.array(radius[1], dtype=np.float64)])
+        return len(self.layers) - 1
+
+    def network(self, final: bool = False) -> Network:
+        n = self.net
+        if final and self.pending is not None:  # a clamp after the last layer: its combination as a layer
+            P, delta = self.pending
+            self.pending = None
+            self.add(Layer(P, np.zeros(P.shape[0]), "identity"), [P, np.zeros(P.shape[0])],
+                     [np.zeros(P.shape), delta])
+        if final:
+            return Network(tuple(self.layers), n.output, n.input_mean, n.input_std, n.input_lower, n.input_upper,
+                           n.output_mean, n.output_std, n.name)
+        return Network(tuple(self.layers), "identity", n.input_mean, n.input_std, n.input_lower, n.input_upper)
+
+    def bounds(self):
+        from hybridq.bounds import bounds
+        from hybridq.perturbation import Perturbation
+
+        pert = Perturbation(tuple(map(tuple, self.center)), tuple(map(tuple, self.radius)), "prefix")
+        self.passes += 1
+        return bounds(self.network(), pert, self.box, method=self.method)
+
+    def quantize_inner(self, q: QuantPoint, i: int) -> None:
+        """A quantizer on layer ``i``'s accumulator (before the bias) or pre-activation: bias radius."""
+        ob = self.bounds()
+        lo, hi = ob.pre_lo[i][0], ob.pre_hi[i][0]
+        if q.where == "mid":  # the accumulator W h = z - b, the bias and its radius removed
+            c, r0 = self.center[i][1], self.radius[i][1]
+            lo = np.nextafter(np.nextafter(lo - c, -np.inf) + r0, -np.inf)
+            hi = _up(_up(hi - c) - r0)
+            hi = np.maximum(hi, lo)
+        r, msg = _radius(q, lo, hi)
+        if msg and not q.saturate:
+            raise PerturbationError(msg)
+        if msg:
+            self.saturated.append(q.label)
+        self.radius[i][1] = _up(self.radius[i][1] + r)
+
+    def quantize_output(self, q: QuantPoint, n: int) -> None:
+        """A quantizer on the current output (or the input): a noise layer, and clamp layers if needed."""
+        eye = np.eye(n)
+        rw = np.zeros((n, n))
+        if q.kind == "float":
+            np.fill_diagonal(rw, 2.0 ** -q.fmt.p)
+        i = self.add(Layer(eye, np.zeros(n), "identity"), [eye, np.zeros(n)], [rw, np.zeros(n)])
+        ob = self.bounds()  # radius 0 for now: the noise layer's pre-activation is the tensor itself
+        lo, hi = ob.pre_lo[i][0], ob.pre_hi[i][0]
+        nlo, nhi = ob.nom_pre_lo[i][0], ob.nom_pre_hi[i][0]
+        r = _radius(q, lo, hi)[0] if q.kind != "affine" else _up(np.broadcast_to(
+            np.asarray(q.scale, dtype=np.float64), (n,)) * (0.5 + q.rel))
+        if q.kind != "affine":
+            self.radius[i][1] = r
+            return
+        rlo, rhi = q.range(n)
+        up = np.flatnonzero(hi > rhi + r)
+        dn = np.flatnonzero(lo < rlo - r)
+        if (up.size or dn.size) and not q.saturate:
+            raise PerturbationError(_radius(q, lo, hi)[1])
+        if not (up.size or dn.size):
+            self.radius[i][1] = r
+            return
+        self.saturated.append(q.label)
+        self.radius[i][1] = r
+        top = float(np.max(np.abs(np.concatenate([rlo, rhi]))))
+        # clip levels s (qmin - z), s (qmax - z) that float64 rounds: that error after the clamp
+        delta = np.zeros(n)
+        sc = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (n,))
+        zc = np.broadcast_to(np.asarray(q.zero_point), (n,))
+        for j in np.concatenate([up, dn]):
+            for lev, k in ((rhi[j], q.qmax), (rlo[j], q.qmin)):
+                err = abs(Fraction(float(lev)) - Fraction(float(sc[j])) * (k - int(zc[j])))
+                if err:
+                    delta[j] = max(delta[j], float(_up(float(err))))
+        prev = self.layers[i - 1] if i > 0 else None
+        if prev is not None and prev.activation == "relu" and not dn.size and np.all(rlo <= 0):
+            # h >= 0 and 0 is a grid point, so Q(h) = clamp(h + a, lo, hi) = relu(h + a) - relu(h + a - hi):
+            # the noise layer itself becomes that relu layer (the clip rows with their own noise, a
+            # superset), and its combination [I, -E_C] is folded into the next layer
+            self.layers.pop()
+            self.center.pop()
+            self.radius.pop()
+            m = n + up.size
+            Wc = np.zeros((m, n))
+            Wc[np.arange(n), np.arange(n)] = 1.0
+            Wc[n + np.arange(up.size), up] = 1.0
+            M = _pow2_above(max(float(np.max(np.abs(nhi))), top, 1e-300))
+            bc = np.concatenate([np.zeros(n), -rhi[up]])
+            b0 = np.concatenate([np.zeros(n), np.full(up.size, -M)])
+            self.add(Layer(Wc, b0, "relu"), [Wc, bc], [np.zeros((m, n)), np.concatenate([r, r[up]])])
+            P = np.zeros((n, m))
+            P[np.arange(n), np.arange(n)] = 1.0
+            P[up, n + np.arange(up.size)] = -1.0
+            self.pending = (P, delta)
+            return
+        vmin = min(float(np.min(lo - r)), float(np.min(nlo)))
+        K = _pow2_above(max(0.0, -vmin)) if vmin < 0 else 0.0
+        M = _pow2_above(max(float(np.max(np.abs(nhi))), float(np.max(np.abs(nlo))), top, 1e-300))
+        m = n + up.size + dn.size
+        Wc = np.zeros((m, n))
+        Wc[np.arange(n), np.arange(n)] = 1.0
+        Wc[n + np.arange(up.size), up] = 1.0
+        Wc[n + up.size + np.arange(dn.size), dn] = -1.0
+        bc = np.concatenate([np.full(n, K), -rhi[up], rlo[dn]])
+        b0 = np.concatenate([np.full(n, K), np.full(up.size + dn.size, -M)])
+        self.add(Layer(Wc, b0, "relu"), [Wc, bc], [np.zeros((m, n)), np.zeros(m)])
+        Wm = np.zeros((n, m))
+        Wm[np.arange(n), np.arange(n)] = 1.0
+        Wm[up, n + np.arange(up.size)] = -1.0
+        Wm[dn, n + up.size + np.arange(dn.size)] = 1.0
+        self.add(Layer(Wm, np.full(n, -K), "identity"), [Wm, np.full(n, -K)], [np.zeros((n, m)), delta])
+
+
+def _dot_up(A: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """An upper bound of ``A @ r`` for nonnegative ``A (m, n)``, ``r (n,)``: the float64 sum of ``n``
+    nonnegative terms errs by at most ``gamma_n`` relative (Higham, 2nd ed., §3.1), so it is
+    widened by ``2 n u`` and rounded up."""
+    n = A.shape[1]
+    return _up(_up(A @ r) * (1.0 + 2.0 * (n + 1) * 2.0**-53))
+
+
+def _input_radius(q: QuantPoint, net: Network, box) -> np.ndarray | None:
+    """Per-input rounding radius of an input quantizer when the box needs no clipping (then the
+    noise enters the first layer's bias radius as ``(|W_1| + R_1) r``, which saves an input-wide
+    noise layer); ``None`` when some input may be clipped (a noise layer with clamp is needed)."""
+    x1, x2 = net.normalize(box.lower[None])[0], net.normalize(box.upper[None])[0]
+    lo, hi = np.minimum(x1, x2), np.maximum(x1, x2)
+    for _ in range(4):  # the normalization's own rounding, outward
+        lo, hi = np.nextafter(lo, -np.inf), _up(hi)
+    if q.kind != "affine":
+        r, _ = _radius(q, lo, hi)
+        if q.kind == "float":  # |fl(x) - x| <= u |x| + half the subnormal spacing
+            r = _up(r + _up(2.0 ** -q.fmt.p * np.maximum(np.abs(lo), np.abs(hi))))
+        return r
+    r, msg = _radius(q, lo, hi)
+    return None if msg else r
+
+
+def _pow2_above(x: float) -> float:
+    """The power of two ``2^e >= 2 x`` (``x > 0``)."""
+    return float(np.ldexp(1.0, int(np.frexp(2.0 * x)[1])))
 
 
 def _radius(q: QuantPoint, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, str]:
@@ -693,7 +816,13 @@ def act_model(network, spec: str, inputs, method: str = "linear") -> ActModel:
             else:
                 s = (mx - mn) / (d["qmax"] - d["qmin"])
                 z = int(min(max(np.rint(d["qmin"] - mn / s), d["qmin"]), d["qmax"])) if s > 0 else 0
-            d = dict(d, scale=s if s > 0 else 1.0, zp=z)
+            # a float32 scale (as runtimes store it): s (k - z) is then exact in float64
+            s = float(np.float32(s)) if s > 0 else 1.0
+            if not d["sym"]:
+                z = int(min(max(np.rint(d["qmin"] - mn / s), d["qmin"]), d["qmax"]))
+            if mx > s * (d["qmax"] - z) + s / 2 or mn < s * (d["qmin"] - z) - s / 2:
+                s = float(np.nextafter(np.float32(s), np.float32(np.inf)))
+            d = dict(d, scale=s, zp=z)
         points.append(QuantPoint(d["where"], d["layer"], d["kind"], d["scale"] if d["scale"] is not None else 1.0,
                                  d["zp"] if d["zp"] is not None else 0, d.get("qmin", 0), d.get("qmax", 0),
                                  d.get("fmt"), d["saturate"], 0.0, d["name"]))

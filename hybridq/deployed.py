@@ -204,7 +204,7 @@ def _runtime_note(onnx_path, model: ActModel, prop, x) -> str:
 
 # ----------------------------------------------------------------------------------- verify
 def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: str = "linear", config=None,
-                    progress=None, **options) -> Result:
+                    progress=None, expanded=None, **options) -> Result:
     """Decide ``prop`` for the rounded deployed network on ``inputs`` (module docstring).
 
     Parameters
@@ -221,6 +221,8 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
         Bound method for the activation ranges.
     config, progress, options
         As for :func:`hybridq.verify`.
+    expanded : Expanded, optional
+        ``model.expand(inputs, method)`` when already at hand (it costs one bound pass per quantizer).
 
     Returns
     -------
@@ -235,7 +237,7 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     from hybridq.bab import verify
 
     box = as_input_box(inputs, model.network.n_in)
-    exp = model.expand(box, method)
+    exp = model.expand(box, method) if expanded is None else expanded
     res = verify(exp.network, exp.perturbation, box, prop, config=config, progress=progress, **options)
     if res.verdict != "not_robust":
         return res
@@ -267,11 +269,12 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
 
 
 def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *, tol: float = 0.1,
-                       method: str = "linear", config=None, progress=None, **options) -> Quantity:
+                       method: str = "linear", config=None, progress=None, expanded=None, **options) -> Quantity:
     """The maximum deviation of the rounded deployed network from the float one, ``[witnessed, proved]``.
 
     ``proved`` is certified for the noise model (so for the rounded network); ``witnessed`` is the
     exact deviation of the rounded network at the best input found (rounded toward zero).
+    ``expanded``: as for :func:`verify_deployed`.
 
     Raises
     ------
@@ -282,7 +285,7 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
 
     prop = Deviation(0.0) if prop is None else prop
     box = as_input_box(inputs, model.network.n_in)
-    exp = model.expand(box, method)
+    exp = model.expand(box, method) if expanded is None else expanded
     q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
                  **options)
     cands = [search_rounded(model, box, prop)[0]]

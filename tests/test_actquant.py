@@ -17,7 +17,10 @@ from hybridq.formats import parse_format
 
 SPECS = ["act=int8", "act=uint8;input=act=int8", "act=int4:saturate", "act=q2.3:saturate", "act=fp16", "act=bf16",
          "act=fp8_e4m3", "int8:per_channel@weights;act=int8", "point:int8;layer1=act=uint4;input=act=int8:sym",
-         "rel:1e-3;act=int8:sym"]
+         "rel:1e-3;act=int8:sym",
+         # given scales that clip on most boxes: the exact clamp layers (folded after relu, K-shifted otherwise)
+         "act=int4:scale=0.05,saturate", "act=int4:scale=0.1,zp=-8,saturate", "act=uint4:scale=0.2,saturate",
+         "int8@weights;act=int4:scale=0.1,zp=3,saturate;input=act=int4:scale=0.1,saturate"]
 
 
 def _net(seed, acts):
@@ -27,7 +30,7 @@ def _net(seed, acts):
                          for k, a in enumerate(acts)))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), spec=st.sampled_from(SPECS),
        acts=st.sampled_from([("relu", "relu", "identity"), ("leaky_relu", "hardtanh", "identity"),
                              ("identity", "relu", "relu")]),
@@ -56,7 +59,9 @@ def test_noise_layers_keep_the_nominal_network():
     net = _net(0, ("relu", "relu", "identity"))
     box = InputBox(-np.ones(3), np.ones(3))
     exp = act_model(net, "act=int8;input=act=int8", box).expand(box)
-    assert len(exp.network.layers) == 7 and exp.layer_of == (1, 3, 5)
+    # the input quantizer (no clipping on this box) goes into layer 1's bias radius, the others are layers
+    assert len(exp.network.layers) == 6 and exp.layer_of == (0, 2, 4)
+    assert np.all(exp.perturbation.radius[0][1] > 0)
     x = np.array([0.3, -0.2, 0.9])
     assert exp.network.exact_logits(x) == net.exact_logits(x)
 
@@ -92,5 +97,18 @@ def test_spec_parsing_and_errors():
     # a given scale too small for the values reached: an error naming layer and neuron, unless saturate
     with pytest.raises(PerturbationError, match=r"layer 1 output .*neuron \d+ may reach .*saturate"):
         act_model(net, "layer1=act=int8:scale=0.001", box).expand(box)
-    exp = act_model(net, "layer1=act=int8:scale=0.001,saturate", box).expand(box)
-    assert exp.saturated and float(exp.perturbation.radius[1][1].max()) > 0.1
+    # the clip is modelled exactly.  After a relu layer: one relu layer [relu(h + a); relu(h + a - hi)]
+    # whose combination is folded into the next layer; after the identity (last) layer: a noise layer,
+    # a relu clamp layer and a combining layer
+    model = act_model(net, "layer1=act=int8:scale=0.001,saturate;layer3=act=int8:scale=0.001,saturate", box)
+    exp = model.expand(box)
+    assert len(exp.saturated) == 2 and exp.layer_of == (0, 2, 3)
+    acts = [l.activation for l in exp.network.layers]
+    assert acts == ["relu", "relu", "relu", "identity", "identity", "relu", "identity"]
+    assert float(exp.perturbation.radius[1][1].max()) == pytest.approx(0.0005)
+    x = np.array([0.9, -0.9, 0.5])
+    assert exp.network.exact_logits(x) == net.exact_logits(x)      # the nominal network is unchanged
+    ob = bounds(exp.network, exp.perturbation, box, method="linear")
+    for x in np.random.default_rng(0).uniform(-1, 1, (50, 3)):
+        y = np.array([float(v) for v in model.exact_logits(x)])
+        assert np.all(y >= ob.logit_lo[0]) and np.all(y <= ob.logit_hi[0])
