@@ -330,3 +330,21 @@ def test_normalized_vnnlib_on_raw_nnet_warns(capsys, networks_dir):
     assert code in (0, 1, 2) and out  # a warning, not an error: the run still gives its verdict
     code, out, err = _cli(capsys, "verify", onnx, *args)
     assert "warning" not in err
+
+
+def test_every_attack_of_the_engine_confirms_in_the_exact_box():
+    """The strong whole-box attack (run after some cells) and the per-cell attacks alike: a box
+    whose float image reaches below the decimal end must never yield a witness there.  Margin
+    ``x - kappa`` on [0.1, 0.2] with kappa just below 0.1 holds; the float box starts below 0.1."""
+    net = Network((Layer([[1.0], [0.0]], [0.0, 0.0], "identity"),))
+    box = InputBox(["0.1"], ["0.2"])
+    res = verify(net, perturbation("abs:0", net), box, Decision(0, "0.09999999999999999999"), backend="none",
+                 jobs=1, max_depth=12)
+    assert res.verdict != "not_robust"
+    from hybridq.bab.engine import CellEngine, Problem
+    from hybridq.config import RunConfig
+
+    prop = Decision(0, "0.09999999999999999999")
+    eng = CellEngine(Problem(net, perturbation("abs:0", net), prop, RunConfig(), "verify", box.lower, box.upper, box))
+    r = eng.root_attack()
+    assert r.margin >= 0 and r.counterexample is None  # the float corner 0.0999.. violates, the decimal box does not

@@ -326,7 +326,7 @@ class CellEngine:
         rng = np.random.default_rng([cfg.seed, 1 << 40])
         return attack(p.network, p.perturbation, p.prop, p.root_lower, p.root_upper, rng,
                       samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
-                      confirm_exact=True, screen=cfg.attack_screen)
+                      confirm_exact=True, screen=cfg.attack_screen, box=p.box)
 
     def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float) -> bool:
         """One SMT call on the cell; True when it decided it (unsat, or a re-checked counterexample),
