@@ -34,6 +34,10 @@ FAKE_DREAL = textwrap.dedent('''
     def if_then_else(c, a, b):
         return z3.If(c, a, b)
 
+    def Max(a, b):
+        CALLS["max"] = CALLS.get("max", 0) + 1
+        return z3.If(a >= b, a, b)
+
     def And(*fs):
         return z3.And(*fs)
 
@@ -66,6 +70,8 @@ FAKE_DREAL = textwrap.dedent('''
         if delta == 0.125:  # a solver that hangs
             import time
             time.sleep(60)
+        if delta == 0.25:  # a solver that fails
+            raise RuntimeError("ibex contractor failure")
         s = z3.Solver()
         s.add(f)
         return Box(s.model()) if s.check() == z3.sat else None
@@ -126,4 +132,39 @@ def test_dreal_glue_child_process_and_bad_delta(fake_dreal):
     t0 = time.perf_counter()
     out = get_backend("dreal", delta=0.125).check(net, pert, cell, Deviation(5.0), 0.5)
     assert isinstance(out, Unknown) and out.kind == "timeout"
-    assert time.perf_counter() - t0 < 10
+    assert time.perf_counter() - t0 < 0.5 + 2.0  # the limit, plus killing the worker: no grace period
+    # an error inside the worker is reported as that error, and the worker goes on serving
+    out = get_backend("dreal", delta=0.25).check(net, pert, cell, Deviation(5.0), 20)
+    assert isinstance(out, Unknown) and "RuntimeError: ibex contractor failure" in out.reason
+    assert isinstance(dr.check(net, pert, cell, Deviation(5.0), 20), Unsat)
+
+
+def test_dreal_worker_is_reused_and_unaffected_by_threads(fake_dreal):
+    """One worker process serves many queries (no interpreter start per call), also while the
+    caller runs other threads (a progress bar), and ReLU goes to dReal as Max."""
+    import threading
+    import time
+
+    from hybridq.smt import dreal as mod
+
+    net, pert, cell = net_and_box()
+    dr = get_backend("dreal", delta=1e-3)
+    stop = threading.Event()
+    th = threading.Thread(target=stop.wait, daemon=True)
+    th.start()
+    try:
+        dr.check(net, pert, cell, Deviation(5.0), 20)
+        pid = mod._WORKER.proc.pid
+        t0 = time.perf_counter()
+        for _ in range(5):
+            assert isinstance(dr.check(net, pert, cell, Deviation(5.0), 20), Unsat)
+        assert mod._WORKER.proc.pid == pid
+        assert time.perf_counter() - t0 < 10
+    finally:
+        stop.set()
+    # in-process, the ReLU of the unstable neurons is built with Max
+    import dreal
+
+    before = dreal.CALLS.get("max", 0)
+    get_backend("dreal", delta=1e-3, subprocess=False).check(net, pert, cell, Deviation(5.0), 20)
+    assert dreal.CALLS.get("max", 0) > before

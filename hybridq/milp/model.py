@@ -41,7 +41,7 @@ import scipy.sparse as sp
 
 from hybridq.properties import Decision, Deviation, OutputConstraint
 
-__all__ = ["MilpModel", "Objective", "ModelUnsupported", "build_model", "MILP_ACTIVATIONS"]
+__all__ = ["MilpModel", "Objective", "ModelUnsupported", "build_model", "assignment", "MILP_ACTIVATIONS"]
 
 #: Hidden activations the MILP encoding expresses exactly.
 MILP_ACTIVATIONS = ("relu", "identity")
@@ -161,6 +161,71 @@ class MilpModel:
               for (col, c), s, m in zip(self.x_cols, self.x_std, self.x_mean)]
         zm = [[Fraction(float(v[j])) for j in layer] for layer in self.z_cols]
         return xm, zm
+
+
+def _forward_pre(net, x: np.ndarray, params) -> tuple[np.ndarray, list, list]:
+    """Float normalized input, pre-activations and activations per layer at ``(x, params)``."""
+    xc = np.asarray(x, dtype=np.float64)
+    if net.input_lower is not None:
+        xc = np.clip(xc, net.input_lower, net.input_upper)
+    h = (xc - net.input_mean) / net.input_std
+    h0, zs, hs = h, [], []
+    for layer, (W, b) in zip(net.layers, params):
+        z = np.asarray(W) @ h + np.asarray(b)
+        h = np.maximum(z, 0.0) if layer.activation == "relu" else z
+        zs.append(z)
+        hs.append(h)
+    return h0, zs, hs
+
+
+def assignment(model: "MilpModel", q, x: np.ndarray, params) -> np.ndarray:
+    """A float assignment of every column from a point ``(x, params)`` of the cell (a warm start
+    for HiGHS's MILP search; not used by any proof).
+
+    Parameters
+    ----------
+    model : MilpModel
+    q : Query
+    x : (n_in,) float64
+    params : Params
+        Inside the perturbation box.
+
+    Returns
+    -------
+    (n,) float64, clipped into the column bounds.
+    """
+    net = q.network
+    h0, zp, hp = _forward_pre(net, x, params)
+    _, zn, hn = _forward_pre(net, x, net.params)
+    yp = hp[-1] * net.output_std + net.output_mean
+    yn = hn[-1] * net.output_std + net.output_mean
+    v = np.zeros(model.n)
+    prev = {"p": [h0], "n": [h0]}
+    for k in range(len(net.layers)):
+        prev["p"].append(hp[k])
+        prev["n"].append(hn[k])
+    for j, name in enumerate(model.names):
+        if name.startswith("h0_"):
+            v[j] = h0[int(name[3:])]
+        elif name[:2] in ("pz", "nz"):
+            k, i = map(int, name[2:].split("_"))
+            v[j] = (zp if name[0] == "p" else zn)[k][i]
+        elif name.startswith("e"):
+            k, i = map(int, name[1:].split("_"))
+            (C, c) = q.perturbation.center[k]
+            v[j] = zp[k][i] - (np.asarray(C)[i] @ prev["p"][k] + c[i])
+        elif name[:2] in ("py", "ny"):
+            v[j] = (yp if name[0] == "p" else yn)[int(name[2:])]
+    v = np.clip(v, model.lb, model.ub)
+    for vc, r, d in model.relus:  # ReLU and |.| units from their inputs
+        v[r] = min(max(v[vc], 0.0), model.ub[r])
+        v[d] = 1.0 if v[vc] > 0 else 0.0
+    for j, name in enumerate(model.names):  # output-constraint slacks: the largest feasible t
+        if name.startswith("t"):
+            row = model.A.getcol(j).nonzero()[0]
+            vals = [model.row_hi[i] - (model.A.getrow(i) @ v)[0] + v[j] for i in row]
+            v[j] = min(max(min(vals), model.lb[j]), model.ub[j]) if vals else model.lb[j]
+    return v
 
 
 class _Builder:

@@ -109,7 +109,8 @@ def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
     h.passModel(lp)
 
 
-def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0) -> np.ndarray | None:
+def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
+         start: np.ndarray | None = None) -> np.ndarray | None:
     """A solution of the MILP whose objective beats ``obj.threshold + margin`` in float arithmetic,
     or None (none found within ``timeout`` seconds, or HiGHS reports none exists -- a hint only).
 
@@ -121,6 +122,8 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0) 
         Seconds.
     margin : float
         Extra violation asked for (retries when the exact re-check of a first candidate failed).
+    start : (n,) float64, optional
+        A feasible assignment (e.g. from the attack's best point) to start HiGHS's search from.
 
     Returns
     -------
@@ -140,6 +143,11 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0) 
     h.setOptionValue("time_limit", float(timeout))
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+    if start is not None:
+        sol = hs.HighsSolution()
+        sol.col_value = np.asarray(start, dtype=np.float64)
+        sol.value_valid = True
+        h.setSolution(sol)
     h.run()
     st = h.getModelStatus()
     info = h.getInfo()

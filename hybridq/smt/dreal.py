@@ -13,20 +13,28 @@ weights (:func:`hybridq.smt.encode.pullback`) and re-checked exactly, then the c
 box, then the driver's retries (input fixed, small margins); otherwise the outcome is
 ``Unknown(kind="unconfirmed")``.
 
-Each ``check`` runs in a child process (forked where the parent is single-threaded, else spawned)
-so that ``timeout`` is enforced (dReal's API has no timeout); pass ``subprocess=False`` to run
-in-process without a time limit.
+Each ``check`` runs in a long-lived worker process (:mod:`hybridq.smt.dreal_worker`, started
+with ``python -m`` once and reused; killed and restarted when a query exceeds its limit) so that
+``timeout`` is enforced (dReal's API has no timeout) without an interpreter start per query; the
+call returns within ``timeout`` plus the time to kill the worker.  An exception inside the worker
+comes back as ``Unknown`` carrying that error.  Pass ``subprocess=False`` to run in-process
+without a time limit.  ReLU is ``dreal.Max(z, 0)`` and ``|t|`` is ``dreal.abs`` where the module has
+them (several times faster than ``if_then_else`` in dReal's contractors).
 """
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import math
-import multiprocessing as mp
-import threading
+import os
+import select
+import subprocess as sp
+import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -109,6 +117,11 @@ class DrealArith:
     def ite(self, c, a, b):
         return self.dr.if_then_else(c, a, b)
 
+    def max(self, a, b):
+        """``max(a, b)`` (dReal's ``Max``; ``if_then_else`` where the module lacks it)."""
+        fn = getattr(self.dr, "Max", None)
+        return fn(a, b) if fn is not None else self.dr.if_then_else(a >= b, a, b)
+
     def and_(self, fs: list):
         return fs[0] if len(fs) == 1 else self._and(*fs)
 
@@ -116,7 +129,8 @@ class DrealArith:
         return fs[0] if len(fs) == 1 else self._or(*fs)
 
     def abs(self, t):
-        return self.dr.if_then_else(t >= 0, t, -t)
+        fn = getattr(self.dr, "abs", None)
+        return fn(t) if fn is not None else self.dr.if_then_else(t >= 0, t, -t)
 
     def boolval(self, b: bool):
         v = self.dr.Variable("true_")
@@ -200,29 +214,77 @@ class DrealBackend(Backend):
         if not self.subprocess:
             return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
         t0 = time.perf_counter()
-        # fork (no re-import, fast) only where it is safe: a single-threaded parent on a system that has it
-        method = "fork" if ("fork" in mp.get_all_start_methods() and threading.active_count() == 1) else "spawn"
-        ctx = mp.get_context(method)
-        parent, child = ctx.Pipe(duplex=False)
         args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
-        proc = ctx.Process(target=_child, args=(child, args), daemon=True)
-        proc.start()
-        child.close()
-        try:
-            if parent.poll(max(float(timeout), 0.0) + 2.0):  # + grace for the re-checks
-                return parent.recv()
+        kind, val = _WORKER.ask(args, max(float(timeout), 0.0))
+        if kind == "ok":
+            return val
+        if kind == "timeout":
             return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0)
-        except EOFError:
-            return Unknown("the dReal worker process died", "unknown", time.perf_counter() - t0)
-        finally:
-            if proc.is_alive():
-                proc.terminate()
-            proc.join(1.0)
-            parent.close()
+        return Unknown(val, "unknown", time.perf_counter() - t0)
 
 
-def _child(conn, args) -> None:  # pragma: no cover - runs in the spawned process
-    delta, network, perturbation, cell, prop, timeout, bounds, encoding, ibp, box = args
-    backend = DrealBackend(delta, subprocess=False)
-    conn.send(backend.check(network, perturbation, cell, prop, timeout, bounds, encoding, ibp, box))
-    conn.close()
+class _Worker:
+    """The shared dReal worker process (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.proc: sp.Popen | None = None
+
+    def _start(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in sys.path if p] +
+                                            ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+        self.proc = sp.Popen([sys.executable, "-m", "hybridq.smt.dreal_worker"], stdin=sp.PIPE, stdout=sp.PIPE,
+                             env=env, close_fds=True)
+
+    def stop(self) -> None:
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            p.kill()
+            p.wait(5.0)
+        if p is not None:
+            for f in (p.stdin, p.stdout):
+                try:
+                    f.close()
+                except OSError:  # pragma: no cover
+                    pass
+
+    def ask(self, args, timeout: float):
+        """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)``."""
+        from hybridq.smt.dreal_worker import _write
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.stop()
+            self._start()
+        t_end = time.perf_counter() + timeout
+        try:
+            _write(self.proc.stdin, args)
+        except (BrokenPipeError, OSError) as err:
+            self.stop()
+            return "error", f"the dReal worker process could not be reached ({err})"
+        fd = self.proc.stdout.fileno()
+        buf = b""
+        need = 8
+        while len(buf) < need:
+            left = t_end - time.perf_counter()
+            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
+            if not ready:
+                self.stop()
+                return "timeout", None
+            chunk = os.read(fd, need - len(buf))
+            if not chunk:
+                code = self.proc.poll()
+                self.stop()
+                return "error", f"the dReal worker process died (exit code {code})"
+            buf += chunk
+            if need == 8 and len(buf) == 8:
+                import struct
+
+                need = 8 + struct.unpack("<Q", buf)[0]
+        import pickle
+
+        return pickle.loads(buf[8:])
+
+
+_WORKER = _Worker()
+atexit.register(_WORKER.stop)

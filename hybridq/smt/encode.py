@@ -284,6 +284,8 @@ def _act_term(ar: Arith, z, lo, hi, act: str, alpha: Fraction):
             return z
         if neg:
             return _F0
+        if hasattr(ar, "max"):  # dReal: Max contracts far better than if_then_else
+            return ar.max(z, ar.const(_F0))
         return ar.ite(z > ar.const(_F0), z, ar.const(_F0))
     if act == "leaky_relu":
         if pos:
