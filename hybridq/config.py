@@ -66,6 +66,15 @@ class RunConfig:
     smt_first_timeout : float
         Seconds for an SMT call on the root cell; a cell at depth ``d`` gets
         ``min(smt_timeout, smt_first_timeout * 2**d)`` (a split is often cheaper than a long call).
+    milp_max_unstable, milp_max_unknown, milp_budget, milp_timeout, milp_first_timeout
+        The same for cells decided by the certified MILP stage (``backend`` ``milp``, or ``auto``
+        on relu / identity networks), whose calls pay at many more unstable neurons and repay
+        longer limits.  A cell that cannot be split further (its phases all fixed, or the depth
+        limit) goes to the exact stage with the rest of the run's time (at most four times
+        ``milp_timeout`` / ``smt_timeout``) instead of being left open.
+    dreal_precision : float
+        dReal's ``delta`` (its answers are unsat or delta-sat; delta-sat models are re-checked
+        exactly).
     attack_samples, attack_steps, attack_restarts : int
         Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
         (the root cell gets ``4 x`` the samples and restarts and ``2 x`` the steps).
@@ -105,6 +114,12 @@ class RunConfig:
     smt_budget: float = 30.0
     smt_timeout: float = 10.0
     smt_first_timeout: float = 0.5
+    milp_max_unstable: int = 64
+    milp_max_unknown: int = 16
+    milp_budget: float = 120.0
+    milp_timeout: float = 30.0
+    milp_first_timeout: float = 8.0
+    dreal_precision: float = 1e-3
     attack_samples: int = 8
     attack_steps: int = 6
     attack_restarts: int = 1
@@ -131,7 +146,8 @@ class RunConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("smt_max_unstable", "smt_min_depth", "smt_max_unknown", "attack_steps", "attack_screen", "seed", "chunk_size", "split_lookahead"):
+        for name in ("smt_max_unstable", "smt_min_depth", "smt_max_unknown", "milp_max_unstable", "milp_max_unknown",
+                     "attack_steps", "attack_screen", "seed", "chunk_size", "split_lookahead"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{name} must be an integer >= 0, got {v!r}")
@@ -139,7 +155,8 @@ class RunConfig:
             raise ConfigError(f"attack_screen must be at most 1000000 (inputs ranked at the root), got {self.attack_screen!r}")
         if self.timeout is not None and (not isinstance(self.timeout, (int, float)) or not self.timeout > 0):
             raise ConfigError(f"timeout must be a positive number of seconds, got {self.timeout!r}")
-        for name in ("smt_timeout", "smt_first_timeout", "smt_budget"):
+        for name in ("smt_timeout", "smt_first_timeout", "smt_budget", "milp_timeout", "milp_first_timeout",
+                     "milp_budget", "dreal_precision"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {v!r}")

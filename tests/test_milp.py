@@ -299,3 +299,57 @@ def test_z3_unsat_is_confirmed_independently_and_overruled_by_a_checked_violatio
     monkeypatch.undo()
     out = get_backend("z3").check(lk, pert, cell, Deviation(1e3), 20.0)
     assert isinstance(out, Unsat) and out.stats["confirmed"] == "z3-lra"
+
+
+@pytest.mark.requires_shared
+def test_acas_fp16_point_query_of_issue_15_is_decided_both_sides(networks_dir):
+    """The reproduction of issue 15 (a counterexample just above delta; landed main stopped at 18 s
+    with 4 open cells): decided on both sides of the true maximum (about 2.3232e-4)."""
+    from hybridq import load_network, verify
+
+    net = load_network(networks_dir / "acasxu" / "onnx" / "ACASXU_run2a_2_3_batch_2000.onnx")
+    pert = perturbation("fp16", net)
+    x = np.array([0.6399288845, 0.0, 0.0, 0.475, -0.475])
+    prop = Deviation(0.0002276774401499664, outputs=(1,))
+    r = verify(net, pert, x, prop, jobs=1, timeout=60)
+    assert r.verdict == "not_robust"
+    assert pert.contains(r.counterexample.params) and prop.check_exact(net, r.counterexample.x, r.counterexample.params)
+    r = verify(net, pert, x, Deviation(0.000237, outputs=(1,)), jobs=1, timeout=60)
+    assert r.verdict == "robust"
+
+
+def test_cells_that_cannot_be_split_go_to_the_exact_stage_instead_of_staying_open():
+    """max_depth=1 and no exact call by size: the depth-1 cells cannot be split and used to stay
+    open (unknown); they now go to the exact stage with the run's time left and are decided."""
+    from hybridq import verify
+
+    rng = np.random.default_rng(5)
+    net = Network((Layer(rng.normal(size=(8, 2)), rng.normal(size=8) * 0.1, "relu"),
+                   Layer(rng.normal(size=(1, 8)) / 3, np.zeros(1), "identity")))
+    pert = perturbation("abs:0.05", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    cell = Cell.root(box.lower, box.upper, 9)
+    dmax = max(_milp_optimum(net, pert, cell, Deviation(0.0), obj) for obj in range(2))
+    prop = Deviation(1.05 * dmax)  # robust, but the bounds alone do not close it at depth 1
+    plain = verify(net, pert, box, prop, backend="none", jobs=1, timeout=60, max_depth=1)
+    assert plain.verdict == "unknown"
+    for backend in ("milp", "z3"):
+        kw = dict(backend=backend, jobs=1, timeout=60, max_depth=1, smt_max_unstable=0, milp_max_unstable=0)
+        r = verify(net, pert, box, prop, **kw)
+        assert r.verdict == "robust", (backend, r.message)
+        assert r.stats.smt_calls >= 1
+
+
+def _milp_optimum(net, pert, cell, prop, k):
+    """HiGHS's float optimum of objective ``k`` of the query (a reference value for tests)."""
+    from hybridq.smt.milp import _fill_bounds
+
+    q = enc.Query.build(net, pert, cell, prop)
+    _fill_bounds(q, cell)
+    model = build_model(q)
+    obj = model.objectives[k]
+    h = search._new_highs()
+    search._pass(h, model, -obj.vector(model.n), integer=True)
+    h.setOptionValue("mip_rel_gap", 1e-9)
+    h.run()
+    return -h.getInfo().objective_function_value + float(obj.const)

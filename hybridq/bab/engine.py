@@ -7,9 +7,11 @@ One :class:`CellEngine` lives in each worker (or in-process) for one :class:`Pro
    margin bound and the perturbed pre-activation bounds;
 2. an attack (:func:`hybridq.attack.attack`, seeded by ``(seed, cell id)``) looks for a violation,
    re-checked exactly;
-3. a cell with few unstable neurons goes to the SMT backend with the bound pass's neuron bounds,
-   within the chunk's share of the budget for calls that end without an answer;
-4. otherwise it is split (:mod:`hybridq.bab.splitting`).
+3. a cell with few unstable neurons goes to the exact backend with the bound pass's neuron bounds,
+   within the chunk's share of the budget for calls that end without an answer (the certified
+   MILP stage, used for relu / identity networks, gets its own limits: ``milp_*``);
+4. otherwise it is split (:mod:`hybridq.bab.splitting`); a cell that cannot be split goes to the
+   exact backend with the rest of the run's time instead of staying open.
 
 A chunk's outcomes depend only on the chunk and the arguments of :meth:`CellEngine.process`, so
 the scheduler gets the same result whatever executor runs it.
@@ -30,7 +32,7 @@ from hybridq.config import RunConfig
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.result import Counterexample
 
-__all__ = ["Problem", "Outcome", "CellEngine", "problem_width"]
+__all__ = ["Problem", "Outcome", "CellEngine", "problem_width", "exact_budget"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,26 @@ class Outcome:
     smt_charge: float = 0.0  # time limit of an SMT call that ended without an answer
     split: str = ""
     gain: float = float("nan")  # relative drop of the bound from the parent's (input-split children)
+
+
+def uses_milp(config: RunConfig, network, prop) -> bool:
+    """Whether the run's exact stage is the certified MILP stage (its own ``milp_*`` limits)."""
+    if config.backend == "milp":
+        return True
+    if config.backend != "auto":
+        return False
+    from hybridq.milp.model import MILP_ACTIVATIONS
+
+    score = isinstance(prop, Deviation) and prop.space == "score" and network.output != "identity"
+    return all(l.activation in MILP_ACTIVATIONS for l in network.layers) and not (
+        score and network.output == "softmax")
+
+
+def exact_budget(config: RunConfig, network, prop) -> tuple[int, float]:
+    """``(calls, seconds)`` that exact calls ending without an answer may use in a run."""
+    if uses_milp(config, network, prop):
+        return config.milp_max_unknown, config.milp_budget
+    return config.smt_max_unknown, config.smt_budget
 
 
 def problem_width(problem: Problem) -> np.ndarray:
@@ -124,6 +146,7 @@ class CellEngine:
             inter = 2 if isinstance(problem.prop, Deviation) else 1
         self.inter = inter
         self.dim_weight = None  # per input dimension: how much its splits have tightened bounds so far
+        self.milp = uses_milp(problem.config, net, problem.prop)
 
     # ---------------------------------------------------------------- margin bounds
     def margin_ub(self, ob) -> np.ndarray:
@@ -216,7 +239,9 @@ class CellEngine:
         if self._backend is None:
             from hybridq.smt import get_backend
 
-            self._backend = get_backend(self.p.config.backend)
+            cfg = self.p.config
+            opts = {"delta": cfg.dreal_precision} if cfg.backend in ("dreal", "auto") else {}
+            self._backend = get_backend(cfg.backend, **opts)
         return self._backend
 
     def _clipped(self, ob, i, cell):
@@ -272,9 +297,11 @@ class CellEngine:
                 outs.append(out)
                 continue
             plo, phi = self._clipped(ob, i, cell)
-            if smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= cfg.smt_first_timeout \
-                    and p.mode == "verify" and cfg.backend != "none" and (
-                n_unstable(net, plo, phi) <= cfg.smt_max_unstable
+            exact = p.mode == "verify" and cfg.backend != "none"
+            first = cfg.milp_first_timeout if self.milp else cfg.smt_first_timeout
+            max_unstable = cfg.milp_max_unstable if self.milp else cfg.smt_max_unstable
+            if exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first and (
+                n_unstable(net, plo, phi) <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 if self._smt(out, cell, ob, i, deadline, smt_allow[1] - smt_charged):
@@ -282,7 +309,14 @@ class CellEngine:
                     continue
                 smt_unknown += 1
                 smt_charged += out.smt_charge
-            outs.append(self._split_or_open(out, cell, ob, i, times, plo, phi))
+            out = self._split_or_open(out, cell, ob, i, times, plo, phi)
+            if out.status == "open" and exact and smt_allow[1] - smt_charged >= first:
+                # cannot be split: the exact stage with the run's time left (while budget is left)
+                out.smt_unknown = False
+                if self._smt(out, cell, ob, i, deadline, np.inf, last=True):
+                    outs.append(out)
+                    continue
+            outs.append(out)
         for o, (_, cell), g in zip(outs, items, gain):  # one outcome per cell, in order
             if cell.split_dim >= 0 and np.isfinite(g):
                 o.gain = float(g)
@@ -328,14 +362,19 @@ class CellEngine:
                       samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
                       confirm_exact=True, screen=cfg.attack_screen, box=p.box)
 
-    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float) -> bool:
-        """One SMT call on the cell; True when it decided it (unsat, or a re-checked counterexample),
-        else the call is marked unknown and charged its time limit."""
+    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float, last: bool = False) -> bool:
+        """One exact call on the cell; True when it decided it (unsat, or a re-checked
+        counterexample), else the call is marked unknown and charged its time limit.  ``last``:
+        the cell cannot be split, so the call gets the run's remaining time (at most four times
+        the per-call limit)."""
         p, cfg = self.p, self.p.config
         net, pert = p.network, p.perturbation
         ts = time.perf_counter()
-        # shallow cells get short SMT budgets (a split is often cheaper); deeper ones more
-        tlim = min(cfg.smt_timeout, cfg.smt_first_timeout * 2.0 ** cell.depth, seconds_left)
+        top, first = (cfg.milp_timeout, cfg.milp_first_timeout) if self.milp else (cfg.smt_timeout, cfg.smt_first_timeout)
+        if last:
+            tlim = 4.0 * top
+        else:  # shallow cells get short budgets (a split is often cheaper); deeper ones more
+            tlim = min(top, first * 2.0 ** cell.depth, seconds_left)
         charge = tlim
         if deadline is not None:
             tlim = max(0.1, min(tlim, deadline - time.time()))

@@ -25,7 +25,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hybridq.bab.engine import CellEngine, Problem
+from hybridq.bab.engine import CellEngine, Problem, exact_budget
 from hybridq.bab.executors import InProcessExecutor, WorkerPool
 from hybridq.bab.queue import CellQueue
 from hybridq.bab.splitting import dim_weight
@@ -105,6 +105,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     cex, witness, witnessed = None, None, 0.0
     smt_charged = 0.0
     strong_done = False  # verify: the strong attack of the whole box ran
+    max_unknown, budget_s = exact_budget(cfg, network, prop)
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
     own_workers = None  # workers started by this run (stopped at its end)
@@ -141,8 +142,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             size = cfg.chunk_size or -(-len(batch) // CHUNKS)
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
             # the SMT budget left (calls without an answer, their seconds) is shared among the chunks
-            smt_allow = (-(-max(0, cfg.smt_max_unknown - stats.smt_unknown) // len(chunks)),
-                         max(0.0, cfg.smt_budget - smt_charged) / len(chunks))
+            smt_allow = (-(-max(0, max_unknown - stats.smt_unknown) // len(chunks)),
+                         max(0.0, budget_s - smt_charged) / len(chunks))
             dw = dim_weight(gain_sum, gain_n) if gain_n is not None else None
             args = [(c, threshold, witnessed, deadline, smt_allow, dw) for c in chunks]
             # small rounds stay in-process; workers start in the background once the run has lasted

@@ -34,7 +34,7 @@ from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, Objective
 
-__all__ = ["find", "prove", "ProofResult", "highs_available"]
+__all__ = ["find", "prove", "root_bound", "ProofResult", "highs_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +159,25 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
     if float(c @ v) + float(obj.const) < float(obj.threshold) - 1e-9 * (1 + abs(float(obj.threshold))):
         return None
     return v
+
+
+def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None) -> float:
+    """Certified upper bound of ``obj`` (without ``obj.const``) from the LP relaxation at the root
+    (``inf`` when HiGHS gives no usable duals); cheap, used to order and drop objectives."""
+    hs = _highspy()
+    data = data or LpData(model.A, model.row_lo, model.row_hi)
+    c = -obj.vector(model.n)
+    h = _new_highs()
+    _pass(h, model, c, integer=False)
+    h.run()
+    st = h.getModelStatus()
+    if st == hs.HighsModelStatus.kOptimal:
+        return -data.lower_bound(c, model.lb, model.ub, np.asarray(h.getSolution().row_dual, dtype=np.float64))
+    if st == hs.HighsModelStatus.kInfeasible:
+        got = h.getDualRay()
+        if got[-2] and data.infeasible(model.lb, model.ub, np.asarray(got[-1], dtype=np.float64)):
+            return -math.inf
+    return math.inf
 
 
 @dataclass

@@ -89,7 +89,7 @@ class MilpBackend(Backend):
         encoding is bilinear, not a MILP)."""
         from hybridq.milp.certify import LpData
         from hybridq.milp.model import ModelUnsupported, build_model
-        from hybridq.milp.search import find, prove
+        from hybridq.milp.search import find, prove, root_bound
 
         t0 = time.perf_counter()
         deadline = t0 + max(float(timeout), 0.0)
@@ -125,21 +125,36 @@ class MilpBackend(Backend):
             hit = confirm(v)
             return hit is not None
 
-        objs = list(model.objectives)
+        # 0. the certified root LP bound drops the objectives it already proves; the rest are taken
+        #    most-violated first
+        objs, proved_bounds = [], []
+        for obj in model.objectives:
+            ub = root_bound(model, obj, data)
+            if np.isfinite(ub) and not obj.violated_by(Fraction(ub) + obj.const):
+                proved_bounds.append(float(Fraction(ub) + obj.const))
+            elif ub == -np.inf:
+                proved_bounds.append(-np.inf)
+            else:
+                objs.append((ub - float(obj.threshold - obj.const), obj))
+        objs = [o for _, o in sorted(objs, key=lambda t: -t[0])]
+        stats["bounds"] = proved_bounds
+        # 1. HiGHS's MILP search for a violation of each objective (a share of the time each)
+        search_end = time.perf_counter() + self.find_share * (deadline - time.perf_counter())
         for i, obj in enumerate(objs):
-            left = deadline - time.perf_counter()
-            if left <= 0:
-                return done(Unknown("MILP stage timed out", "timeout"))
-            share = left / (len(objs) - i)
             scale = 1.0 + abs(float(obj.threshold))
             for margin in (0.0, 1e-9 * scale, 1e-6 * scale):
-                v = find(model, obj, min(share * self.find_share, deadline - time.perf_counter()), margin)
+                left = (search_end - time.perf_counter()) / (len(objs) - i)
+                v = find(model, obj, left, margin) if left > 0 else None
                 if v is None:
                     break
                 if on_candidate(v):
                     stats["found_by"] = "milp"
                     return done(Sat(hit[0], hit[1]))
+        # 2. certified branch and bound: every objective proved, or a violation at an integral node
+        for i, obj in enumerate(objs):
             now = time.perf_counter()
+            if now >= deadline:
+                return done(Unknown("MILP stage timed out", "timeout"))
             res = prove(model, obj, now + (deadline - now) / (len(objs) - i), on_candidate, data)
             stats["nodes"] += res.nodes
             if res.status == "candidate":
@@ -148,6 +163,5 @@ class MilpBackend(Backend):
             if res.status != "proved":
                 kind = "timeout" if res.reason == "time limit" else "unknown"
                 return done(Unknown(f"MILP stage: {obj.label}: {res.reason}", kind))
-            stats.setdefault("bounds", []).append(float(Fraction(res.bound) + obj.const)
-                                                 if np.isfinite(res.bound) else float("-inf"))
+            stats["bounds"].append(float(Fraction(res.bound) + obj.const) if np.isfinite(res.bound) else -np.inf)
         return done(Unsat())
