@@ -348,3 +348,41 @@ def test_every_attack_of_the_engine_confirms_in_the_exact_box():
     eng = CellEngine(Problem(net, perturbation("abs:0", net), prop, RunConfig(), "verify", box.lower, box.upper, box))
     r = eng.root_attack()
     assert r.margin >= 0 and r.counterexample is None  # the float corner 0.0999.. violates, the decimal box does not
+
+
+@pytest.mark.parametrize("backend", ["auto", "z3", "none"])
+def test_decimal_coefficient_is_not_rounded_into_a_wrong_robust(backend):
+    """``0.1 * Y_0 <= f - 1e-30`` at y = 2^60 + 512, with ``f`` the first double above y/10:
+    exactly violated (y/10 = f - 3.2), but the coefficient's double (0.1 + 5.6e-18) gives
+    ``0.1 y + 6.4 > f``, the right-hand side's double: bounds on the rounded row alone would
+    prove it.  Never robust; the exact stages refute it."""
+    net = Network((Layer([[1.0]], [0.0], "identity"),))
+    y = Fraction(2 ** 60 + 512)
+    f = Fraction(float(y / 10))
+    f = f if f > y / 10 else Fraction(float(np.nextafter(float(f), np.inf)))
+    c = f - Fraction(1, 10 ** 30)
+    text = (f"(declare-const X_0 Real)(declare-const Y_0 Real)(assert (>= X_0 {int(y)}))(assert (<= X_0 {int(y)}))"
+            f"(assert (<= (* 0.1 Y_0) {dec(c)}))")
+    box, con, res = run(net, text, backend=backend)
+    assert Fraction(float(con.disjuncts[0][0][0, 0])) * y > Fraction(float(con.disjuncts[0][1][0]))  # float row "holds"
+    assert con.check_exact(net, np.array([float(y)]), None)  # the decimal row is violated
+    assert_exact_cex(net, box, con, res, (y,))
+
+
+@pytest.mark.parametrize("backend", ["auto", "z3", "none"])
+def test_decimal_coefficients_that_cancel(backend):
+    """``-0.3 Y_0 + 0.1 Y_1 <= 0`` with y = (x, 3x) at x = 2^60: exactly 0 <= 0, violated; with the
+    coefficients' doubles the row is +32, which the bound pass alone would call safe.  The bound
+    pass must widen the row by the coefficients' rounding error (``coef_err``), the exact stages
+    then refute it; without them the verdict stays open, never robust."""
+    net = Network((Layer([[1.0], [3.0]], [0.0, 0.0], "identity"),))
+    x = 2 ** 60
+    text = (f"(declare-const X_0 Real)(declare-const Y_0 Real)(declare-const Y_1 Real)"
+            f"(assert (>= X_0 {x}))(assert (<= X_0 {x}))(assert (<= (+ (* -0.3 Y_0) (* 0.1 Y_1)) 0))")
+    box, con, res = run(net, text, backend=backend)
+    A = con.disjuncts[0][0][0]
+    assert Fraction(float(A[0])) * x + Fraction(float(A[1])) * 3 * x == 32  # the rounded row says safe
+    if backend == "none":
+        assert res.verdict == "unknown"
+    else:
+        assert_exact_cex(net, box, con, res, (Fraction(x),))

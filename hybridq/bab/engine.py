@@ -168,9 +168,11 @@ class CellEngine:
             if np.any(err > 0):  # rows whose decimal coefficients are no doubles: A_exact y >= A y - err max|y|
                 if ymax is None:
                     ymax = np.maximum(np.abs(ob.logit_lo), np.abs(ob.logit_hi)).max(axis=1)
-                with np.errstate(over="ignore", invalid="ignore"):
-                    extra = np.where(err[None, :] > 0, (err[None, :] * 1.0000001) * ymax[:, None], 0.0)
-                    v = np.where(extra > 0, np.nextafter(np.nextafter(v + extra, np.inf), np.inf), v)
+                with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+                    # every operation rounded up by one spacing: c - spec_lo, err * ymax, and their sum
+                    extra = np.nextafter(err[None, :] * ymax[:, None], np.inf)
+                    up = np.nextafter(np.nextafter(v, np.inf) + extra, np.inf)
+                    v = np.where(err[None, :] > 0, up, v)
             out = np.maximum(out, v.min(axis=1))
         return out
 

@@ -489,10 +489,14 @@ def build_model(q) -> MilpModel:
     elif isinstance(prop, OutputConstraint):
         ylo = np.array([b.lb[y] for y in yp])
         yhi = np.array([b.ub[y] for y in yp])
-        for dix, (A, cvec) in enumerate(prop.disjuncts):
+        ymax = max((max(abs(Fraction(float(lo))), abs(Fraction(float(hi)))) for lo, hi in zip(ylo, yhi)), default=_F0)
+        for dix, ((A, _), (_, cex), errs) in enumerate(zip(prop.disjuncts, prop.exact, prop.coef_err)):
+            # the decimal right-hand sides, widened where a coefficient is no double:
+            # A_exact y <= c implies A y <= c + err max|y| (a superset: an Unsat stays sound)
+            cvec = [ce + (Fraction(float(e)) * ymax if e > 0 else _F0) for ce, e in zip(cex, errs)]
             # t <= c_i - A_i y for all i; t's lower end keeps every y of the box feasible
-            tlo = min(Fraction(float(ci)) - sum((Fraction(float(a)) * Fraction(float(yhi[r] if a > 0 else ylo[r]))
-                                                 for r, a in enumerate(Ai) if a != 0.0), _F0)
+            tlo = min(ci - sum((Fraction(float(a)) * Fraction(float(yhi[r] if a > 0 else ylo[r]))
+                                for r, a in enumerate(Ai) if a != 0.0), _F0)
                       for Ai, ci in zip(A, cvec))
             t = b.col(_down(min(tlo, _F0)) - 1.0, 1.0, f"t{dix}")
             for Ai, ci in zip(A, cvec):
@@ -500,7 +504,7 @@ def build_model(q) -> MilpModel:
                 for r, a in enumerate(Ai):
                     if a != 0.0:
                         coefs[yp[r]] = coefs.get(yp[r], 0.0) + float(a)
-                b.row(coefs, None, Fraction(float(ci)))
+                b.row(coefs, None, ci)
             objectives.append(Objective({t: 1.0}, _F0, _F0, False, f"disjunct {dix}"))
     else:  # pragma: no cover - Query.build validated the property
         raise ModelUnsupported(f"unsupported property {type(prop).__name__}")
