@@ -48,7 +48,7 @@ DELTA = O(None, "--delta", metavar="D", help="Deviation property: |s(x;theta) - 
 DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax/argmin at the centre) is kept; '--decision min' or '--decision max' sets --sense too.")
 SENSE = O(None, "--sense", metavar="max|min", help="The class of --decision is the argmax or the argmin of the outputs (default: the network's; ACAS Xu files are min, others max).")
 KAPPA = O(None, "--kappa", metavar="K", help="Decision margin: the class must win by more than KAPPA logits.")
-LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or nominal argmax).")
+LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or the nominal argmax / argmin).")
 SPACE = O(None, "--space", help="Deviation space: logit or score.")
 OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
 BACKEND = O(None, "--backend", help="Exact backend for open cells: auto (per cell: milp for relu nets, z3, dreal for sigmoid/tanh), milp, z3, dreal or none.")

@@ -386,3 +386,18 @@ def test_decimal_coefficients_that_cancel(backend):
         assert res.verdict == "unknown"
     else:
         assert_exact_cex(net, box, con, res, (Fraction(x),))
+
+
+def test_cli_point_file_is_read_exactly(capsys, margin_net, tmp_path):
+    """A .txt point file: numbers separated by commas or white space, read as decimals."""
+    pt = tmp_path / "pt.txt"
+    pt.write_text("0.1\n")
+    code, out, _ = _cli(capsys, "verify", margin_net, "--perturb", "abs:0", "--point", pt, "--decision",
+                        "--label", "0", "--kappa", "0.09999999999999999999", "--jobs", "1")
+    assert code == 0 and out.startswith("robust")
+    two = tmp_path / "two.txt"
+    two.write_text("1,2")
+    net2 = tmp_path / "n2.npz"
+    Network((Layer([[1.0, 1.0]], [0.0], "identity"),)).save(net2)
+    code, out, _ = _cli(capsys, "verify", net2, "--perturb", "abs:0", "--point", two, "--delta", "0", "--jobs", "1")
+    assert code == 0, out
