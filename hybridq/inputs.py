@@ -16,25 +16,30 @@ from hybridq.exact import as_float_if_exact, float_down, float_up, to_fraction
 __all__ = ["InputBox", "as_input_box"]
 
 
+def _float_array(a) -> np.ndarray | None:
+    """``a`` as a float64 array when it holds only floats (a float64 array, or a list of Python /
+    NumPy floats and ints that are floats exactly), else None (exact numbers: Fraction, Decimal,
+    strings, ints beyond 2^53)."""
+    if isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
+        return np.asarray(a, dtype=np.float64).reshape(-1)
+    items = np.asarray(a, dtype=object).reshape(-1)
+    if all(isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                     and abs(int(v)) <= 2 ** 53) for v in items):
+        return np.array([float(v) for v in items], dtype=np.float64)
+    return None
+
+
 def _ends(a, name: str) -> tuple[Fraction, ...]:
     """The exact values of box ends given as floats (their binary values) or as exact numbers
     (Fraction, Decimal, int, decimal strings)."""
-    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
-        arr = a.reshape(-1)
-        if arr.size and not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name} contains NaN or inf: {arr}")
-        vals = tuple(Fraction(float(v)) for v in arr)
-    else:
-        items = np.asarray(a, dtype=object).reshape(-1)
-        vals = []
-        for v in items:
-            if isinstance(v, (float, np.floating)) and not np.isfinite(v):
-                raise ValueError(f"{name} contains NaN or inf: {v}")
-            vals.append(to_fraction(v, name))
-        vals = tuple(vals)
+    vals = []
+    for v in np.asarray(a, dtype=object).reshape(-1):
+        if isinstance(v, (float, np.floating)) and not np.isfinite(v):
+            raise ValueError(f"{name} contains NaN or inf: {v}")
+        vals.append(to_fraction(v, name))
     if not vals:
         raise ValueError(f"{name} is empty")
-    return vals
+    return tuple(vals)
 
 
 def _floats(vals, direction: str, name: str) -> np.ndarray:
@@ -52,7 +57,8 @@ class InputBox:
     or decimal strings such as ``"0.1"``).  ``exact_lower`` / ``exact_upper`` keep them exactly;
     ``lower`` / ``upper`` are their float64 images rounded outward (down / up), so the float box
     contains the exact one: bounds over the float box hold for the exact box, and a counterexample
-    is re-checked only after :meth:`snap` has moved its input into the exact box.
+    is re-checked only after :meth:`snap` has moved its input into the exact box.  (A box given in
+    floats is its own exact box; no Fraction is formed for it unless asked for.)
 
     Parameters
     ----------
@@ -72,20 +78,51 @@ class InputBox:
 
     lower: np.ndarray
     upper: np.ndarray
-    exact_lower: tuple = field(init=False, repr=False, compare=False)
-    exact_upper: tuple = field(init=False, repr=False, compare=False)
+    _exact: tuple | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
+        flo, fhi = _float_array(self.lower), _float_array(self.upper)
+        if flo is not None and fhi is not None:  # floats: the float box is the exact box
+            for f, name in ((flo, "input lower bound"), (fhi, "input upper bound")):
+                if f.size == 0:
+                    raise ValueError(f"{name} is empty")
+                if not np.all(np.isfinite(f)):
+                    raise ValueError(f"{name} contains NaN or inf: {f}")
+            if flo.shape != fhi.shape:
+                raise ValueError(f"input bounds have different lengths: {flo.size} and {fhi.size}")
+            bad = np.flatnonzero(flo > fhi)
+            if bad.size:
+                i = int(bad[0])
+                raise ValueError(f"inverted box: input lower[{i}] = {flo[i]} > upper[{i}] = {fhi[i]}")
+            flo, fhi = flo.copy(), fhi.copy()
+            flo.setflags(write=False)
+            fhi.setflags(write=False)
+            object.__setattr__(self, "lower", flo)
+            object.__setattr__(self, "upper", fhi)
+            object.__setattr__(self, "_exact", None)
+            return
         elo, ehi = _ends(self.lower, "input lower bound"), _ends(self.upper, "input upper bound")
         if len(elo) != len(ehi):
             raise ValueError(f"input bounds have different lengths: {len(elo)} and {len(ehi)}")
         for i, (a, b) in enumerate(zip(elo, ehi)):
             if a > b:
                 raise ValueError(f"inverted box: input lower[{i}] = {float(a)} > upper[{i}] = {float(b)}")
-        object.__setattr__(self, "exact_lower", elo)
-        object.__setattr__(self, "exact_upper", ehi)
-        object.__setattr__(self, "lower", _floats(elo, "down", "input lower bound"))
-        object.__setattr__(self, "upper", _floats(ehi, "up", "input upper bound"))
+        lo, hi = _floats(elo, "down", "input lower bound"), _floats(ehi, "up", "input upper bound")
+        object.__setattr__(self, "lower", lo)
+        object.__setattr__(self, "upper", hi)
+        exact = all(Fraction(float(f)) == q for f, q in zip(lo, elo)) and \
+            all(Fraction(float(f)) == q for f, q in zip(hi, ehi))
+        object.__setattr__(self, "_exact", None if exact else (elo, ehi))
+
+    @property
+    def exact_lower(self) -> tuple:
+        """The lower ends as given, exactly (tuple of Fraction)."""
+        return self._exact[0] if self._exact is not None else tuple(Fraction(float(v)) for v in self.lower)
+
+    @property
+    def exact_upper(self) -> tuple:
+        """The upper ends as given, exactly (tuple of Fraction)."""
+        return self._exact[1] if self._exact is not None else tuple(Fraction(float(v)) for v in self.upper)
 
     @classmethod
     def point(cls, x) -> "InputBox":
@@ -124,8 +161,7 @@ class InputBox:
     @property
     def is_exact_float(self) -> bool:
         """True when every exact end is a float64 (the float box is the exact box)."""
-        return all(Fraction(float(f)) == q for f, q in zip(self.lower, self.exact_lower)) and \
-            all(Fraction(float(f)) == q for f, q in zip(self.upper, self.exact_upper))
+        return self._exact is None
 
     @property
     def is_point(self) -> bool:
@@ -149,6 +185,8 @@ class InputBox:
 
     def contains_exact(self, x) -> bool:
         """``x`` (floats and/or Fractions, compared exactly) lies in the exact box."""
+        if self._exact is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            return x.shape == self.lower.shape and self.contains(x)  # float comparisons are exact
         vals = list(np.asarray(x, dtype=object).reshape(-1))
         if len(vals) != self.n_in:
             return False
@@ -161,8 +199,13 @@ class InputBox:
 
         Returns
         -------
-        (n_in,) object array of floats and Fractions
+        (n_in,) float64 when the result is all floats (always for a box given in floats and a
+        float ``x``), else an object array of floats and Fractions
         """
+        if self._exact is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
+            if x.size != self.n_in:
+                raise ValueError(f"x has {x.size} coordinates, the box {self.n_in}")
+            return np.clip(x.reshape(-1), self.lower, self.upper)
         vals = list(np.asarray(x, dtype=object).reshape(-1))
         if len(vals) != self.n_in:
             raise ValueError(f"x has {len(vals)} coordinates, the box {self.n_in}")
@@ -174,7 +217,7 @@ class InputBox:
             elif v > b:
                 v = as_float_if_exact(b)
             out.append(v)
-        return np.array(out, dtype=object)
+        return np.array(out, dtype=np.float64 if all(isinstance(v, float) for v in out) else object)
 
 
 def as_input_box(inputs, n_in: int | None = None) -> InputBox:
