@@ -36,6 +36,7 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import logging
 import math
 import re
 import time
@@ -456,6 +457,12 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
     if prop_kind == "deviation" and "delta" not in opts:
         raise ConfigError("property deviation needs a delta")
     pairs = loader.vnnlib(inst.vnnlib, net.n_in, net.n_out) if inst.vnnlib is not None else []
+    if pairs:
+        from hybridq.io.vnnlib import clamp_mismatch
+
+        why = clamp_mismatch(net, [bx for bx, _ in pairs])
+        if why:  # the units probably differ (normalized VNNLIB on a raw-unit .nnet): say so, run anyway
+            logging.getLogger(__name__).warning("%s: %s: %s", inst.id, inst.vnnlib, why)
     if "box" in opts and "point" in opts:
         raise ConfigError("give either box or point, not both")
     if pairs and ("box" in opts or "point" in opts):

@@ -401,3 +401,38 @@ def test_cli_point_file_is_read_exactly(capsys, margin_net, tmp_path):
     Network((Layer([[1.0, 1.0]], [0.0], "identity"),)).save(net2)
     code, out, _ = _cli(capsys, "verify", net2, "--perturb", "abs:0", "--point", two, "--delta", "0", "--jobs", "1")
     assert code == 0, out
+
+
+def test_decision_sense_spellings(capsys, tmp_path):
+    """``--decision=min``, TOML ``decision = "min"`` and an instance list's ``decision`` column."""
+    p = tmp_path / "s.npz"
+    sense_net(4.5, 0.5).save(p)  # sense max by default: class 2 wins by 0.5 (flips), class 0 is argmin by 4.5
+    base = ["--perturb", "abs:0.3", "--point", "1", "--jobs", "1"]
+    code, out, _ = _cli(capsys, "verify", p, *base, "--decision")
+    assert code == 1
+    code, out, _ = _cli(capsys, "verify", p, *base, "--decision=min")
+    assert code == 0, out
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('perturb = "abs:0.3"\npoint = [1]\ndecision = "min"\n')
+    code, out, _ = _cli(capsys, "verify", p, "--config", cfg, "--jobs", "1")
+    assert code == 0, out
+    cfg.write_text('perturb = "abs:0.3"\npoint = [1]\ndecision = "argmin"\n')
+    code, _, err = _cli(capsys, "verify", p, "--config", cfg, "--jobs", "1")
+    assert code == 3 and "decision" in err
+    from hybridq.batch import Instance, _Loader, _problems
+
+    inst = Instance(id="a", network=p, vnnlib=None, timeout=None)
+    for dec_, want in (("min", 0), ("true", 2)):
+        net, pert, probs = _problems(inst, {"perturb": "abs:0.3", "point": "1", "decision": dec_}, _Loader())
+        assert probs[0][1].label == want and probs[0][1].sense == ("min" if dec_ == "min" else "max")
+
+
+@pytest.mark.requires_shared
+def test_normalized_vnnlib_on_raw_nnet_warns_in_batches(caplog, networks_dir):
+    from hybridq.batch import Instance, _Loader, _problems
+
+    inst = Instance(id="acas", network=networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet",
+                    vnnlib=networks_dir / "acasxu" / "vnnlib" / "prop_3.vnnlib", timeout=None)
+    with caplog.at_level("WARNING", logger="hybridq.batch"):
+        _problems(inst, {"perturb": "fp16"}, _Loader())
+    assert len(caplog.records) == 1 and "input clamp range" in caplog.records[0].getMessage()
