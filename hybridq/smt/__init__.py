@@ -237,4 +237,4 @@ def pure_smt(network, perturbation, inputs, prop, backend: "str | Backend" = "z3
     box.check_dim(network.n_in)
     cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in network.layers))
     b = get_backend(backend) if isinstance(backend, str) else backend
-    return b.check(network, perturbation, cell, prop, timeout, encoding="pure", ibp=ibp)
+    return b.check(network, perturbation, cell, prop, timeout, encoding="pure", ibp=ibp, box=box)
