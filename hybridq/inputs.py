@@ -20,7 +20,9 @@ def _float_array(a) -> np.ndarray | None:
     """``a`` as a float64 array when it holds only floats (a float64 array, or a list of Python /
     NumPy floats and ints that are floats exactly), else None (exact numbers: Fraction, Decimal,
     strings, ints beyond 2^53)."""
-    if isinstance(a, np.ndarray) and a.dtype.kind in "fiu":
+    if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+        return np.asarray(a, dtype=np.float64).reshape(-1)
+    if isinstance(a, np.ndarray) and a.dtype.kind in "iu" and (a.size == 0 or int(np.max(np.abs(a))) <= 2 ** 53):
         return np.asarray(a, dtype=np.float64).reshape(-1)
     items = np.asarray(a, dtype=object).reshape(-1)
     if all(isinstance(v, (float, np.floating)) or (isinstance(v, (int, np.integer)) and not isinstance(v, bool)
