@@ -353,3 +353,28 @@ def _milp_optimum(net, pert, cell, prop, k):
     h.setOptionValue("mip_rel_gap", 1e-9)
     h.run()
     return -h.getInfo().objective_function_value + float(obj.const)
+
+
+@pytest.mark.parametrize("seed", [1, 4, 7])
+def test_assignment_of_a_point_is_feasible_and_starts_the_search(seed):
+    from hybridq.milp.model import assignment
+    from hybridq.smt.milp import _fill_bounds
+
+    rng, net, pert, box = random_case(seed)
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+    prop = Deviation(0.0)
+    q = enc.Query.build(net, pert, cell, prop)
+    _fill_bounds(q, cell)
+    model = build_model(q)
+    params = pert.snap_inside(pert.sample(rng))
+    v = assignment(model, q, box.center, params)
+    Av = model.A @ v
+    scale = 1 + np.abs(model.A) @ np.abs(v)
+    assert np.all(Av <= model.row_hi + 1e-9 * scale) and np.all(Av >= model.row_lo - 1e-9 * scale)
+    assert np.all(v >= model.lb) and np.all(v <= model.ub)
+    # the objective at the assignment is the float deviation at that point
+    yp, yn = net.forward(box.center[None, :], params)[0], net.forward(box.center[None, :])[0]
+    obj = model.objectives[0]
+    assert obj.vector(model.n) @ v + float(obj.const) == pytest.approx(yp[0] - yn[0], abs=1e-9)
+    found = search.find(model, obj, 10.0, start=v)
+    assert found is None or obj.vector(model.n) @ found + float(obj.const) >= -1e-9
