@@ -2,9 +2,10 @@
 
     python bench/tight.py [--timeout 60] [--milp-timeout 300] [--only SUBSTR] [--out bench/results/tight.md]
 
-Queries (50, in pairs): ACAS Xu 1_1, 2_3 and 3_3 (ONNX, normalized inputs) at seeded random
+Queries (56, in pairs): ACAS Xu 1_1, 2_3 and 3_3 (ONNX, normalized inputs) at seeded random
 points and small boxes (half-width 1e-3) under ``fp16`` / ``abs:1e-3``: logit deviation of output 0
-on points and boxes, decision (argmax class kept) on points; ACAS Xu ``int8`` points (per-tensor
+on points and boxes, decision (argmax class kept) on points and fp16 boxes (a decision pair whose
+class already flips has no tight threshold and is listed as left out); ACAS Xu ``int8`` points (per-tensor
 int8 is a large box on ACAS Xu: these are kept only where the plain MILP reaches its optimum);
 MNIST 256x2 and 256x4 at the centre of
 ``prop_0_0.03.vnnlib`` under ``int8`` / ``fp16`` (deviation of the label's logit; decision for
@@ -101,6 +102,8 @@ def queries(root: Path):
             out.append((f"acas{name} {spec} point dec", path, spec, (x, x), "dec"))
             xb = rng.uniform(lo + 1e-3, hi - 1e-3)
             out.append((f"acas{name} {spec} box dev", path, spec, (xb - 1e-3, xb + 1e-3), "dev"))
+        xb = rng.uniform(lo + 1e-3, hi - 1e-3)
+        out.append((f"acas{name} fp16 box dec", path, "fp16", (xb - 1e-3, xb + 1e-3), "dec"))
     for name in ("1_1", "2_3"):
         x = rng.uniform(lo, hi)
         out.append((f"acas{name} int8 point dev", acas[name], "int8", (x, x), "dev"))

@@ -378,3 +378,18 @@ def test_assignment_of_a_point_is_feasible_and_starts_the_search(seed):
     assert obj.vector(model.n) @ v + float(obj.const) == pytest.approx(yp[0] - yn[0], abs=1e-9)
     found = search.find(model, obj, 10.0, start=v)
     assert found is None or obj.vector(model.n) @ found + float(obj.const) >= -1e-9
+
+
+def test_quantify_uses_the_milp_stage_and_brackets_the_true_maximum():
+    from hybridq import quantify
+
+    rng = np.random.default_rng(3)
+    net = Network((Layer(rng.normal(size=(8, 2)), rng.normal(size=8) * 0.1, "relu"),
+                   Layer(rng.normal(size=(1, 8)) / 3, np.zeros(1), "identity")))
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    dmax = max(_milp_optimum(net, pert, Cell.root(box.lower, box.upper, 9), Deviation(0.0), k) for k in range(2))
+    q = quantify(net, pert, box, backend="milp", jobs=1, tol=0.01, timeout=60)
+    assert q.lower <= dmax + 1e-9 and dmax <= q.upper + 1e-9
+    assert q.upper <= q.lower * 1.01 + 1e-12  # the tolerance was reached
+    assert q.witness is not None and q.witness.value == q.lower

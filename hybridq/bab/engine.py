@@ -299,23 +299,25 @@ class CellEngine:
                 outs.append(out)
                 continue
             plo, phi = self._clipped(ob, i, cell)
-            exact = p.mode == "verify" and cfg.backend != "none"
+            # verify: any exact backend; maximize (quantify): the milp stage, which proves a cell's
+            # deviation below the threshold or returns a point above it
+            exact = cfg.backend != "none" and (p.mode == "verify" or self.milp)
             first = cfg.milp_first_timeout if self.milp else cfg.smt_first_timeout
             max_unstable = cfg.milp_max_unstable if self.milp else cfg.smt_max_unstable
             if exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first and (
                 n_unstable(net, plo, phi) <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
-                if self._smt(out, cell, ob, i, deadline, smt_allow[1] - smt_charged):
+                if self._smt(out, cell, ob, i, deadline, smt_allow[1] - smt_charged, threshold=threshold):
                     outs.append(out)
                     continue
-                smt_unknown += 1
+                smt_unknown += out.smt_unknown
                 smt_charged += out.smt_charge
             out = self._split_or_open(out, cell, ob, i, times, plo, phi)
             if out.status == "open" and exact and smt_allow[1] - smt_charged >= first:
                 # cannot be split: the exact stage with the run's time left (while budget is left)
                 out.smt_unknown = False
-                if self._smt(out, cell, ob, i, deadline, np.inf, last=True):
+                if self._smt(out, cell, ob, i, deadline, np.inf, last=True, threshold=threshold):
                     outs.append(out)
                     continue
             outs.append(out)
@@ -364,11 +366,14 @@ class CellEngine:
                       samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
                       confirm_exact=True, screen=cfg.attack_screen, box=p.box)
 
-    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float, last: bool = False) -> bool:
+    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float, last: bool = False,
+             threshold: float = 0.0) -> bool:
         """One exact call on the cell; True when it decided it (unsat, or a re-checked
         counterexample), else the call is marked unknown and charged its time limit.  ``last``:
         the cell cannot be split, so the call gets the run's remaining time (at most four times
-        the per-call limit)."""
+        the per-call limit).  In ``maximize`` mode the query is "deviation above ``threshold``":
+        unsat closes the cell with the stage's certified bound, a violation becomes a candidate
+        witness (the cell is still split)."""
         p, cfg = self.p, self.p.config
         net, pert = p.network, p.perturbation
         ts = time.perf_counter()
@@ -380,10 +385,26 @@ class CellEngine:
         charge = tlim
         if deadline is not None:
             tlim = max(0.1, min(tlim, deadline - time.time()))
-        ans = self.backend.check(net, pert, cell, p.prop, tlim, neuron_bounds=ob_row(ob, i), box=p.box)
+        prop = p.prop
+        if p.mode == "maximize":
+            prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)
+        ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=ob_row(ob, i), box=p.box)
         out.times["smt"] = time.perf_counter() - ts
         out.smt_called = True
         kind = type(ans).__name__
+        if p.mode == "maximize":
+            if kind == "Unsat":
+                b = [v for v in ans.stats.get("bounds", []) if v == v]
+                out.status, out.ub = "smt", min(out.ub, max(b) if b else prop.delta)
+                return True
+            if kind == "Sat":  # a point above the threshold: a candidate (re-evaluated exactly by the scheduler)
+                value = float_margin(net, self.max_prop, ans.x, ans.params)
+                if out.candidate is None or value > out.candidate[0]:
+                    out.candidate = (value, ans.x, ans.params)
+                return False
+            out.smt_unknown = True
+            out.smt_charge = charge
+            return False
         if kind == "Unsat":
             out.status = "smt"
             return True
