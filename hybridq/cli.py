@@ -186,7 +186,7 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail(f"--sense must be max or min, got {sense!r}")
     ball = _number(ball, "--ball")
     if ball is not None and ball < 0:
-        _fail(f"--ball must be >= 0, got {ball}")
+        _fail(f"--ball must be >= 0, got {float(ball):g}")
     from hybridq.actquant import split_act_spec
 
     net = load_network(network)
