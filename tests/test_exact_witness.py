@@ -436,3 +436,18 @@ def test_normalized_vnnlib_on_raw_nnet_warns_in_batches(caplog, networks_dir):
     with caplog.at_level("WARNING", logger="hybridq.batch"):
         _problems(inst, {"perturb": "fp16"}, _Loader())
     assert len(caplog.records) == 1 and "input clamp range" in caplog.records[0].getMessage()
+
+
+@pytest.mark.requires_shared
+def test_raw_unit_box_on_nnet_does_not_warn(networks_dir):
+    """Reluplex's property 1 in raw units (feet, radians, feet/s) fits the clamp range; every
+    shipped (normalized) VNN-COMP ACAS Xu property does not."""
+    from hybridq import load_network, load_vnnlib
+    from hybridq.io.vnnlib import clamp_mismatch
+
+    net = load_network(networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet")
+    raw = InputBox([55947.691, -3.141593, -3.141593, 1145, 0], [60760, 3.141593, 3.141593, 1200, 60])
+    assert clamp_mismatch(net, [raw]) is None
+    for i in (1, 3, 6):
+        boxes = [b for b, _ in load_vnnlib(networks_dir / "acasxu" / "vnnlib" / f"prop_{i}.vnnlib", 5, 5)]
+        assert "units probably differ" in clamp_mismatch(net, boxes)
