@@ -338,6 +338,8 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
 
 
 def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen, box):
+    if isinstance(prop, Decision):  # sense None: the network's
+        prop = prop.resolve(network)
     lower = np.asarray(lower, dtype=np.float64)
     upper = np.asarray(upper, dtype=np.float64)
     width = upper - lower

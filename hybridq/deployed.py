@@ -33,7 +33,7 @@ from hybridq.actquant import ActModel, QuantPoint
 from hybridq.errors import ModelFormatError
 from hybridq.inputs import as_input_box
 from hybridq.network import Layer, Network, activate
-from hybridq.properties import Deviation
+from hybridq.properties import Decision, Deviation
 from hybridq.result import Counterexample, Quantity, Result
 
 __all__ = ["against", "verify_deployed", "deviation_deployed", "fewest_act_bits", "search_rounded", "runtime_outputs",
@@ -237,6 +237,8 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     from hybridq.bab import verify
 
     box = as_input_box(inputs, model.network.n_in)
+    if isinstance(prop, Decision):  # sense None: the deployed network's (the expansion's is a plain default)
+        prop = prop.resolve(model.network)
     exp = model.expand(box, method) if expanded is None else expanded
     res = verify(exp.network, exp.perturbation, box, prop, config=config, progress=progress, **options)
     if res.verdict != "not_robust":

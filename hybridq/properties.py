@@ -177,9 +177,13 @@ class Decision:
         Required margin ``>= 0`` (default 0: ties count as flips); a ``Fraction``, ``Decimal`` or
         decimal string is kept exactly in :attr:`kappa_exact`, and :attr:`kappa` becomes the
         smallest float64 not below it.
-    sense : {"max", "min"}
+    sense : {"max", "min"} or None
         Whether the class is the output with the largest (``"max"``, a classifier's argmax) or the
-        smallest (``"min"``, e.g. the ACAS Xu advisory) logit.
+        smallest (``"min"``, e.g. the ACAS Xu advisory) logit.  ``None`` (default): the network's
+        own :attr:`hybridq.Network.decision_sense` (argmin for the ACAS Xu files); :meth:`resolve`
+        fixes it, and :func:`hybridq.verify`, the attacks and the exact stages resolve it with the
+        network they are given.  Where no network is at hand (:meth:`spec_matrix` without one) an
+        unresolved sense reads as ``"max"``.
 
     Attributes
     ----------
@@ -194,17 +198,23 @@ class Decision:
 
     label: int
     kappa: float = 0.0
-    sense: str = "max"
+    sense: str | None = None
     kappa_exact: Fraction = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         label = _index(self.label, "label")
         exact = _exact_nonneg(self.kappa, "kappa")
-        if self.sense not in ("max", "min"):
+        if self.sense not in ("max", "min", None):
             raise ValueError(f"decision sense must be 'max' (argmax) or 'min' (argmin), got {self.sense!r}")
         object.__setattr__(self, "label", label)
         object.__setattr__(self, "kappa_exact", exact)
         object.__setattr__(self, "kappa", float_up(exact, "kappa"))
+
+    def resolve(self, network) -> "Decision":
+        """This property with ``sense`` fixed: its own, else ``network.decision_sense``."""
+        if self.sense is not None:
+            return self
+        return Decision(self.label, self.kappa_exact, getattr(network, "decision_sense", "max"))
 
     def spec_matrix(self, n_out: int) -> np.ndarray:
         """Rows whose values must all exceed ``kappa``, shape ``(n_out - 1, n_out)``: ``e_c - e_j``
@@ -226,7 +236,7 @@ class Decision:
             return np.array([[1.0 if self.label == 1 else -1.0]])
         if self.label >= n_out:
             raise ValueError(f"label {self.label} out of range for {n_out} outputs")
-        s = 1.0 if self.sense == "max" else -1.0
+        s = -1.0 if self.sense == "min" else 1.0  # None (unresolved): argmax
         rows = []
         for j in range(n_out):
             if j != self.label:
@@ -237,7 +247,7 @@ class Decision:
 
     def margin(self, network, y_pert: np.ndarray, y_nom: np.ndarray | None = None) -> np.ndarray:
         """``kappa - min_rows (C y')`` per row; ``>= 0`` means a flip."""
-        C = self.spec_matrix(y_pert.shape[1])
+        C = self.resolve(network).spec_matrix(y_pert.shape[1])
         if C.shape[0] == 0:
             return np.full(y_pert.shape[0], -np.inf)
         return self.kappa - np.min(y_pert @ C.T, axis=1)
@@ -246,7 +256,7 @@ class Decision:
         """True iff ``(x, params)`` flips the class in exact arithmetic (against
         :attr:`kappa_exact`; ``x`` may hold Fractions)."""
         y = network.exact_logits(x, params)
-        C = self.spec_matrix(len(y))
+        C = self.resolve(network).spec_matrix(len(y))
         k = self.kappa_exact
         for row in C:
             terms = [(int(a), v) for a, v in zip(row, y) if a != 0.0]

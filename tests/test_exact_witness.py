@@ -451,3 +451,18 @@ def test_raw_unit_box_on_nnet_does_not_warn(networks_dir):
     for i in (1, 3, 6):
         boxes = [b for b, _ in load_vnnlib(networks_dir / "acasxu" / "vnnlib" / f"prop_{i}.vnnlib", 5, 5)]
         assert "units probably differ" in clamp_mismatch(net, boxes)
+
+
+def test_library_decision_takes_the_network_sense():
+    import dataclasses
+
+    net = dataclasses.replace(sense_net(4.5, 0.5), decision_sense="min")
+    pert = perturbation("abs:0.3", net)
+    x = np.array([1.0])
+    assert int(net.predict(x)) == 0
+    res = verify(net, pert, x, Decision(0), jobs=1)  # argmin class 0 by 4.5: robust
+    assert res.verdict == "robust" and res.property.sense == "min"
+    assert verify(net, pert, x, Decision(2, sense="max"), jobs=1).verdict == "not_robust"
+    assert Decision(0).check_exact(net, x, None) is False and Decision(0).resolve(net).sense == "min"
+    assert Decision(1).check_exact(net, x, None) is True  # class 1 is not the argmin
+    assert Decision(0).spec_matrix(3).tolist()[0] == [1.0, -1.0, 0.0]  # no network at hand: argmax rows

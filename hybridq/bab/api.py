@@ -82,6 +82,8 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         from hybridq.perturbation import perturbation as make_perturbation
 
         perturbation = make_perturbation(perturbation, network)
+    if isinstance(property, Decision):  # sense None: the network's (ACAS Xu: argmin)
+        property = property.resolve(network)
     box = check_problem(network, perturbation, inputs, property)
     given = {"backend": backend, "jobs": jobs, "timeout": timeout, "seed": seed}
     if config is not None:  # explicit arguments override the config only where they differ from the defaults

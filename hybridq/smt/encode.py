@@ -112,6 +112,8 @@ class Query:
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
         perturbation.check_network(network)
+        if isinstance(prop, Decision):  # sense None: the network's
+            prop = prop.resolve(network)
         if not isinstance(prop, (Deviation, Decision, OutputConstraint)):
             raise ValueError(f"unsupported property {type(prop).__name__}; use Deviation, Decision or OutputConstraint")
         n_out = network.n_out
