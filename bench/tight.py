@@ -144,7 +144,7 @@ def main():
             base = Deviation(0.0, outputs=(j,))
         else:
             label = int(np.argmax(y0))
-            base = Decision(label, 0.0)
+            base = Decision(label, 0.0, "max")  # the argmax question (an ACAS Xu network would default to argmin)
         opt, t_milp, optimal = plain_milp(net, pert, box, base, args.milp_timeout)
         if kind == "dec":
             opt = -opt  # the objectives are -(y'_c - y'_j): the optimum is -m*
@@ -162,7 +162,7 @@ def main():
             warm = False
         for f in (0.98, 1.02):
             thr = f * opt
-            prop = Deviation(thr, outputs=base.outputs) if kind == "dev" else Decision(base.label, thr)
+            prop = Deviation(thr, outputs=base.outputs) if kind == "dev" else Decision(base.label, thr, base.sense)
             # which side of the threshold the property is on, by the MILP optimum
             expect = ("robust" if f > 1 else "not_robust") if kind == "dev" else ("robust" if f < 1 else "not_robust")
             t = time.perf_counter()

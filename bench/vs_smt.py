@@ -130,7 +130,7 @@ def build_suite() -> list[Query]:
         _pair(qs, "ACAS Xu 1_1 local, fp16", net, "fp16", pt, not_robust=False)
         label = int(np.argmax(net.forward(x)))
         for spec in ("fp16", "fp32"):
-            qs.append(Query(f"ACAS Xu 1_1 local argmax kept, {spec}", net, spec, pt, Decision(label),
+            qs.append(Query(f"ACAS Xu 1_1 local argmax kept, {spec}", net, spec, pt, Decision(label, sense="max"),
                             f"label {label} (nominal margin {np.sort(net.forward(x))[-1] - np.sort(net.forward(x))[-2]:.3g})"))
     else:
         print(f"note: {ACAS} absent, ACAS Xu queries skipped", file=sys.stderr)
