@@ -53,6 +53,8 @@ SPACE = O(None, "--space", help="Deviation space: logit or score.")
 OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
 BACKEND = O(None, "--backend", help="Exact backend for open cells: auto (per cell: milp for relu nets, z3, dreal for sigmoid/tanh), milp, z3, dreal or none.")
 JOBS = O(None, "--jobs", "-j", help="Worker processes (default: all cores).")
+CLUSTER = O(None, "--cluster", help="Run the branch and bound on a Dask cluster: a scheduler address "
+            "(tcp://HOST:8786) or local:N (a local cluster of N worker processes); needs hybridq[dask].")
 TIMEOUT = O(None, "--timeout", help="Wall-clock budget in seconds.")
 SEED = O(None, "--seed", help="Attack seed (results are deterministic for a fixed seed).")
 JSON = O(None, "--json", help="Write the full result as JSON to this file.")
@@ -309,6 +311,17 @@ def _progress_cb(enabled: bool):
     return prog, cb
 
 
+def _cluster(spec):
+    """``--cluster``: a connected Dask client (context manager), or None without the option."""
+    import contextlib
+
+    if spec is None:
+        return contextlib.nullcontext(None)
+    from hybridq.bab.cluster import open_cluster
+
+    return open_cluster(str(spec))
+
+
 def _run_config(toml_run: dict, backend, jobs, timeout, seed):
     from hybridq.config import make_config
 
@@ -358,7 +371,7 @@ def verify(
     space: Optional[str] = SPACE, outputs: Optional[str] = OUTPUTS, backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
     timeout: Optional[float] = TIMEOUT, seed: Optional[int] = SEED, json: Optional[str] = JSON,
     counterexample: Optional[str] = CEX, config: Optional[str] = CONFIG, plot: Optional[str] = PLOT,
-    progress: bool = PROGRESS, against: Optional[str] = AGAINST,
+    progress: bool = PROGRESS, against: Optional[str] = AGAINST, cluster: Optional[str] = CLUSTER,
 ):
     """Decide a property: robust (proved), not_robust (exact counterexample) or unknown.
 
@@ -379,24 +392,26 @@ def verify(
                                    sense=o["sense"])
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
-    prog, cb = _progress_cb(progress)
     results = []
-    try:
-        if prog is not None:
-            prog.start()
-        for b, prop in problems:
-            if deployed is not None:
-                from hybridq.deployed import verify_deployed
+    with _cluster(cluster) as client:
+        prog, cb = _progress_cb(progress)
+        try:
+            if prog is not None:
+                prog.start()
+            for b, prop in problems:
+                if deployed is not None:
+                    from hybridq.deployed import verify_deployed
 
-                r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=cfg, progress=cb)
-            else:
-                r = verify_(net, pert, b, prop, config=cfg, progress=cb)
-            results.append(r)
-            if r.verdict == "not_robust" or r.stats.interrupted:
-                break
-    finally:
-        if prog is not None:
-            prog.stop()
+                    r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=cfg, progress=cb,
+                                        executor=client)
+                else:
+                    r = verify_(net, pert, b, prop, config=cfg, progress=cb, executor=client)
+                results.append(r)
+                if r.verdict == "not_robust" or r.stats.interrupted:
+                    break
+        finally:
+            if prog is not None:
+                prog.stop()
     res = combine(results)
     typer.echo(res.summary())
     writers = []
@@ -471,6 +486,7 @@ def quantify(
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS, timeout: Optional[float] = TIMEOUT,
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
     plot: Optional[str] = PLOT, progress: bool = PROGRESS, against: Optional[str] = AGAINST,
+    cluster: Optional[str] = CLUSTER,
 ):
     """Compute the max deviation (witnessed, proved), the largest epsilon or the fewest bits.
 
@@ -510,23 +526,28 @@ def quantify(
         outs = None if o["outputs"] is None else tuple(int(v) for v in _vector(o["outputs"], "--outputs"))
         prop = Deviation(0.0, o["space"] or "logit", outs)
     family_ = o["family"] or ("abs" if what == "epsilon" else ("int" if deployed is not None else "float"))
-    prog, cb = _progress_cb(progress and what == "deviation")
-    try:
-        if prog is not None:
-            prog.start()
-        if deployed is not None and what == "deviation":
-            from hybridq.deployed import deviation_deployed
+    if cluster is not None and deployed is not None and what != "deviation":
+        _fail("--cluster runs 'quantify --what deviation' or --what epsilon/bits without act= parts")
+    with _cluster(cluster) as client:
+        prog, cb = _progress_cb(progress and what == "deviation")
+        try:
+            if prog is not None:
+                prog.start()
+            if deployed is not None and what == "deviation":
+                from hybridq.deployed import deviation_deployed
 
-            res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=cfg, progress=cb)
-        elif deployed is not None:
-            from hybridq.deployed import fewest_act_bits
+                res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=cfg, progress=cb,
+                                         executor=client)
+            elif deployed is not None:
+                from hybridq.deployed import fewest_act_bits
 
-            res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=cfg)
-        else:
-            res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_, config=cfg, progress=cb)
-    finally:
-        if prog is not None:
-            prog.stop()
+                res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=cfg)
+            else:
+                res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_, config=cfg,
+                                progress=cb, executor=client)
+        finally:
+            if prog is not None:
+                prog.stop()
     typer.echo(res.summary())
     writers = []
     if o["json"]:

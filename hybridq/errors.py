@@ -14,6 +14,7 @@ __all__ = [
     "PerturbationError",
     "ConfigError",
     "BackendUnavailableError",
+    "ClusterError",
 ]
 
 
@@ -39,3 +40,8 @@ class ConfigError(HybridqError, ValueError):
 
 class BackendUnavailableError(HybridqError, RuntimeError):
     """A requested SMT backend cannot be imported; the message says what to install."""
+
+
+class ClusterError(HybridqError, OSError):
+    """A Dask cluster cannot be used: ``distributed`` is not installed, the scheduler address is
+    unreachable or malformed, or a local cluster cannot be started."""

@@ -32,7 +32,7 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
              space: str = "logit", outputs=None, tol: float = 0.1, family: str = "abs",
              eps_range: tuple[float, float] = (1e-8, 1.0), max_steps: int = 30,
              backend: str = "auto", jobs: int | None = None, timeout: float | None = None, seed: int = 0,
-             config: RunConfig | None = None, progress=None, **options) -> Quantity:
+             config: RunConfig | None = None, progress=None, executor=None, **options) -> Quantity:
     """Compute a certified quantity.
 
     Parameters
@@ -60,6 +60,8 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
         Most verify runs of a bisection.
     backend, jobs, timeout, seed, config, **options
         As for :func:`hybridq.verify`; ``timeout`` is the budget of the whole quantification.
+    executor : distributed.Client or None
+        Run every branch and bound on this Dask cluster (as for :func:`hybridq.verify`).
 
     Returns
     -------
@@ -79,18 +81,21 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
     if config is not None:
         given = {k: v for k, v in given.items() if v != {"backend": "auto", "seed": 0}.get(k)}
     cfg = make_config(config, **given, **options)
+    from hybridq.bab.cluster import as_client
+
+    client = as_client(executor)
     if what == "deviation":
-        return _max_deviation(network, perturbation, inputs, property, space, outputs, tol, cfg, progress)
+        return _max_deviation(network, perturbation, inputs, property, space, outputs, tol, cfg, progress, client)
     if property is None:
         raise ConfigError(f"quantify(what={what!r}) needs a property (a Deviation, Decision or OutputConstraint)")
     if what == "epsilon":
-        return _largest_epsilon(network, inputs, property, family, eps_range, tol, max_steps, cfg, progress)
+        return _largest_epsilon(network, inputs, property, family, eps_range, tol, max_steps, cfg, progress, client)
     if what == "bits":
-        return _fewest_bits(network, inputs, property, family, cfg, progress)
+        return _fewest_bits(network, inputs, property, family, cfg, progress, client)
     raise ConfigError(f"what must be 'deviation', 'epsilon' or 'bits', got {what!r}")
 
 
-def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg, progress) -> Quantity:
+def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg, progress, client=None) -> Quantity:
     from hybridq.perturbation import perturbation as make_perturbation
 
     pert = make_perturbation(perturbation, network)
@@ -98,7 +103,7 @@ def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg
         raise ConfigError("quantify(what='deviation') takes a Deviation property (or none)")
     dev = Deviation(0.0, prop.space, prop.outputs) if prop is not None else Deviation(0.0, space, outputs)
     box = check_problem(network, pert, inputs, dev)
-    out = run_bab(network, pert, box, dev, cfg, mode="maximize", rtol=tol, progress=progress)
+    out = run_bab(network, pert, box, dev, cfg, mode="maximize", rtol=tol, progress=progress, executor=client)
     msg = out.message
     if not msg and out.proved > out.witnessed * (1 + tol) + 1e-12:
         msg = "tolerance not reached"
@@ -106,13 +111,14 @@ def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg
                     leaves=out.leaves)
 
 
-def _run_step(network, spec, inputs, prop, cfg, t_end, progress):
+def _run_step(network, spec, inputs, prop, cfg, t_end, progress, client=None):
     from hybridq.perturbation import perturbation as make_perturbation
 
     remaining = None if t_end is None else max(0.5, t_end - time.perf_counter())
     step_cfg = make_config(cfg, timeout=remaining) if remaining is not None else cfg
     t0 = time.perf_counter()
-    res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress)
+    res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress,
+                 executor=client)
     return res, time.perf_counter() - t0
 
 
@@ -126,7 +132,7 @@ def _stop_reason(stats, t_end) -> str:
     return ""
 
 
-def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress) -> Quantity:
+def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress, client=None) -> Quantity:
     if family not in ("abs", "rel"):
         raise ConfigError(f"epsilon family must be 'abs' or 'rel', got {family!r}")
     lo, hi = (float(v) for v in eps_range)
@@ -137,7 +143,7 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     stats, steps = Stats(), []
 
     def test(eps):
-        res, dt = _run_step(network, f"{family}:{eps!r}", inputs, prop, cfg, t_end, progress)
+        res, dt = _run_step(network, f"{family}:{eps!r}", inputs, prop, cfg, t_end, progress, client)
         stats.add(res.stats)
         steps.append({"epsilon": eps, "verdict": res.verdict, "seconds": dt})
         return res.verdict == "robust"
@@ -165,7 +171,7 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     return Quantity("epsilon", proved, refuted, steps, None, stats, msg)
 
 
-def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
+def _fewest_bits(network, inputs, prop, family, cfg, progress, client=None) -> Quantity:
     from hybridq.perturbation import format_family
 
     name, _, opts = family.partition(":")
@@ -176,7 +182,7 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress) -> Quantity:
 
     def test(i):
         bits, spec = members[i]
-        res, dt = _run_step(network, spec, inputs, prop, cfg, t_end, progress)
+        res, dt = _run_step(network, spec, inputs, prop, cfg, t_end, progress, client)
         stats.add(res.stats)
         steps.append({"bits": bits, "spec": spec, "verdict": res.verdict, "seconds": dt})
         return res.verdict == "robust"

@@ -35,7 +35,7 @@ def check_problem(network, perturbation, inputs, prop):
 
 def verify(network, perturbation, inputs, property, backend: str = "auto", jobs: int | None = None,
            timeout: float | None = None, seed: int = 0, config: RunConfig | None = None, progress=None,
-           workers=None, **options) -> Result:
+           workers=None, executor=None, **options) -> Result:
     """Prove or refute that ``property`` holds for every input in ``inputs`` and every parameter
     set in the ``perturbation`` box.
 
@@ -63,6 +63,10 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
     workers : hybridq.bab.executors.WorkerPool or None
         Worker processes shared by many runs (:func:`hybridq.batch.run_batch` keeps one per
         batch); ``None``: the run starts its own when it lasts long enough.
+    executor : distributed.Client or None
+        Run the branch and bound's chunks on this Dask cluster (``jobs`` and ``workers`` are then
+        unused); the result is the same as with ``jobs=1``.  A cluster lost mid-run gives an
+        ``unknown`` (interrupted) result with what was decided until then.
 
     Returns
     -------
@@ -76,8 +80,13 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         Mismatched shapes, an output index or label out of range, ``property=None``, a bad spec
         string, invalid options, a missing backend.
     TypeError
-        ``perturbation`` or ``property`` of the wrong type.
+        ``perturbation`` or ``property`` of the wrong type, or ``executor`` not a Dask client.
+    ClusterError
+        ``executor`` given but ``distributed`` missing or the client not connected.
     """
+    from hybridq.bab.cluster import as_client
+
+    client = as_client(executor)
     if isinstance(perturbation, str):
         from hybridq.perturbation import perturbation as make_perturbation
 
@@ -93,6 +102,7 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         from hybridq.smt import get_backend
 
         get_backend(cfg.backend)  # fail early with the install message
-    out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress, workers=workers)
+    out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress, workers=workers,
+                  executor=client)
     return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message,
                   deviation_bound=out.deviation_bound)

@@ -12,6 +12,12 @@ executor and merges the outcomes in chunk order, so every executor gives the sam
   time it gets a chunk of a run.  The workers run single-threaded BLAS (tiny matrices; several
   BLAS threads per worker process only fight over the cores) and ignore SIGINT (the scheduler
   decides when to stop).
+* :class:`DaskExecutor` runs them as tasks on the workers of a Dask ``distributed`` cluster
+  (:mod:`hybridq.bab.cluster` connects to one or starts a ``LocalCluster``).
+
+All share ``run(args, should_stop) -> list of outcome lists`` (a prefix of the chunks, in order),
+``ready()`` and ``close(interrupted)``.  An executor that loses its workers raises
+:class:`ExecutorLost` carrying the outcomes of the chunks it did finish.
 """
 
 from __future__ import annotations
@@ -23,11 +29,23 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
+import uuid
+from collections import OrderedDict
 from concurrent import futures
 
 from hybridq.bab.engine import CellEngine, Problem
 
-__all__ = ["InProcessExecutor", "PoolExecutor", "WorkerPool"]
+__all__ = ["InProcessExecutor", "PoolExecutor", "WorkerPool", "DaskExecutor", "ExecutorLost"]
+
+
+class ExecutorLost(RuntimeError):
+    """The executor's workers are gone (cluster shut down, scheduler unreachable, every worker
+    dead); ``results`` holds the outcome lists of the first chunks, which did finish."""
+
+    def __init__(self, message: str, results: list):
+        super().__init__(message)
+        self.results = results
 
 
 class InProcessExecutor:
@@ -183,3 +201,166 @@ class PoolExecutor:
             os.remove(self.path)
         except OSError:
             pass
+
+
+# ------------------------------------------------------------------ Dask worker side
+#: (problem key, thread id) -> CellEngine, the most recent few problems of each worker thread
+_DASK_ENGINES: OrderedDict = OrderedDict()
+_DASK_KEEP = 4
+_DASK_LOCK = threading.Lock()
+
+
+def _dask_engine(problem: Problem, key: str) -> CellEngine:
+    """This worker thread's engine for the scattered problem ``key`` (built once)."""
+    k = (key, threading.get_ident())
+    with _DASK_LOCK:
+        eng = _DASK_ENGINES.get(k)
+        if eng is not None:
+            _DASK_ENGINES.move_to_end(k)
+            return eng
+    eng = CellEngine(problem)
+    with _DASK_LOCK:
+        _DASK_ENGINES[k] = eng
+        while len(_DASK_ENGINES) > _DASK_KEEP * max(1, threading.active_count()):
+            _DASK_ENGINES.popitem(last=False)
+    return eng
+
+
+def _dask_work(problem: Problem, key: str, args: tuple) -> list:
+    """A Dask task: one chunk on this worker's engine for the scattered problem."""
+    return _dask_engine(problem, key).process(*args)
+
+
+class DaskExecutor:
+    """Chunks as tasks on a Dask ``distributed`` cluster.
+
+    The :class:`Problem` is scattered once to every worker (``broadcast=True``); each task names
+    it, so a chunk carries only its cells.  Each worker thread builds one :class:`CellEngine` per
+    problem (kernels are compiled or loaded from numba's cache once per worker process).  A worker
+    that dies mid-chunk has its task re-run on another worker by the Dask scheduler (a chunk's
+    outcomes depend only on its arguments, so the result does not change); ``retries`` re-runs a
+    chunk that raised on a worker.  When no worker has been seen for ``grace`` seconds, or the
+    client lost its scheduler, :meth:`run` raises :class:`ExecutorLost` with the finished prefix.
+
+    Parameters
+    ----------
+    problem : Problem
+    client : distributed.Client
+        Connected client; the caller owns it (it is not closed here).
+    grace : float
+        Seconds without a worker (or a scheduler connection) before the cluster counts as lost.
+    poll : float
+        Seconds between checks of ``should_stop`` and of the cluster's health.
+    """
+
+    def __init__(self, problem: Problem, client, grace: float = 20.0, poll: float = 0.25, retries: int = 1):
+        import distributed
+
+        self._distributed = distributed
+        self.client = client
+        self.grace, self.poll, self.retries = grace, poll, retries
+        self.run_id = uuid.uuid4().hex[:12]
+        self.pending: list = []
+        self.rounds = 0
+        try:
+            self.problem = client.scatter(problem, broadcast=True, hash=False)
+        except Exception as e:  # noqa: BLE001 - any failure to reach the cluster
+            raise ExecutorLost(f"cluster lost: {_why(e)}", []) from e
+
+    def run(self, args: list, should_stop=None) -> list:
+        """Outcome lists of the chunks, in order; the finished prefix when ``should_stop()``
+        becomes true.  Raises :class:`ExecutorLost` (with the finished prefix) when the cluster
+        is gone, and re-raises an error a chunk raised on a worker."""
+        dd = self._distributed
+        self.rounds += 1
+        try:
+            futs = [self.client.submit(_dask_work, self.problem, self.problem.key, a, pure=False,
+                                       key=f"hybridq-chunk-{self.run_id}-{self.rounds}-{k}", retries=self.retries)
+                    for k, a in enumerate(args)]
+        except Exception as e:  # noqa: BLE001
+            raise ExecutorLost(f"cluster lost: {_why(e)}", []) from e
+        self.pending = futs
+        alone_since = None
+        while True:
+            try:
+                dd.wait(futs, timeout=self.poll)
+                break
+            except TimeoutError:
+                pass
+            except Exception:  # noqa: BLE001 - cancelled or lost futures: judged below
+                break
+            if should_stop is not None and should_stop():
+                break
+            if any(f.status in ("error", "cancelled", "lost") for f in futs):
+                break
+            healthy = self.client.status == "running" and self._n_workers() > 0
+            if healthy:
+                alone_since = None
+            elif alone_since is None:
+                alone_since = time.monotonic()
+            elif time.monotonic() - alone_since > self.grace:
+                why = "no scheduler" if self.client.status != "running" else "no workers"
+                raise ExecutorLost(f"cluster lost ({why} for {self.grace:g} s)", self._prefix(futs))
+        results = self._prefix(futs)
+        self.pending = futs[len(results):]
+        if len(results) < len(futs) and not (should_stop is not None and should_stop()):
+            f = futs[len(results)]
+            err = f.exception(timeout=self.grace) if f.status == "error" else None
+            if err is not None and not _is_lost(err):
+                raise err
+            raise ExecutorLost(f"cluster lost: {_why(err) if err is not None else 'a chunk was ' + f.status}", results)
+        self._cancel()
+        return results
+
+    def ready(self) -> bool:
+        """The cluster's workers take chunks as soon as they are submitted."""
+        return True
+
+    def _prefix(self, futs) -> list:
+        out = []
+        for f in futs:
+            if f.status != "finished":
+                break
+            try:
+                out.append(f.result(timeout=self.grace))
+            except Exception:  # noqa: BLE001 - gone between the status check and the fetch
+                break
+        return out
+
+    def _n_workers(self) -> int:
+        try:
+            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
+        except TypeError:  # pragma: no cover - older distributed without n_workers
+            return len(self.client.scheduler_info().get("workers", {}))
+        except Exception:  # noqa: BLE001 - the scheduler is unreachable
+            return 0
+
+    def _cancel(self) -> None:
+        if self.pending:
+            try:
+                self.client.cancel(self.pending, force=True)
+            except Exception:  # noqa: BLE001 - the cluster is gone anyway
+                pass
+        self.pending = []
+
+    def close(self, interrupted: bool = False) -> None:
+        """Cancel chunks still in flight and release the scattered problem (the client stays open)."""
+        self._cancel()
+        try:
+            self.client.cancel([self.problem], force=True)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _is_lost(err: BaseException) -> bool:
+    """Whether a task's exception means the cluster failed (not the chunk's own computation)."""
+    import distributed
+
+    lost = (distributed.client.FutureCancelledError if hasattr(distributed.client, "FutureCancelledError") else (),
+            futures.CancelledError, OSError, TimeoutError)
+    return isinstance(err, lost) or type(err).__name__ in ("KilledWorker", "CommClosedError", "FutureCancelledError")
+
+
+def _why(err: BaseException | None) -> str:
+    text = str(err).strip().splitlines()[0] if err is not None and str(err).strip() else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -4,7 +4,9 @@ Cells are kept by id with their priority (the parent's margin bound; larger is e
 their *weight*, the share of the root's search space they stand for (halved at every split), from
 which the decided fraction is summed.  Above ``max_queue // 2`` live cells new cells are also
 indexed depth-first, and above ``max_queue`` the deepest cell is taken first, so a long run closes
-cells instead of growing the queue without bound.
+cells instead of growing the queue without bound.  The two heaps delete lazily; they are compacted
+when their stale entries outnumber the live cells, and the weights of processed cells are dropped
+(:meth:`CellQueue.release`), so the queue's memory follows its live cells, not the cells ever seen.
 """
 
 from __future__ import annotations
@@ -40,7 +42,24 @@ class CellQueue:
         if len(self.live) > self.max_queue // 2:
             heapq.heappush(self.deep, (-cell.depth, -prio, cid))
         self.next_id += 1
+        self._compact()
         return cid
+
+    def _compact(self) -> None:
+        """Drop the heaps' stale entries (cells already popped through the other heap)."""
+        limit = 2 * len(self.live) + 1024
+        if len(self.heap) > limit:
+            self.heap = [e for e in self.heap if e[-1] in self.live]
+            heapq.heapify(self.heap)
+        if len(self.deep) > limit:
+            self.deep = [e for e in self.deep if e[-1] in self.live]
+            heapq.heapify(self.deep)
+
+    def release(self, ids) -> None:
+        """Forget the weights of processed cells (ids of cells put back with :meth:`requeue` stay)."""
+        for cid in ids:
+            if cid not in self.live:
+                self.weight.pop(cid, None)
 
     def pop(self):
         """The next ``(id, cell)`` (best first, deepest first above ``max_queue``), or None."""

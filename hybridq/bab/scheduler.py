@@ -26,7 +26,7 @@ from fractions import Fraction
 import numpy as np
 
 from hybridq.bab.engine import CellEngine, Problem, exact_budget
-from hybridq.bab.executors import InProcessExecutor, WorkerPool
+from hybridq.bab.executors import DaskExecutor, ExecutorLost, InProcessExecutor, WorkerPool
 from hybridq.bab.queue import CellQueue
 from hybridq.bab.splitting import dim_weight
 from hybridq.cell import Cell
@@ -64,7 +64,8 @@ class BabOutcome:
 
 
 def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "verify",
-            rtol: float = 0.05, atol: float = 1e-9, progress=None, workers: WorkerPool | None = None) -> BabOutcome:
+            rtol: float = 0.05, atol: float = 1e-9, progress=None, workers: WorkerPool | None = None,
+            executor=None) -> BabOutcome:
     """Run the branch and bound (see the module docstring).
 
     Parameters
@@ -81,6 +82,9 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     workers : WorkerPool or None
         Worker processes kept by the caller for many runs (a batch); started here when needed and
         left running.  ``None``: the run starts its own (after ``POOL_AFTER`` seconds) and stops them.
+    executor : distributed.Client or None
+        Run the rounds' chunks on this Dask cluster (:class:`DaskExecutor`; ``workers`` unused);
+        a cluster lost mid-run ends the run as interrupted, with the partial result.
 
     Returns
     -------
@@ -109,6 +113,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
     own_workers = None  # workers started by this run (stopped at its end)
+    lost = ""  # why the executor's workers were lost
     message = ""
     open_cells: list = []
     # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
@@ -149,15 +154,20 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             # small rounds stay in-process; workers start in the background once the run has lasted
             # POOL_AFTER s (or at once when a batch's workers are already up) and take the big rounds
             # when they are ready; the result is the same either way
-            if cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
-                    (workers is not None and workers.started and len(batch) >= 4 * cfg.jobs)
-                    or time.perf_counter() - t_start > POOL_AFTER):
-                if workers is None:
-                    workers = own_workers = WorkerPool(cfg.jobs)
-                workers.start()
-                pool = workers.bind(problem)
-            executor = pool if pool is not None and len(chunks) > 1 and pool.ready() else inproc
-            results = executor.run(args, should_stop)
+            try:
+                if executor is not None and len(chunks) > 1 and pool is None:
+                    pool = DaskExecutor(problem, executor)  # a cluster's workers are up already
+                elif cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
+                        (workers is not None and workers.started and len(batch) >= 4 * cfg.jobs)
+                        or time.perf_counter() - t_start > POOL_AFTER):
+                    if workers is None:
+                        workers = own_workers = WorkerPool(cfg.jobs)
+                    workers.start()
+                    pool = workers.bind(problem)
+                runner = pool if pool is not None and len(chunks) > 1 and pool.ready() else inproc
+                results = runner.run(args, should_stop)
+            except ExecutorLost as e:  # the finished chunks are merged, the rest go back to the queue
+                results, lost = e.results, str(e)
             # out of time mid-round: the unprocessed chunks go back to the queue as they were
             for cid, cell in (item for ch in chunks[len(results):] for item in ch):
                 queue.requeue(cid, cell)
@@ -202,6 +212,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                                        queue.weight[o.cell_id] / len(o.children))
                     else:
                         open_cells.append((cell, o.ub))
+            queue.release(by_id)
             if best_cand is not None and best_cand[0] > witnessed:
                 cx = exact_witness(network, perturbation, engine.max_prop, best_cand, box)
                 if cx is not None and cx.value > witnessed:
@@ -218,6 +229,10 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             if progress is not None:
                 progress(stats, len(queue))
             if cex is not None and mode == "verify":
+                break
+            if lost:
+                stats.interrupted = True
+                message = f"interrupted: {lost}"
                 break
     except KeyboardInterrupt:
         stats.interrupted = True
