@@ -376,7 +376,7 @@ def test_assignment_of_a_point_is_feasible_and_starts_the_search(seed):
     yp, yn = net.forward(box.center[None, :], params)[0], net.forward(box.center[None, :])[0]
     obj = model.objectives[0]
     assert obj.vector(model.n) @ v + float(obj.const) == pytest.approx(yp[0] - yn[0], abs=1e-9)
-    found = search.find(model, obj, 10.0, start=v)
+    found = search.find(model, obj, 2.0, start=v)
     assert found is None or obj.vector(model.n) @ found + float(obj.const) >= -1e-9
 
 
