@@ -384,7 +384,10 @@ class CellEngine:
             tlim = min(top, first * 2.0 ** cell.depth, seconds_left)
         charge = tlim
         if deadline is not None:
-            tlim = max(0.1, min(tlim, deadline - time.time()))
+            left = deadline - time.time()
+            if left <= 0.05:  # out of time: no call (building a large query alone can take seconds)
+                return False
+            tlim = min(tlim, left)
         prop = p.prop
         if p.mode == "maximize":
             prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)

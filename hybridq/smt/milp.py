@@ -33,6 +33,16 @@ __all__ = ["MilpBackend"]
 logger = logging.getLogger(__name__)
 
 
+def _float_margin(network, prop, x, params) -> float:
+    """The property's float64 violation margin at ``(x, params)`` (``>= 0`` violates; NaN-safe)."""
+    try:
+        xx = np.asarray(x, dtype=np.float64)[None, :]
+        with np.errstate(all="ignore"):
+            return float(prop.margin(network, network.forward(xx, params), network.forward(xx))[0])
+    except (ValueError, OverflowError):  # pragma: no cover - let the exact check decide
+        return 0.0
+
+
 def _needs_bounds(q) -> bool:
     from hybridq.properties import Deviation
 
@@ -111,17 +121,25 @@ class MilpBackend(Backend):
         except ModelUnsupported as err:
             return done(Unknown(str(err), "unsupported"))
         stats["binaries"] = int(model.binaries.size)
+        if time.perf_counter() >= deadline:  # building a large model can take the whole limit
+            return done(Unknown("MILP stage timed out (while building the model)", "timeout"))
         data = LpData(model.A, model.row_lo, model.row_hi)
 
         def confirm(v):
             xm, zm = model.point_model(v)
             x, params = enc.pullback(q, xm, zm)
+            # a float64 screen first: the exact re-check of a large network costs seconds
+            fm = _float_margin(network, prop, x, params)
+            if fm < -1e-3 * float(q.violation_scale()):  # misses by far more than float error
+                return None
             return (x, params) if q.confirm(x, params) else None
 
         hit = None
 
         def on_candidate(v):
             nonlocal hit
+            if time.perf_counter() >= deadline:
+                return False
             hit = confirm(v)
             return hit is not None
 
