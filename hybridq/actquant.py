@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -259,6 +259,9 @@ class ActModel:
     points : tuple of QuantPoint
         At most one per ``(where, layer)``.
     name : str
+    out_rel : float
+        Relative rounding of the returned logits (``2^-24``: a runtime returns float32), enclosed as
+        ``|y| out_rel + 2^-149`` more on the last layer's bias radius.
     """
 
     network: Network
@@ -266,6 +269,7 @@ class ActModel:
     radius: tuple
     points: tuple
     name: str = "deployed"
+    out_rel: float = 0.0
 
     def __post_init__(self) -> None:
         seen = set()
@@ -354,6 +358,50 @@ class ActModel:
                 h = q.simulate(h)
         return h * net.output_std + net.output_mean
 
+    def interval_logits(self, lower, upper) -> tuple[np.ndarray, np.ndarray]:
+        """Certified bounds of the rounded network's logits over an input box, quantizers included.
+
+        Interval arithmetic on the rounded network itself: every quantizer is monotone, so the
+        image of ``[a, b]`` is ``[Q(a), Q(b)]``, computed exactly (Fractions), after widening by the
+        runtime slack ``rel * s``; dynamic quantizers use their noise bound; the parameters range
+        over ``center +- radius``.  Dot products are widened by ``gamma_{n+2}`` (Higham, 2nd ed.,
+        §3.1) and rounded outward.  Tight for a point or a very small box (the rounding then
+        collapses most intervals onto one grid point); loose for wide boxes (no correlation).
+
+        Returns
+        -------
+        lo, hi : (n_out,) float64
+        """
+        net = self.network
+        dn = lambda a: np.nextafter(a, -np.inf)  # noqa: E731
+        x1 = net.normalize(np.asarray(lower, dtype=np.float64)[None])[0]
+        x2 = net.normalize(np.asarray(upper, dtype=np.float64)[None])[0]
+        lo, hi = np.minimum(x1, x2), np.maximum(x1, x2)
+        for _ in range(4):
+            lo, hi = dn(lo), _up(hi)
+        if (q := self.point("input")) is not None:
+            lo, hi = _q_interval(q, lo, hi)
+        for k, (l, (W, b), (RW, rb)) in enumerate(zip(net.layers, self.center, self.radius)):
+            W, b, RW, rb = (np.asarray(a, dtype=np.float64) for a in (W, b, RW, rb))
+            lo, hi = _affine_interval(W, RW, lo, hi)
+            if (q := self.point("mid", k)) is not None:
+                lo, hi = _q_interval(q, lo, hi)
+            lo, hi = dn(lo + dn(b - rb)), _up(hi + _up(b + rb))
+            if (q := self.point("pre", k)) is not None:
+                lo, hi = _q_interval(q, lo, hi)
+            lo, hi = activate(lo, l.activation, l.alpha), activate(hi, l.activation, l.alpha)
+            if l.activation not in ("relu", "identity", "hardtanh"):
+                for _ in range(4):
+                    lo, hi = dn(lo), _up(hi)
+            if (q := self.point("post", k)) is not None:
+                lo, hi = _q_interval(q, lo, hi)
+        if self.out_rel:
+            mag = np.maximum(np.abs(lo), np.abs(hi))
+            e = _up(_up(mag * self.out_rel) + 2.0**-149)
+            lo, hi = dn(lo - e), _up(hi + e)
+        s, m = net.output_std, net.output_mean
+        return dn(dn(lo * s) + m), _up(_up(hi * s) + m)
+
     def rounded_view(self, params=None) -> "RoundedView":
         """A network-like object whose ``exact_logits(x, params)`` is the rounded network for any
         non-``None`` params and the nominal network for ``None`` (for ``Property.check_exact``)."""
@@ -429,6 +477,14 @@ class ActModel:
         enet = b.network(final=True)
         from hybridq.perturbation import Perturbation
 
+        if self.out_rel:
+            from hybridq.bounds import bounds
+
+            pert = Perturbation(tuple(map(tuple, b.center)), tuple(map(tuple, b.radius)), "activation quantization")
+            ob = bounds(enet, pert, box, method=method)
+            b.passes += 1
+            mag = np.maximum(np.abs(ob.pre_lo[-1][0]), np.abs(ob.pre_hi[-1][0]))
+            b.radius[-1][1] = _up(b.radius[-1][1] + _up(_up(mag * self.out_rel) + 2.0**-149))
         pert = Perturbation(tuple(map(tuple, b.center)), tuple(map(tuple, b.radius)), "activation quantization")
         return Expanded(enet, pert, tuple(layer_of), b.passes, b.saturated)
 
@@ -593,6 +649,37 @@ def _input_radius(q: QuantPoint, net: Network, box) -> np.ndarray | None:
         return r
     r, msg = _radius(q, lo, hi)
     return None if msg else r
+
+
+def _affine_interval(W, RW, lo, hi):
+    """``[W] [h]`` for ``W in [W - RW, W + RW]``, ``h in [lo, hi]``, outward (midpoint-radius)."""
+    mid = 0.5 * lo + 0.5 * hi
+    rad = _up(np.maximum(_up(hi - mid), _up(mid - lo)))
+    c = W @ mid
+    mag = _up(np.abs(mid) + rad)
+    r = _up(np.abs(W) @ rad + RW @ mag)
+    n = W.shape[1] + 2
+    err = _up((np.abs(W) + RW) @ mag * (2.0 * n * 2.0**-53) + 2.0**-1020)
+    return np.nextafter(c - _up(r + err), -np.inf), _up(c + _up(r + err))
+
+
+def _q_interval(q: QuantPoint, lo, hi):
+    """``[Q(lo - slack), Q(hi + slack)]`` (monotone ``Q``), exact ends rounded outward."""
+    n = lo.size
+    if q.kind == "dynamic":
+        r, _ = _radius(q, lo, hi)
+        return np.nextafter(lo - r, -np.inf), _up(hi + r)
+    a = [Fraction(float(v)) for v in lo]
+    b = [Fraction(float(v)) for v in hi]
+    if q.kind == "affine":
+        sl = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (n,))
+        a = [v - Fraction(q.rel) * Fraction(float(t)) for v, t in zip(a, sl)]
+        b = [v + Fraction(q.rel) * Fraction(float(t)) for v, t in zip(b, sl)]
+    sat = replace(q, saturate=True)
+    qa, qb = sat.exact(a), sat.exact(b)
+    out_lo = np.array([float(v) if Fraction(float(v)) <= v else np.nextafter(float(v), -np.inf) for v in qa])
+    out_hi = np.array([float(v) if Fraction(float(v)) >= v else np.nextafter(float(v), np.inf) for v in qb])
+    return out_lo, out_hi
 
 
 def _pow2_above(x: float) -> float:

@@ -77,7 +77,8 @@ def against(float_net: Network, model: ActModel) -> ActModel:
             raise ModelFormatError(f"the input/output processing differs: {name} of the float and the deployed model")
     if (float_net.input_lower is None) != (q.input_lower is None) or float_net.output != q.output:
         raise ModelFormatError("the input clamp or the output transform differs between the float and the deployed model")
-    return ActModel(float_net, tuple((l.W, l.b) for l in layers), model.radius, tuple(points), name=model.name)
+    return ActModel(float_net, tuple((l.W, l.b) for l in layers), model.radius, tuple(points), name=model.name,
+                    out_rel=model.out_rel)
 
 
 # ----------------------------------------------------------------------------- rounded search
@@ -202,6 +203,98 @@ def _runtime_note(onnx_path, model: ActModel, prop, x) -> str:
             else f"onnxruntime does not show it (float margin {m:.3g})")
 
 
+# ------------------------------------------------------------------------------- point inputs
+def _point_bounds(model: ActModel, box, prop):
+    """At a point of a piecewise-linear network: ``(x, [lo, hi] of the rounded logits, exact nominal
+    logits)`` from :meth:`ActModel.interval_logits`, else ``None`` (then the noise model runs)."""
+    if tuple(box.exact_lower) != tuple(box.exact_upper) or not model.network.is_piecewise_linear:
+        return None
+    if isinstance(prop, Deviation) and prop.space != "logit":
+        return None
+    x = box.snap(box.lower)  # the exact point (floats, or Fractions for decimals no float64 holds)
+    lo, hi = model.interval_logits(box.lower, box.upper)  # the float box around it
+    return x, lo, hi, model.network.exact_logits(x)
+
+
+def _cx(x, params, margin, value, kind, note=""):
+    """A counterexample at the exact point ``x`` (floats and Fractions; ``x_exact`` keeps the latter)."""
+    xf = np.array([float(v) for v in x])
+    x_exact = tuple(Fraction(v) for v in x) if any(Fraction(float(v)) != v for v in x) else None
+    return Counterexample(xf, params, margin, value, kind=kind, note=note, x_exact=x_exact)
+
+
+def _point_deviation(model: ActModel, box, prop: Deviation) -> Quantity | None:
+    """Max deviation at a point: witnessed by the exactly rounded network, proved by the interval
+    pass over the rounded network (only the runtime slack between them)."""
+    import time
+
+    from hybridq.result import Stats
+
+    t0 = time.perf_counter()
+    pb = _point_bounds(model, box, prop)
+    if pb is None:
+        return None
+    x, lo, hi, y0 = pb
+    sel = prop.selected(model.network.n_out)
+    proved = max(max(Fraction(float(hi[j])) - y0[j], y0[j] - Fraction(float(lo[j]))) for j in sel)
+    up = float(proved)
+    if Fraction(up) < proved:
+        up = float(np.nextafter(up, np.inf))
+    w = _exact_deviation(model, prop, x)
+    wf = float(w)
+    if Fraction(wf) > w:
+        wf = float(np.nextafter(wf, -np.inf))
+    stats = Stats(cells=1)
+    stats.time["total"] = time.perf_counter() - t0
+    return Quantity("deviation", wf, max(up, wf), [], _cx(x, model.center, 0.0, wf, "rounded network"), stats)
+
+
+def _point_verdict(model: ActModel, box, prop, onnx_path) -> Result | None:
+    """At a point: robust when the interval pass proves it, not_robust when the exactly rounded
+    network violates it, else ``None`` (a runtime tie within the slack: the noise model decides)."""
+    import time
+
+    from hybridq.result import Stats
+
+    if not isinstance(prop, (Deviation, Decision)):
+        return None
+    t0 = time.perf_counter()
+    pb = _point_bounds(model, box, prop)
+    if pb is None:
+        return None
+    x, lo, hi, y0 = pb
+    stats = Stats(cells=1)
+    if isinstance(prop, Deviation):
+        sel = prop.selected(model.network.n_out)
+        worst = max(max(Fraction(float(hi[j])) - y0[j], y0[j] - Fraction(float(lo[j]))) for j in sel)
+        proved = worst <= Fraction(prop.delta)
+        bound = float(worst - Fraction(prop.delta))
+    else:
+        C = prop.spec_matrix(model.network.n_out)
+        low = np.where(C > 0, C * lo, C * hi).sum(axis=1) if C.size else np.array([np.inf])
+        low = np.nextafter(low, -np.inf) - np.abs(low) * 2.0**-50  # the sum of a few products, outward
+        proved = bool(np.min(low) > prop.kappa)
+        bound = float(prop.kappa - np.min(low))
+    if proved:
+        stats.proved_bounds = 1
+        stats.time["total"] = time.perf_counter() - t0
+        dev = float(worst) if isinstance(prop, Deviation) else float("nan")
+        return Result("robust", prop, None, bound, stats, None, "", deviation_bound=dev)
+    if prop.check_exact(model.rounded_view(), x, model.center):
+        yq = np.array([float(v) for v in model.exact_logits(x)])
+        xf = np.array([float(v) for v in x])
+        m = float(prop.margin(model.network, yq[None], model.network.forward(xf[None]))[0])
+        value = float(_exact_deviation(model, prop, x)) if isinstance(prop, Deviation) else None
+        stats.refuted = 1
+        stats.time["total"] = time.perf_counter() - t0
+        xf = np.array([float(v) for v in x])
+        cx = _cx(x, model.center, max(m, 0.0), value, "rounded network",
+                 _runtime_note(onnx_path, model, prop, xf) if all(Fraction(float(v)) == v for v in x)
+                 else "x is a decimal no float32 holds: not re-run on onnxruntime")
+        return Result("not_robust", prop, cx, bound, stats)
+    return None
+
+
 # ----------------------------------------------------------------------------------- verify
 def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: str = "linear", config=None,
                     progress=None, expanded=None, **options) -> Result:
@@ -239,6 +332,8 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     box = as_input_box(inputs, model.network.n_in)
     if isinstance(prop, Decision):  # sense None: the deployed network's (the expansion's is a plain default)
         prop = prop.resolve(model.network)
+    if (quick := _point_verdict(model, box, prop, onnx_path)) is not None:
+        return quick
     exp = model.expand(box, method) if expanded is None else expanded
     res = verify(exp.network, exp.perturbation, box, prop, config=config, progress=progress, **options)
     if res.verdict != "not_robust":
@@ -246,7 +341,10 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     cx = res.counterexample
     cands = [cx.x, search_rounded(model, box, prop)[0]]
     cands = [y for y in (_float32_inside(c, box) for c in cands) if y is not None] + cands  # runtime inputs first
-    orig = tuple(cx.params[i] for i in exp.layer_of)
+    # the original layers' parameters of the witness (a clamp folded into a layer adds columns after
+    # its own: the first n_in columns are the layer's weights)
+    orig = tuple((np.asarray(cx.params[i][0])[:, :l.n_in], cx.params[i][1])
+                 for i, l in zip(exp.layer_of, model.network.layers))
     for xc in cands:
         xe = box.snap(xc)  # into the decimal box the user wrote (hybridq.exact)
         x = np.array([float(v) for v in xe])
@@ -287,12 +385,15 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
 
     prop = Deviation(0.0) if prop is None else prop
     box = as_input_box(inputs, model.network.n_in)
+    if (pt := _point_deviation(model, box, prop)) is not None:
+        return pt
     exp = model.expand(box, method) if expanded is None else expanded
     q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
                  **options)
     cands = [search_rounded(model, box, prop)[0]]
     if q.witness is not None:
         cands.append(q.witness.x)
+    cands += [y for y in (_float32_inside(c, box) for c in cands) if y is not None]  # inputs a runtime takes
     best, bx = Fraction(-1), None
     for x in cands:
         x = box.snap(x)  # a witness of the decimal box the user wrote (hybridq.exact)

@@ -112,3 +112,19 @@ def test_cli_act_spec_and_activation_bits(capsys, files):
     assert r.verdict == "robust"
     code, _, err = run(capsys, "verify", src, "--perturb", "act=int99", "--delta", 1, BOX_ARG)
     assert code == 3 and "2 <= B <= 16" in err
+
+
+def test_point_deviation_is_tight_and_contains_the_runtime(files):
+    model = load_against(*files)
+    x = np.array([0.125, -0.0625, 0.25])      # float32 values: the runtime sees the same input
+    q = deviation_deployed(model, InputBox.point(x))
+    # at a point the interval pass over the rounded network leaves only the runtime's float32 slack
+    assert q.lower <= q.upper <= q.lower + 1e-5
+    assert Fraction(q.lower) <= max(abs(a - b) for a, b in zip(model.exact_logits(x), model.network.exact_logits(x)))
+    rt = np.max(np.abs(runtime_outputs(files[1], x) - model.network.forward(x)))
+    assert q.lower - 1e-6 <= rt <= q.upper
+    r = verify_deployed(model, InputBox.point(x), Deviation(q.upper), onnx_path=files[1])
+    assert r.verdict == "robust" and r.stats.cells == 1
+    r = verify_deployed(model, InputBox.point(x), Deviation(q.lower / 2), onnx_path=files[1])
+    assert r.verdict == "not_robust" and r.counterexample.kind == "rounded network"
+    assert "onnxruntime shows the violation too" in r.counterexample.note

@@ -345,6 +345,7 @@ def load_quantized_onnx(path: str | Path) -> ActModel:
         net = Network(tuple(layers), net.output, net.input_mean, net.input_std, net.input_lower, net.input_upper,
                       net.output_mean, net.output_std, net.name)
         radius = tuple(runtime_radius(l.W, l.b) for l in net.layers)
-        return ActModel(net, net.params, radius, tuple(points), name=path.stem)
+        # the graph returns float32 (the last DequantizeLinear rounds s (q - z)): out_rel = 2^-24
+        return ActModel(net, net.params, radius, tuple(points), name=path.stem, out_rel=2.0**-24)
     except ModelFormatError as e:
         raise ModelFormatError(f"{path}: {e}") from None
