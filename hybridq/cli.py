@@ -7,12 +7,17 @@ stderr, the one-line verdict to stdout.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
+from typer.core import TyperCommand
 
 try:  # typer >= 0.22 vendors its own copy of click
     from typer._click import exceptions as _cx
@@ -25,44 +30,88 @@ __all__ = ["app", "main"]
 
 EXIT_USAGE = 3
 
+#: Default overall budget (seconds) of each command when neither ``--timeout`` nor a TOML
+#: ``timeout`` is given (``run`` takes its per-instance default from the instance list).
+DEFAULT_TIMEOUT = {"verify": 300.0, "quantify": 600.0}
+#: Seconds kept back from ``--timeout`` for printing and writing the outputs after the search.
+OUTPUT_RESERVE = 0.3
+#: Image formats of ``--plot`` (taken from the file name's suffix).
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+#: Seconds between two progress lines on a non-terminal stderr.
+PROGRESS_EVERY = 5.0
+
+
+def _process_start() -> float:
+    """``time.monotonic()`` at the start of this process (Linux: from ``/proc``; elsewhere the
+    import of this module), so that ``--timeout`` counts the interpreter's start-up too."""
+    now = time.monotonic()
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rpartition(")")[2].split()[19])
+        with open("/proc/uptime") as f:
+            uptime = float(f.read().split()[0])
+        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+        if 0.0 <= age < 60.0:
+            return now - age
+    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
+        pass
+    return now
+
+
+#: When this command started (``--timeout`` is counted from here): the process start for the
+#: console entry point, the call of :func:`main` when it is called with ``argv``.
+T_START = time.monotonic()
+
 app = typer.Typer(
     name="hybridq",
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     help="Prove or refute (with an exactly re-checked counterexample) that a network stays robust "
     "when its weights and biases are perturbed, e.g. by quantization.\n\n"
     "Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error.",
 )
 
+class _Command(TyperCommand):
+    """Usage lines in the usual form: ``hybridq verify [OPTIONS] NETWORK`` (typer writes
+    required arguments as ``{NETWORK}``)."""
+
+    def collect_usage_pieces(self, ctx):
+        return [p[1:-1] if p.startswith("{") and p.endswith("}") else p for p in super().collect_usage_pieces(ctx)]
+
+
 # ------------------------------------------------------------------ shared options
-NetworkArg = typer.Argument(..., help="Network file (.nnet, .onnx or .npz).", show_default=False)
+NetworkArg = typer.Argument(..., metavar="NETWORK", help="Network file (.nnet, .onnx or .npz).", show_default=False)
 O = typer.Option
-PERTURB = O(None, "--perturb", "-p", help="Perturbation spec: abs:EPS, rel:EPS, fp16, bf16, int8[:per_channel], qM.N, point:FORMAT, ...")
-POINT = O(None, "--point", help="Input point: comma-separated values or a .npy/.txt file.")
-BOX = O(None, "--box", help="Input box: 'lo:hi,lo:hi,...' or a .npy file of shape (2, n_in).")
+PERTURB = O(None, "--perturb", "-p", metavar="SPEC", help="Perturbation spec: abs:EPS, rel:EPS, fp16, bf16, int8[:per_channel], qM.N, point:FORMAT, ...")
+POINT = O(None, "--point", metavar="X|FILE", help="Input point: comma-separated values or a .npy/.txt file.")
+BOX = O(None, "--box", metavar="LO:HI,...|FILE", help="Input box: 'lo:hi,lo:hi,...' or a .npy file of shape (2, n_in).")
 BALL = O(None, "--ball", metavar="R", help="L-inf radius of a ball around --point (or the VNNLIB box centre).")
 CENTER = O(None, "--center/--no-center", help="Use the centre of the --vnnlib input box as a point input.")
-VNNLIB = O(None, "--vnnlib", help="VNNLIB file: input box and output constraints.")
+VNNLIB = O(None, "--vnnlib", metavar="FILE", help="VNNLIB file: input box and output constraints.")
 DELTA = O(None, "--delta", metavar="D", help="Deviation property: |s(x;theta) - s(x;theta0)| <= DELTA.")
 DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax/argmin at the centre) is kept; '--decision min' or '--decision max' sets --sense too.")
 SENSE = O(None, "--sense", metavar="max|min", help="The class of --decision is the argmax or the argmin of the outputs (default: the network's; ACAS Xu files are min, others max).")
 KAPPA = O(None, "--kappa", metavar="K", help="Decision margin: the class must win by more than KAPPA logits.")
 LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or the nominal argmax / argmin).")
 SPACE = O(None, "--space", help="Deviation space: logit or score.")
-OUTPUTS = O(None, "--outputs", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
+OUTPUTS = O(None, "--outputs", metavar="J,...", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
 BACKEND = O(None, "--backend", help="Exact backend for open cells: auto (per cell: milp for relu nets, z3, dreal for sigmoid/tanh), milp, z3, dreal or none.")
 JOBS = O(None, "--jobs", "-j", help="Worker processes (default: all cores).")
 CLUSTER = O(None, "--cluster", help="Run the branch and bound on a Dask cluster: a scheduler address "
             "(tcp://HOST:8786) or local:N (a local cluster of N worker processes); needs hybridq[dask].")
-TIMEOUT = O(None, "--timeout", help="Wall-clock budget in seconds.")
+TIMEOUT = O(None, "--timeout", help="Wall-clock budget of the whole command in seconds, start-up and output "
+            "writing included (default: verify 300, quantify 600).")
 SEED = O(None, "--seed", help="Attack seed (results are deterministic for a fixed seed).")
-JSON = O(None, "--json", help="Write the full result as JSON to this file.")
-CEX = O(None, "--counterexample", help="Write a counterexample (.npz of x and every parameter) to this file.")
-CONFIG = O(None, "--config", help="TOML file whose keys are these options.")
-PLOT = O(None, "--plot", help="Draw the cell map of a 2-input run to this PNG file.")
+JSON = O(None, "--json", metavar="FILE", help="Write the result as a self-describing JSON document to this file (schema: "
+         "hybridq/schema/result.schema.json); a counterexample's parameters go to --counterexample, else "
+         "to JSON_STEM.counterexample.npz beside it.")
+CEX = O(None, "--counterexample", metavar="FILE", help="Write a counterexample (.npz of x and every parameter) to this file.")
+CONFIG = O(None, "--config", metavar="FILE", help="TOML file whose keys are these options.")
+PLOT = O(None, "--plot", metavar="FILE", help="Draw the cell map of a 2-input run to this .png, .pdf or .svg file.")
 PROGRESS = O(True, "--progress/--no-progress", help="Progress bar on stderr.")
-AGAINST = O(None, "--against", help="Quantized ONNX file (QDQ, QOperator or dynamic, e.g. from onnxruntime's quantizer): "
+AGAINST = O(None, "--against", metavar="FILE", help="Quantized ONNX file (QDQ, QOperator or dynamic, e.g. from onnxruntime's quantizer): "
             "verify that deployed model, every activation quantizer included, against the float NETWORK.")
 
 
@@ -75,15 +124,19 @@ def _merge(toml: dict, **cli):
     return {k: (v if v is not None else toml.get(k)) for k, v in cli.items()}
 
 
-def _vector(text, what: str) -> np.ndarray:
+def _vector(text, what: str):
     """Comma-separated numbers (or a list, or a .npy/.txt/.csv file) as float64."""
+    import numpy as np
+
     return np.array([float(v) for v in _exact_vector(text, what)], dtype=np.float64)
 
 
-def _exact_vector(text, what: str) -> np.ndarray:
+def _exact_vector(text, what: str):
     """Numbers as the user wrote them: an object array of Fractions parsed from the decimal text
     (comma-separated values, a TOML list, or a .txt/.csv file of numbers separated by commas or
     white space), or the exact binary values of a .npy file's floats."""
+    import numpy as np
+
     from hybridq.exact import to_fraction
 
     if isinstance(text, (list, tuple)):
@@ -127,6 +180,8 @@ def _number(v, what: str):
 
 
 def _box(text):
+    import numpy as np
+
     from hybridq.exact import to_fraction
     from hybridq.inputs import InputBox
 
@@ -266,6 +321,13 @@ def _warn_units(net, network, vnnlib, boxes) -> None:
         typer.echo(f"hybridq: warning: {vnnlib}: {msg}", err=True)
 
 
+def _describe(network_path, net, perturb, boxes, prop, vnnlib, against) -> dict:
+    """The ``problem`` section of the JSON result (:func:`hybridq.report.describe_problem`)."""
+    from hybridq.report import describe_problem
+
+    return describe_problem(net, perturb, boxes, prop, network_path=network_path, vnnlib=vnnlib, against=against)
+
+
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
     """Fail before the run (exit 3) when an output file cannot be written or a plot cannot be drawn."""
     for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
@@ -276,6 +338,8 @@ def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
             _fail(f"{opt} {path}: directory {parent} does not exist")
         if Path(path).is_dir():
             _fail(f"{opt} {path} is a directory")
+    if plot is not None and Path(plot).suffix.lower() not in PLOT_FORMATS:
+        _fail(f"--plot {plot}: the file name must end in {', '.join(PLOT_FORMATS)} (the image format)")
     if plot is not None and net.n_in > 2:
         _fail(f"--plot draws cell maps of networks with at most two inputs; this one has {net.n_in}")
 
@@ -290,15 +354,28 @@ def _write_outputs(writers) -> None:
 
 
 def _progress_cb(enabled: bool):
-    """A rich progress bar on stderr (cells proved / refuted / pending, volume decided)."""
+    """A rich progress bar on a terminal stderr (cells proved / refuted / pending, volume decided);
+    on a non-terminal stderr (logs of batch runs) one plain line every :data:`PROGRESS_EVERY`
+    seconds."""
     if not enabled:
         return None, None
+    if not sys.stderr.isatty():
+        last = [time.monotonic()]
+
+        def line(stats, pending):
+            now = time.monotonic()
+            if now - last[0] >= PROGRESS_EVERY:
+                last[0] = now
+                typer.echo(f"hybridq: progress: {stats.cells} cells examined ({stats.proved_bounds + stats.proved_smt} "
+                           f"proved, {stats.refuted} refuted, {stats.splits_input + stats.splits_phase} split), "
+                           f"{pending} open, decided {100 * stats.decided_fraction:.1f}%, "
+                           f"{now - T_START:.1f} s", err=True)
+
+        return None, line
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True)
-    if not console.is_terminal:
-        return None, None
     prog = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
                     TimeElapsedColumn(), console=console, transient=True)
     task = prog.add_task("branch and bound", total=1.0, info="")
@@ -322,7 +399,9 @@ def _cluster(spec):
     return open_cluster(str(spec))
 
 
-def _run_config(toml_run: dict, backend, jobs, timeout, seed):
+def _run_config(toml_run: dict, backend, jobs, timeout, seed, command: str | None = None):
+    """The :class:`RunConfig` of a command: CLI options over TOML keys over the defaults (all cores;
+    the command's :data:`DEFAULT_TIMEOUT`)."""
     from hybridq.config import make_config
 
     run = dict(toml_run)
@@ -330,10 +409,28 @@ def _run_config(toml_run: dict, backend, jobs, timeout, seed):
         if v is not None:
             run[k] = v
     if run.get("jobs") is None:
-        import os
-
         run["jobs"] = os.cpu_count() or 1
+    if run.get("timeout") is None and command in DEFAULT_TIMEOUT:
+        run["timeout"] = DEFAULT_TIMEOUT[command]
     return make_config(**run)
+
+
+def _left(cfg):
+    """``cfg`` with its timeout cut to what is left of the command's budget (counted from
+    :data:`T_START`, less :data:`OUTPUT_RESERVE` for writing the outputs): the verdict line comes
+    within the budget whatever start-up and earlier boxes took."""
+    from hybridq.config import make_config
+
+    if cfg.timeout is None:
+        return cfg
+    left = cfg.timeout - (time.monotonic() - T_START) - OUTPUT_RESERVE
+    return make_config(cfg, timeout=max(left, 0.01))
+
+
+def _timeout_note(res, cfg) -> None:
+    """Name the command's budget (not the part of it left to the search) in a timeout message."""
+    if res.stats.timed_out and cfg.timeout is not None:
+        res.message = f"timeout after {cfg.timeout:g} s"
 
 
 def _load_toml(config):
@@ -362,7 +459,7 @@ def _root(version: bool = O(False, "--version", callback=_version, is_eager=True
 
 
 # ------------------------------------------------------------------ commands
-@app.command()
+@app.command(cls=_Command)
 def verify(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
     box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
@@ -376,7 +473,9 @@ def verify(
     """Decide a property: robust (proved), not_robust (exact counterexample) or unknown.
 
     With --against QUANT.onnx: is the deployed model within --delta of NETWORK (or does it keep the
-    class, --decision) on every input; a counterexample is one of the exactly rounded network."""
+    class, --decision) on every input; a counterexample is one of the exactly rounded network.
+
+    Default overall budget 300 s (--timeout), counted from the start of the command."""
     from hybridq.bab import verify as verify_
     from hybridq.result import combine
 
@@ -386,7 +485,7 @@ def verify(
                counterexample=counterexample, plot=plot)
     if o["perturb"] is None and against is None:
         _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3) or --against QUANT.onnx")
-    cfg = _run_config(run, backend, jobs, timeout, seed)
+    cfg = _run_config(run, backend, jobs, timeout, seed, "verify")
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
                                    sense=o["sense"])
@@ -402,23 +501,30 @@ def verify(
                 if deployed is not None:
                     from hybridq.deployed import verify_deployed
 
-                    r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=cfg, progress=cb,
+                    r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=_left(cfg), progress=cb,
                                         executor=client)
                 else:
-                    r = verify_(net, pert, b, prop, config=cfg, progress=cb, executor=client)
+                    r = verify_(net, pert, b, prop, config=_left(cfg), progress=cb, executor=client)
                 results.append(r)
-                if r.verdict == "not_robust" or r.stats.interrupted:
+                if r.verdict == "not_robust" or r.stats.interrupted or r.stats.timed_out:
                     break
         finally:
             if prog is not None:
                 prog.stop()
     res = combine(results)
+    _timeout_note(res, cfg)
+    res.problem = _describe(network, net, o["perturb"], [b for b, _ in problems], results[0].property, o["vnnlib"],
+                            against)
     typer.echo(res.summary())
     writers = []
+    cex_path = o["counterexample"]
+    if cex_path is None and o["json"] and res.counterexample is not None:
+        cex_path = str(Path(o["json"]).with_suffix("")) + ".counterexample.npz"  # the JSON points to it
+    if cex_path and res.counterexample is not None:
+        res.counterexample.params_file = str(Path(cex_path).resolve())
+        writers.append(("--counterexample", lambda: res.counterexample.save(cex_path)))
     if o["json"]:
         writers.append(("--json", lambda: res.to_json(o["json"])))
-    if o["counterexample"] and res.counterexample is not None:
-        writers.append(("--counterexample", lambda: res.counterexample.save(o["counterexample"])))
     if o["plot"]:
         # the cell map (hybridq.plot) of a 2-input run
         from hybridq.plot import plot_cells
@@ -428,7 +534,7 @@ def verify(
     raise typer.Exit(res.exit_code)
 
 
-@app.command()
+@app.command(cls=_Command)
 def bounds(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
     box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
@@ -437,8 +543,6 @@ def bounds(
 ):
     """Print certified bounds of the logits, scores and deviations over the input and parameter box
     (with --against or act= spec parts: of the deployed model, activation quantizers included)."""
-    import json as _json
-
     from hybridq.bounds import bounds as _bounds
 
     run, job = _load_toml(config)
@@ -450,15 +554,16 @@ def bounds(
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    None, None, None, None, None, None, need_property=False)
     deployed = _deployed(network, net, o["perturb"], against)
+    _check_outputs(net, o["json"])
     rows = []
-    for b, _ in problems:
+    for i, (b, _) in enumerate(problems):
         if deployed is not None:
             exp = deployed(b).expand(b)
             ob = _bounds(exp.network, exp.perturbation, b, method=method)
         else:
             ob = _bounds(net, pert, b, method=method)
         for j in range(net.n_out):
-            rows.append({"output": j, "logit": [float(ob.logit_lo[0, j]), float(ob.logit_hi[0, j])],
+            rows.append({"box": i, "output": j, "logit": [float(ob.logit_lo[0, j]), float(ob.logit_hi[0, j])],
                          "score": [float(ob.score_lo[0, j]), float(ob.score_hi[0, j])],
                          "deviation_logit": [float(ob.dev_logit_lo[0, j]), float(ob.dev_logit_hi[0, j])],
                          "deviation_score": [float(ob.dev_score_lo[0, j]), float(ob.dev_score_hi[0, j])]})
@@ -470,10 +575,14 @@ def bounds(
                 for k in ("logit", "deviation_logit", "deviation_score")]
         typer.echo(f"{r['output']:>6}  " + "  ".join(cols))
     if o["json"]:
-        Path(o["json"]).write_text(_json.dumps(rows, indent=2))
+        from hybridq.report import document, write_json
+
+        doc = document("bounds", {"method": method, "rows": rows},
+                       _describe(network, net, o["perturb"], [b for b, _ in problems], None, o["vnnlib"], against))
+        _write_outputs([("--json", lambda: write_json(o["json"], doc))])
 
 
-@app.command()
+@app.command(cls=_Command)
 def quantify(
     network: str = NetworkArg, perturb: Optional[str] = PERTURB, point: Optional[str] = POINT,
     box: Optional[str] = BOX, ball: Optional[str] = BALL, center: Optional[bool] = CENTER,
@@ -487,13 +596,16 @@ def quantify(
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
     plot: Optional[str] = PLOT, progress: bool = PROGRESS, against: Optional[str] = AGAINST,
     cluster: Optional[str] = CLUSTER,
+    step_timeout: Optional[float] = O(None, "--step-timeout", help="epsilon/bits: seconds per bisection step "
+                                      "(default: an eighth of the overall budget); a step past it counts as not proved."),
 ):
     """Compute the max deviation (witnessed, proved), the largest epsilon or the fewest bits.
 
     With --against QUANT.onnx (or act= spec parts), --what deviation bounds the deployed model's
     deviation: witnessed by the exactly rounded network, proved for every rounding error.
 
-    Exit code 0 when the tolerance was reached, 2 when the run stopped early (timeout, Ctrl-C)."""
+    Default overall budget 600 s (--timeout). Exit code 0 when the tolerance was reached, 2 when
+    the run stopped early (timeout, Ctrl-C, SIGTERM)."""
     from hybridq.quantify import quantify as quantify_
     from hybridq.properties import Deviation
 
@@ -508,7 +620,7 @@ def quantify(
         _fail("--what deviation needs --perturb SPEC or --against QUANT.onnx")
     if against is not None and what != "deviation":
         _fail("--against works with --what deviation (or use 'verify --against')")
-    cfg = _run_config(run, backend, jobs, timeout, seed)
+    cfg = _run_config(run, backend, jobs, timeout, seed, "quantify")
     need = what != "deviation"
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
@@ -536,18 +648,21 @@ def quantify(
             if deployed is not None and what == "deviation":
                 from hybridq.deployed import deviation_deployed
 
-                res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=cfg, progress=cb,
+                res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=_left(cfg), progress=cb,
                                          executor=client)
             elif deployed is not None:
                 from hybridq.deployed import fewest_act_bits
 
-                res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=cfg)
+                res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=_left(cfg))
             else:
-                res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_, config=cfg,
-                                progress=cb, executor=client)
+                res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_,
+                                config=_left(cfg), progress=cb, executor=client, step_timeout=step_timeout)
         finally:
             if prog is not None:
                 prog.stop()
+    _timeout_note(res, cfg)
+    res.problem = _describe(network, net, o["perturb"] if what == "deviation" else f"family:{family_}", [b], prop,
+                            o["vnnlib"], against)
     typer.echo(res.summary())
     writers = []
     if o["json"]:
@@ -562,9 +677,9 @@ def quantify(
     raise typer.Exit(2 if res.message else 0)
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
-    instances: str = typer.Argument(..., help="Instance list: VNN-COMP instances.csv (onnx,vnnlib,timeout rows, "
+    instances: str = typer.Argument(..., metavar="INSTANCES", help="Instance list: VNN-COMP instances.csv (onnx,vnnlib,timeout rows, "
                                     "optional perturb,property,delta,outputs columns), a CSV with a header, .json or .toml.",
                                     show_default=False),
     results: str = O("results.csv", "--results", "-o", help="Results CSV (rows appended; instances already in it are skipped)."),
@@ -612,7 +727,7 @@ def run(
                                      if w in counts) or "nothing to run (all instances already in the results)"))
 
 
-@app.command()
+@app.command(cls=_Command)
 def backends():
     """List the SMT backends, their capabilities and availability."""
     from hybridq.smt import backends_table
@@ -644,13 +759,20 @@ def _decision_sense_args(args: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app and maps every error to one line on stderr and exit 3."""
+    global T_START
+    T_START = _process_start() if argv is None else time.monotonic()
     args = _decision_sense_args(sys.argv[1:] if argv is None else list(argv))
+    # SIGTERM (what batch harnesses send) behaves like Ctrl-C: the search stops, the workers end,
+    # the partial result is printed and written, exit code 2
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = app(args=args, prog_name="hybridq", standalone_mode=False)
     except typer.Exit as e:  # pragma: no cover - typer returns the code itself
         code = e.exit_code
-    except _cx.NoArgsIsHelpError:
-        app(args=["--help"], prog_name="hybridq", standalone_mode=False)
+    except _cx.NoArgsIsHelpError as e:  # plain (non-rich) help: typer leaves printing it to the caller
+        typer.echo(e.ctx.get_help())
         code = 0
     except _cx.ClickException as e:
         typer.echo(f"hybridq: error: {e.format_message()}", err=True)
@@ -665,6 +787,17 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         typer.echo("hybridq: interrupted", err=True)
         code = 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if argv is None:
+        # the console command: every output is written and closed, so skip the interpreter's
+        # teardown of numba, llvmlite and the solver modules (over a second on a busy machine,
+        # counted against --timeout by whoever waits for the process)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        logging.shutdown()
+        os._exit(int(code or 0))
     sys.exit(int(code or 0))
 
 

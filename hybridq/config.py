@@ -204,7 +204,9 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
     """Read a TOML job file: returns ``(run_options, job_options)``.
 
     Keys are the CLI options (``perturb``, ``delta``, ``backend``, ``jobs``, ...) and the
-    :class:`RunConfig` fields; an optional ``[run]`` table may hold the latter.
+    :class:`RunConfig` fields; an optional ``[run]`` table may hold the latter.  Relative file
+    names (``vnnlib``, ``json``, ``counterexample``, ``plot``, and ``point`` / ``box`` files) are
+    taken relative to the TOML file's folder.
 
     Raises
     ------
@@ -235,6 +237,12 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
             raise ConfigError(
                 f"{p}: unknown key {k!r}; known: {', '.join(sorted(_RUN_KEYS | set(JOB_KEYS)))}"
             )
+    # file names in the TOML file are relative to the TOML file's folder (not the current directory)
+    for key in ("vnnlib", "json", "counterexample", "plot", "point", "box"):
+        v = job.get(key)
+        if isinstance(v, str) and (key not in ("point", "box") or Path(v).suffix.lower() in (".npy", ".txt", ".csv")):
+            job[key] = str((p.parent / Path(v).expanduser()).resolve()) if not Path(v).expanduser().is_absolute() \
+                else str(Path(v).expanduser())
     try:
         make_config(**run)  # validate now, with the file named in the error
     except (ConfigError, TypeError, ValueError) as e:

@@ -282,13 +282,13 @@ def plot_cells(result, path: str | Path | None = None, *, dims: Sequence[int] = 
             head = f"verdict: {result.verdict}"
         else:  # a Quantity (max deviation)
             head = f"max deviation in [{result.lower:.4g}, {result.upper:.4g}] (witnessed, proved)"
-        title = (f"{head} | {len(cells)} cells: {counts['bounds']} bounds, {counts['smt']} SMT, "
+        title = (f"{head} | {len(cells)} leaf cells: {counts['bounds']} bounds, {counts['smt']} SMT, "
                  f"{counts['counterexample']} counterexample, {counts['open']} open")
     fig.suptitle(title, fontsize=11)
     out = None
     if path is not None:
         out = Path(path)
-        fig.savefig(out, format="png")
+        fig.savefig(out, format=out.suffix.lower().lstrip(".") if out.suffix.lower() in (".pdf", ".svg") else "png")
         log.info("wrote %s (%d cells)", out, len(cells))
     return CellMapSummary(out, counts, int(sum(counts.values())), n_cex, fig)
 

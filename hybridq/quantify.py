@@ -27,12 +27,16 @@ __all__ = ["quantify"]
 
 logger = logging.getLogger(__name__)
 
+#: Default per-step budget of a bisection: the overall budget divided by this.
+STEP_SHARE = 8
+
 
 def quantify(network, perturbation, inputs, property=None, what: str = "deviation", *,
              space: str = "logit", outputs=None, tol: float = 0.1, family: str = "abs",
              eps_range: tuple[float, float] = (1e-8, 1.0), max_steps: int = 30,
              backend: str = "auto", jobs: int | None = None, timeout: float | None = None, seed: int = 0,
-             config: RunConfig | None = None, progress=None, executor=None, **options) -> Quantity:
+             config: RunConfig | None = None, progress=None, executor=None, step_timeout: float | None = None,
+             **options) -> Quantity:
     """Compute a certified quantity.
 
     Parameters
@@ -62,6 +66,10 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
         As for :func:`hybridq.verify`; ``timeout`` is the budget of the whole quantification.
     executor : distributed.Client or None
         Run every branch and bound on this Dask cluster (as for :func:`hybridq.verify`).
+    step_timeout : float or None
+        ``epsilon`` / ``bits``: seconds per bisection step (one verify run), so one hard step
+        cannot use up the whole budget; a step that runs out of it counts as not proved.
+        Default: ``timeout / STEP_SHARE`` (unlimited without a timeout).
 
     Returns
     -------
@@ -84,14 +92,38 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
     from hybridq.bab.cluster import as_client
 
     client = as_client(executor)
+    q = _quantify(network, perturbation, inputs, property, what, space, outputs, tol, family, eps_range, max_steps,
+                  cfg, progress, step_timeout, client)
+    from hybridq.report import describe_problem, settings_dict
+    from hybridq.inputs import as_input_box
+
+    prop = property if what != "deviation" else Deviation(0.0, *((property.space, property.outputs)
+                                                                  if property is not None else (space, outputs)))
+    q.problem = describe_problem(network, perturbation if what == "deviation" else f"family:{family}",
+                                 [as_input_box(inputs, network.n_in)], prop)
+    if q.witness is not None and not q.witness.kind:
+        from hybridq.bab.api import describe
+
+        describe(q.witness, network, perturbation, prop)
+    q.settings = settings_dict(cfg)
+    return q
+
+
+def _quantify(network, perturbation, inputs, property, what, space, outputs, tol, family, eps_range, max_steps,
+              cfg, progress, step_timeout, client=None) -> Quantity:
+    if step_timeout is not None and not (isinstance(step_timeout, (int, float)) and step_timeout > 0):
+        raise ConfigError(f"step_timeout must be a positive number of seconds, got {step_timeout!r}")
+    if step_timeout is None and cfg.timeout is not None:
+        step_timeout = cfg.timeout / STEP_SHARE
     if what == "deviation":
         return _max_deviation(network, perturbation, inputs, property, space, outputs, tol, cfg, progress, client)
     if property is None:
         raise ConfigError(f"quantify(what={what!r}) needs a property (a Deviation, Decision or OutputConstraint)")
     if what == "epsilon":
-        return _largest_epsilon(network, inputs, property, family, eps_range, tol, max_steps, cfg, progress, client)
+        return _largest_epsilon(network, inputs, property, family, eps_range, tol, max_steps, cfg, progress,
+                                step_timeout, client)
     if what == "bits":
-        return _fewest_bits(network, inputs, property, family, cfg, progress, client)
+        return _fewest_bits(network, inputs, property, family, cfg, progress, step_timeout, client)
     raise ConfigError(f"what must be 'deviation', 'epsilon' or 'bits', got {what!r}")
 
 
@@ -111,10 +143,12 @@ def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg
                     leaves=out.leaves)
 
 
-def _run_step(network, spec, inputs, prop, cfg, t_end, progress, client=None):
+def _run_step(network, spec, inputs, prop, cfg, t_end, progress, step_timeout=None, client=None):
     from hybridq.perturbation import perturbation as make_perturbation
 
-    remaining = None if t_end is None else max(0.5, t_end - time.perf_counter())
+    remaining = None if t_end is None else max(0.01, t_end - time.perf_counter())
+    if step_timeout is not None:
+        remaining = step_timeout if remaining is None else min(remaining, step_timeout)
     step_cfg = make_config(cfg, timeout=remaining) if remaining is not None else cfg
     t0 = time.perf_counter()
     res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress,
@@ -132,7 +166,8 @@ def _stop_reason(stats, t_end) -> str:
     return ""
 
 
-def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress, client=None) -> Quantity:
+def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, cfg, progress,
+                     step_timeout=None, client=None) -> Quantity:
     if family not in ("abs", "rel"):
         raise ConfigError(f"epsilon family must be 'abs' or 'rel', got {family!r}")
     lo, hi = (float(v) for v in eps_range)
@@ -143,9 +178,9 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     stats, steps = Stats(), []
 
     def test(eps):
-        res, dt = _run_step(network, f"{family}:{eps!r}", inputs, prop, cfg, t_end, progress, client)
+        res, dt = _run_step(network, f"{family}:{eps!r}", inputs, prop, cfg, t_end, progress, step_timeout, client)
         stats.add(res.stats)
-        steps.append({"epsilon": eps, "verdict": res.verdict, "seconds": dt})
+        steps.append(_step_record("epsilon", eps, None, res, dt))
         return res.verdict == "robust"
 
     proved, refuted, msg = 0.0, math.inf, ""
@@ -168,10 +203,12 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
             else:
                 refuted = mid
     stats.time["total"] = time.perf_counter() - t_start
-    return Quantity("epsilon", proved, refuted, steps, None, stats, msg)
+    stats.timed_out = msg == "timeout"
+    return Quantity("epsilon", proved, refuted, steps, None, stats, msg,
+                    not_proved_verdict=_verdict_at(steps, "epsilon", refuted))
 
 
-def _fewest_bits(network, inputs, prop, family, cfg, progress, client=None) -> Quantity:
+def _fewest_bits(network, inputs, prop, family, cfg, progress, step_timeout=None, client=None) -> Quantity:
     from hybridq.perturbation import format_family
 
     name, _, opts = family.partition(":")
@@ -182,9 +219,9 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress, client=None) -> Q
 
     def test(i):
         bits, spec = members[i]
-        res, dt = _run_step(network, spec, inputs, prop, cfg, t_end, progress, client)
+        res, dt = _run_step(network, spec, inputs, prop, cfg, t_end, progress, step_timeout, client)
         stats.add(res.stats)
-        steps.append({"bits": bits, "spec": spec, "verdict": res.verdict, "seconds": dt})
+        steps.append(_step_record("bits", bits, spec, res, dt))
         return res.verdict == "robust"
 
     # invariant: members[good] proved robust, members[bad] not proved (bad < good)
@@ -206,4 +243,25 @@ def _fewest_bits(network, inputs, prop, family, cfg, progress, client=None) -> Q
     stats.time["total"] = time.perf_counter() - t_start
     upper = float(members[good][0]) if good is not None else math.inf
     lower = float(members[bad][0]) if bad >= 0 else 0.0
-    return Quantity("bits", lower, upper, steps, None, stats, msg)
+    stats.timed_out = msg == "timeout"
+    return Quantity("bits", lower, upper, steps, None, stats, msg,
+                    not_proved_verdict=_verdict_at(steps, "bits", lower))
+
+
+def _step_record(key: str, value, spec, res, seconds: float) -> dict:
+    """One bisection step as reported: the value tried, its verdict (``robust``, ``not_robust``:
+    refuted by an exactly re-checked counterexample, ``unknown``: not decided in its budget), why
+    it is unknown, and its time."""
+    d = {key: value}
+    if spec is not None:
+        d["spec"] = spec
+    d.update(verdict=res.verdict, message=res.message, seconds=seconds)
+    return d
+
+
+def _verdict_at(steps: list, key: str, value) -> str:
+    """The verdict of the step that tried ``value`` (``""`` when none did)."""
+    for st in reversed(steps):
+        if st[key] == value:
+            return st["verdict"]
+    return ""

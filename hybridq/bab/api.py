@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from hybridq.bab.scheduler import run_bab
 from hybridq.config import RunConfig, make_config
 from hybridq.inputs import as_input_box
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.result import Result
 
-__all__ = ["check_problem", "verify"]
+__all__ = ["check_problem", "verify", "describe"]
 
 def check_problem(network, perturbation, inputs, prop):
     """Validate a problem; returns the :class:`InputBox` (via :func:`hybridq.inputs.as_input_box`,
@@ -104,5 +106,24 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
         get_backend(cfg.backend)  # fail early with the install message
     out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress, workers=workers,
                   executor=client)
+    from hybridq.report import describe_problem, settings_dict
+
+    describe(out.counterexample, network, perturbation, property)
     return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message,
-                  deviation_bound=out.deviation_bound)
+                  deviation_bound=out.deviation_bound, problem=describe_problem(network, perturbation, [box], property),
+                  settings=settings_dict(cfg))
+
+
+def describe(cex, network, perturbation, prop) -> None:
+    """Fill a counterexample's float outputs, violated constraint, property and spec (for the
+    JSON result and the ``.npz`` file); nothing for ``None``."""
+    if cex is None:
+        return
+    from hybridq.report import explain_counterexample, property_dict
+
+    info = explain_counterexample(network, prop, cex.x, cex.params)
+    cex.outputs_nominal = np.asarray(info["outputs_nominal"])
+    cex.outputs_perturbed = np.asarray(info["outputs_perturbed"])
+    cex.violated = info["violated"]
+    cex.property = property_dict(prop)
+    cex.spec = perturbation if isinstance(perturbation, str) else getattr(perturbation, "spec", None)

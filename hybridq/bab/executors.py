@@ -10,8 +10,8 @@ executor and merges the outcomes in chunk order, so every executor gives the sam
   started in a background thread (the run goes on in-process until they are up) and kept for
   many runs (a batch starts them at most once); each worker builds a :class:`CellEngine` the first
   time it gets a chunk of a run.  The workers run single-threaded BLAS (tiny matrices; several
-  BLAS threads per worker process only fight over the cores) and ignore SIGINT (the scheduler
-  decides when to stop).
+  BLAS threads per worker process only fight over the cores), ignore SIGINT (the scheduler
+  decides when to stop) and end by themselves when the process that started them is gone.
 * :class:`DaskExecutor` runs them as tasks on the workers of a Dask ``distributed`` cluster
   (:mod:`hybridq.bab.cluster` connects to one or starts a ``LocalCluster``).
 
@@ -72,8 +72,19 @@ class InProcessExecutor:
 _ENGINES: dict = {}  # problem key -> CellEngine, in a worker of a WorkerPool (the latest two)
 
 
-def _init_shared(jobs: int) -> None:
+def _watch_parent(parent: int) -> None:
+    """End this worker when the process that started it is gone (killed, or exited without
+    shutting the pool down): a worker must never outlive its run holding memory and stdout."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(0)
+
+
+def _init_shared(jobs: int, parent: int | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    threading.Thread(target=_watch_parent, args=(parent or os.getppid(),), daemon=True).start()
     try:
         import numba
 
@@ -125,7 +136,7 @@ class WorkerPool:
         os.environ.update({k: "1" for k in _BLAS_VARS})
         try:
             pool = futures.ProcessPoolExecutor(max_workers=self.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                               initializer=_init_shared, initargs=(self.jobs,))
+                                               initializer=_init_shared, initargs=(self.jobs, os.getpid()))
             self._pool = pool
             list(pool.map(_ping, range(self.jobs)))  # the workers are up (imports and kernels loaded)
         except Exception as e:  # pragma: no cover - a failed start leaves the run in-process
@@ -192,8 +203,23 @@ class PoolExecutor:
         return self.shared.ready()
 
     def run(self, args: list, should_stop=None) -> list:
-        """Outcome lists of all chunks, in order (a round in flight is always completed)."""
-        return list(self.shared._pool.map(_work_shared, [(self.key, self.path, a) for a in args]))
+        """Outcome lists of the chunks, in order.  When ``should_stop()`` turns true (interrupt,
+        SIGTERM, deadline) the chunks not yet finished are cancelled and the longest finished
+        prefix is returned (the scheduler puts the rest back into the queue)."""
+        fs = [self.shared._pool.submit(_work_shared, (self.key, self.path, a)) for a in args]
+        pending = set(fs)
+        while pending:
+            _, pending = futures.wait(pending, timeout=0.1, return_when=futures.FIRST_COMPLETED)
+            if pending and should_stop is not None and should_stop():
+                for f in pending:
+                    f.cancel()
+                break
+        results = []
+        for f in fs:
+            if not f.done() or f.cancelled():
+                break
+            results.append(f.result())
+        return results
 
     def close(self, interrupted: bool = False) -> None:
         """Release this run's problem file (the pool stays for the next run)."""

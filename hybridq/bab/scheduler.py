@@ -45,6 +45,8 @@ CHUNKS = 8
 POOL_AFTER = 3.0
 #: ``verify``: cells examined before the strong attack of the whole box (:meth:`CellEngine.root_attack`).
 STRONG_ATTACK_CELLS = 32
+#: No worker pool is started when less than this many seconds are left before the deadline.
+POOL_MIN_SECONDS = 10.0
 
 
 @dataclass
@@ -98,7 +100,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     engine = CellEngine(problem)
     inproc = InProcessExecutor(engine)
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
-    stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
+    with np.errstate(over="ignore"):  # a huge box's volume is inf: no warning (see log10_total_volume)
+        stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
     leaves: list | None = [] if record else None
     # leaf bounds (``o.ub``): the deviation itself for deviation properties, else the violation margin
     queue = CellQueue(cfg.max_queue)
@@ -117,16 +120,20 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     message = ""
     open_cells: list = []
     # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
-    # never cut short); a second one interrupts at once
+    # never cut short); a second one interrupts at once.  SIGTERM (what batch harnesses send) is
+    # handled the same way where its handler raises KeyboardInterrupt too (the CLI installs
+    # ``signal.default_int_handler`` for it; see :func:`hybridq.cli.main`)
     stop: list = []
-    previous = None
-    if threading.current_thread() is threading.main_thread() and \
-            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        def on_sigint(signum, frame):
-            stop.append(True)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+    previous: dict = {}
+    if threading.current_thread() is threading.main_thread():
+        def on_stop(signum, frame):
+            stop.append(signum)
+            for s in previous:
+                signal.signal(s, signal.default_int_handler)
 
-        previous = signal.signal(signal.SIGINT, on_sigint)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) is signal.default_int_handler:
+                previous[s] = signal.signal(s, on_stop)
 
     def should_stop() -> bool:
         return bool(stop) or (deadline is not None and time.time() > deadline)
@@ -157,9 +164,11 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             try:
                 if executor is not None and len(chunks) > 1 and pool is None:
                     pool = DaskExecutor(problem, executor)  # a cluster's workers are up already
+                # (own workers only when the deadline is far enough to repay starting them)
                 elif cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
                         (workers is not None and workers.started and len(batch) >= 4 * cfg.jobs)
-                        or time.perf_counter() - t_start > POOL_AFTER):
+                        or (time.perf_counter() - t_start > POOL_AFTER
+                            and (deadline is None or deadline - time.time() > POOL_MIN_SECONDS))):
                     if workers is None:
                         workers = own_workers = WorkerPool(cfg.jobs)
                     workers.start()
@@ -236,30 +245,37 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 break
     except KeyboardInterrupt:
         stats.interrupted = True
-        message = "interrupted"
+        message = "interrupted (SIGTERM)" if signal.SIGTERM in stop else "interrupted"
     except SystemError as e:  # a second Ctrl-C landing while a compiled kernel returns
         if not (stop or isinstance(e.__cause__ or e.__context__, KeyboardInterrupt)):
             raise
         stats.interrupted = True
         message = "interrupted"
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         if pool is not None:
             pool.close(stats.interrupted)
-        if own_workers is not None:
-            own_workers.close(stats.interrupted)
+        if own_workers is not None:  # no waiting for chunks in flight past the deadline
+            own_workers.close(stats.interrupted or stats.timed_out)
 
     remaining = queue.cells()
     undecided = open_cells + (remaining if cex is None or mode == "maximize" else [])
-    stats.open = len(undecided)
-    seen, vol = set(), 0.0
+    # every examined cell is proved, refuted, split or open; the queue's cells were never examined
+    stats.open = len(open_cells)
+    stats.pending = len(remaining)
+    seen, vol, logs = set(), 0.0, []
+    root_w = box.upper - box.lower
     for cell, _ in undecided:
         key = cell.lower.tobytes() + cell.upper.tobytes()
         if key not in seen:
             seen.add(key)
-            vol += cell.volume
+            with np.errstate(over="ignore"):
+                vol += cell.volume
+            logs.append(log_fraction(cell.lower, cell.upper, root_w))
     stats.undecided_volume = vol
+    stats.log10_total_volume = log10_volume(box.lower, box.upper)
+    stats.undecided_fraction = float(np.exp(np.logaddexp.reduce(logs))) if logs else 0.0
     if record:
         for cell, u in undecided:
             leaves.append(LeafCell(cell.lower, cell.upper, "open", u))
@@ -280,6 +296,21 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
         if not message:
             message = f"{len(undecided)} cells left open"
     return BabOutcome(verdict, cex, bound, stats, leaves, message, deviation_bound=dev_bound)
+
+
+def log_fraction(lower: np.ndarray, upper: np.ndarray, root_width: np.ndarray) -> float:
+    """Natural log of the share of the root box's volume a sub-box takes: the sum of the
+    per-dimension log width ratios over the dimensions of positive root width (no underflow for
+    784-input boxes, whose volume is below the smallest float)."""
+    pos = root_width > 0
+    with np.errstate(divide="ignore"):
+        return float(np.sum(np.log((upper[pos] - lower[pos]) / root_width[pos])))
+
+
+def log10_volume(lower: np.ndarray, upper: np.ndarray) -> float:
+    """``log10`` of the product of the positive widths of a box (``-inf`` for a point)."""
+    w = upper - lower
+    return float(np.sum(np.log10(w[w > 0]))) if np.any(w > 0) else float("-inf")
 
 
 def exact_witness(network, perturbation, prop, cand, box=None) -> Counterexample | None:

@@ -84,11 +84,8 @@ def load_nnet(path: str | Path) -> Network:
     data = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("//")]
     if not data:
         raise ModelFormatError(f"{path}: empty .nnet file (no data lines)")
-    last_no, last = data[-1]
-    if not text.endswith(("\n", "\r")) and not last.rstrip().endswith(","):
-        raise ModelFormatError(
-            f"{path}: line {last_no}: the file ends in the middle of a line (truncated?): {last.strip()[:40]!r}"
-        )
+    # trailing commas and a final newline are optional (many writers omit them); a truncated file
+    # is caught by the value counts of its lines and of the header
     pos = 0
 
     def take(what: str) -> tuple[int, np.ndarray]:

@@ -44,6 +44,8 @@ SUPPORTED_OPS = (
 )
 _SHAPE_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity")
 _ARITH = ("Add", "Sub", "Mul", "Div")
+#: Ops folded on constants only (a use on the running tensor gets its own message).
+_CONST_ONLY_OPS = ("Constant", "Shape", "Gather", "Concat", "Cast", "Transpose", "Neg")
 _MAX_CONST_ELEMENTS = 50_000_000
 
 
@@ -414,6 +416,11 @@ class _Graph:
             self.phase = "done"
             self.output = "softmax"
             self.set_data(outs[0], self.shape)
+        elif op in _CONST_ONLY_OPS:
+            raise self.fail(f"ONNX op {op!r} is supported on constants (weights, shapes) only, not on the network's "
+                            f"running tensor (here it reads {', '.join(repr(i) for i in ins if i in self.data)}); "
+                            f"ops on the running tensor: {', '.join(o for o in SUPPORTED_OPS if o not in _CONST_ONLY_OPS)}",
+                            True)
         else:
             raise self.fail(f"unsupported ONNX op {op!r}; supported: {', '.join(SUPPORTED_OPS)}", True)
 

@@ -217,6 +217,7 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
 
     groups: dict[tuple, list] = {}
     boxes: dict[tuple, InputBox] = {}
+    false_const = 0  # disjuncts dropped for a constraint whose variables cancel and that is false
     for conj in dnf:
         lo: list = [None] * n_in
         hi: list = [None] * n_in
@@ -251,6 +252,7 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
             if lo[i] is None or hi[i] is None:
                 raise p.fail(f"X_{i} has no {'lower' if lo[i] is None else 'upper'} bound in some disjunct")
         if not feasible or any(l > h for l, h in zip(lo, hi)):
+            false_const += not feasible
             continue
         key = (tuple(lo), tuple(hi))
         if key not in groups:
@@ -261,6 +263,12 @@ def parse_vnnlib(text: str, n_in: int | None = None, n_out: int | None = None,
         else:  # no output constraint: every output of this box is unsafe
             groups[key].append((np.zeros((1, n_out)), np.zeros(1)))
     if not groups:
+        if false_const == len(dnf):
+            raise p.fail("the constraints are infeasible: a constraint whose variables cancel out (e.g. "
+                         "(<= (- Y_0 Y_0) -1)) is false in every disjunct")
+        if false_const:
+            raise p.fail(f"the constraints are infeasible: {false_const} of {len(dnf)} disjuncts have a false "
+                         "constraint whose variables cancel out, the others an empty input box")
         raise p.fail("the constraints are infeasible (no disjunct has a non-empty input box)")
     return [(boxes[key], OutputConstraint(tuple(ds))) for key, ds in groups.items()]
 

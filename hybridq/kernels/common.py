@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import threading
 
 import numpy as np
 from numba import njit
@@ -44,13 +45,48 @@ def _jit(sig, parallel=False, entry=False):
     from Python as scalars)."""
     opts = dict(cache=True, error_model="numpy", fastmath=False, parallel=parallel, nogil=True)
     if entry:
-        return njit(sig, **opts)
+        def compile_entry(fn):
+            # loading a cached entry point takes milliseconds; one that takes longer is compiling
+            timer = threading.Timer(COMPILE_NOTICE_AFTER, _announce_compile)
+            timer.daemon = True
+            timer.start()
+            try:
+                return njit(sig, **opts)(fn)
+            finally:
+                timer.cancel()
+        return compile_entry
 
     def deco(fn):
         disp = njit(**opts)(fn)
         disp.hq_sig = sig
         return disp
     return deco
+
+
+#: Seconds an entry point may take to load before the compilation notice is logged.
+COMPILE_NOTICE_AFTER = 1.0
+_announced: list = []
+
+
+def _cache_looks_warm() -> bool:
+    """True when this package's ``__pycache__`` holds numba index files newer than every source
+    of the package (then a slow entry point is only loading under load, not compiling)."""
+    cache = os.path.join(_PKG_DIR, "__pycache__")
+    try:
+        idx = [os.path.getmtime(os.path.join(cache, n)) for n in os.listdir(cache) if n.endswith(".nbi")]
+        src = [os.path.getmtime(os.path.join(_PKG_DIR, n)) for n in os.listdir(_PKG_DIR) if n.endswith(".py")]
+    except OSError:
+        return False
+    return bool(idx) and min(idx) >= max(src)
+
+
+def _announce_compile() -> None:
+    """Log once per process that the kernels are being compiled (the first run after an install
+    or an update of the kernels; numba caches the machine code afterwards)."""
+    if not _announced and not _cache_looks_warm():
+        _announced.append(True)
+        log.warning("hybridq: compiling the numba kernels (first run after install or update, about 3 minutes "
+                    "on 2 cores; cached for later runs)")
 
 
 # ------------------------------------------------------------------------ network arrays

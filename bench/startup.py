@@ -1,0 +1,130 @@
+"""Start-up times of the ``hybridq`` command (issue 11, issue 12).
+
+Measures, each as a fresh process (median of ``--repeat`` runs, warm file-system and numba caches):
+
+* ``--version`` and ``--help``;
+* an input error (a missing network file): one line on stderr, exit 3;
+* a small ``verify`` (a 2-4-1 network, a point, ``--jobs 1``): the whole wall time, and the time
+  from the process start to the moment the branch and bound starts its own work (the entry of
+  :func:`hybridq.bab.scheduler.run_bab`, stamped by a wrapper; the process start is read from
+  ``/proc/self/stat``);
+* with ``--cold``: the first call after install, i.e. with an empty numba cache (a copy of the
+  package in a temporary folder, so the project's cache is left alone); this takes minutes.
+
+Targets: --version / --help / input error under 0.3 s; a small verify starts its work within 1 s.
+Usage: ``python bench/startup.py [--repeat 5] [--cold] [--out bench/results/startup.md]``.
+The machine's load (``os.getloadavg``) is printed with the numbers: on a shared 2-core machine
+they move with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# runs the CLI like the console script, with run_bab wrapped to print when its work starts
+_STAMP = r"""
+import os, sys, time
+def _age():
+    with open('/proc/self/stat') as f:
+        ticks = int(f.read().rpartition(')')[2].split()[19])
+    with open('/proc/uptime') as f:
+        return float(f.read().split()[0]) - ticks / os.sysconf('SC_CLK_TCK')
+import hybridq.bab.api as api
+_orig = api.run_bab
+def run_bab(*a, **k):
+    sys.stderr.write(f'BENCH work starts at {_age():.3f} s\n')
+    return _orig(*a, **k)
+api.run_bab = run_bab
+from hybridq.cli import main
+sys.argv[0] = 'hybridq'
+main()
+"""
+
+
+def _net(path: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    from hybridq import Layer, Network
+
+    Network((Layer([[1.0, -1.0], [0.5, 0.25], [-0.3, 0.8], [0.2, 0.1]], [0.0, 0.1, 0.0, -0.1], "relu"),
+             Layer([[1.0, 1.0, -0.5, 0.3]], [0.0], "identity"))).save(path)
+
+
+def _time(cmd: list[str], env: dict, stamp: bool = False) -> tuple[float, float | None, int, str]:
+    t0 = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    work = None
+    if stamp:
+        for line in r.stderr.splitlines():
+            if line.startswith("BENCH work starts at"):
+                work = float(line.split()[4])
+    return wall, work, r.returncode, r.stdout + r.stderr
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--cold", action="store_true", help="also time the first call with an empty numba cache")
+    ap.add_argument("--out", default=None, help="also write the table to this Markdown file")
+    args = ap.parse_args()
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    py = sys.executable
+    cli = [py, "-c", "import sys; sys.argv[0] = 'hybridq'; from hybridq.cli import main; main()"]
+    tmp = Path(tempfile.mkdtemp(prefix="hq-startup-"))
+    net = tmp / "small.npz"
+    _net(net)
+    small = ["verify", str(net), "--perturb", "fp16", "--point", "0.5,0.25", "--delta", "0.01", "--jobs", "1",
+             "--no-progress"]
+    cases = {
+        "--version": (cli + ["--version"], False),
+        "--help": (cli + ["--help"], False),
+        "input error (missing network)": (cli + ["verify", str(tmp / "missing.nnet"), "--perturb", "fp16",
+                                                  "--point", "0", "--delta", "1"], False),
+        "small verify (2-4-1, point, --jobs 1)": ([py, "-c", _STAMP] + small, True),
+    }
+    _time(cli + ["--version"], env)  # warm the file-system cache
+    _time([py, "-c", _STAMP] + small, env, True)
+    rows = []
+    load0 = os.getloadavg()[0]
+    for name, (cmd, stamp) in cases.items():
+        walls, works, code, text = [], [], 0, ""
+        for _ in range(args.repeat):
+            w, k, code, text = _time(cmd, env, stamp)
+            walls.append(w)
+            if k is not None:
+                works.append(k)
+        rows.append((name, statistics.median(walls), min(walls), statistics.median(works) if works else None, code))
+    if args.cold:
+        pkg = tmp / "cold"
+        shutil.copytree(ROOT / "hybridq", pkg / "hybridq", ignore=shutil.ignore_patterns("__pycache__"))
+        cenv = dict(os.environ, PYTHONPATH=str(pkg))
+        w, k, code, text = _time([py, "-c", _STAMP] + small, cenv, True)
+        notice = "compiling the numba kernels" in text
+        rows.append((f"cold first call (empty numba cache; notice on stderr: {'yes' if notice else 'no'})",
+                     w, w, k, code))
+    load1 = os.getloadavg()[0]
+    lines = [f"hybridq start-up, {time.strftime('%Y-%m-%d %H:%M')}, load average {load0:.1f} -> {load1:.1f} "
+             f"on {os.cpu_count()} cores, median of {args.repeat} (min in brackets)", "",
+             "| command | wall s (min) | work starts at s | exit |", "|---|---|---|---|"]
+    for name, med, mn, work, code in rows:
+        lines.append(f"| {name} | {med:.3f} ({mn:.3f}) | {'' if work is None else f'{work:.3f}'} | {code} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

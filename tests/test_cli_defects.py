@@ -1,0 +1,161 @@
+"""Small defects found by a bug hunt and by a new user (issue 11): each one asserted fixed."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from hybridq import Layer, Network
+from hybridq.cli import main
+from hybridq.io import load_network, load_vnnlib
+
+
+def _run(capsys, *args):
+    with pytest.raises(SystemExit) as e:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return e.value.code, out, err
+
+
+def _one_error(err: str) -> str:
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("hybridq: error: ") and "Traceback" not in err, err
+    return lines[0]
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    net = Network((Layer([[1.0, -1.0], [0.5, 0.0]], [0.0, 0.0], "relu"), Layer([[1.0, 1.0]], [0.0], "identity")))
+    p = tmp_path / "tiny.npz"
+    net.save(p)
+    return p
+
+
+NNET = """// a 2-2-1 network
+2,2,1,2
+2,2,1
+0
+-1,-1
+1,1
+0,0,0
+1,1,1
+1,0
+0,1
+0
+0
+1,1
+0.5"""
+
+
+@pytest.mark.parametrize("commas", [True, False])
+def test_nnet_without_trailing_commas_or_final_newline(tmp_path, commas):
+    text = NNET if not commas else "\n".join(l + "," if not l.startswith("//") else l for l in NNET.splitlines())
+    p = tmp_path / "n.nnet"
+    p.write_text(text)  # no final newline
+    net = load_network(p)
+    assert net.widths == (2, 2, 1)
+    assert float(net.forward(np.array([0.5, 0.25]))[0]) == pytest.approx(0.5 + 0.75)
+
+
+def test_truncated_nnet_still_refused(tmp_path):
+    p = tmp_path / "t.nnet"
+    p.write_text("\n".join(NNET.splitlines()[:-2]))
+    from hybridq.errors import ModelFormatError
+
+    with pytest.raises(ModelFormatError, match="truncated"):
+        load_network(p)
+
+
+@pytest.mark.parametrize("op", ["Neg", "Cast", "Transpose"])
+def test_constant_only_onnx_op_on_the_input_says_what_is_unsupported(tmp_path, op):
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    attrs = {"to": TensorProto.FLOAT} if op == "Cast" else {}
+    node = helper.make_node(op, ["x"], ["h"], **attrs)
+    W = helper.make_tensor("W", TensorProto.FLOAT, [2, 1], [1.0, 2.0])
+    mm = helper.make_node("MatMul", ["h", "W"], ["y"])
+    g = helper.make_graph([node, mm], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], initializer=[W])
+    p = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), p)
+    from hybridq.errors import UnsupportedLayerError
+
+    with pytest.raises(UnsupportedLayerError) as e:
+        load_network(p)
+    msg = str(e.value)
+    assert f"{op!r} is supported on constants" in msg and "running tensor" in msg
+    assert op not in msg.split("ops on the running tensor:")[1]
+
+
+def test_infeasible_output_constraint_is_not_blamed_on_the_input_box(tmp_path):
+    p = tmp_path / "p.vnnlib"
+    p.write_text("(declare-const X_0 Real)\n(declare-const Y_0 Real)\n(assert (>= X_0 0))\n(assert (<= X_0 1))\n"
+                 "(assert (<= (- Y_0 Y_0) -1))\n")
+    from hybridq.errors import ModelFormatError
+
+    with pytest.raises(ModelFormatError) as e:
+        load_vnnlib(p, 1, 1)
+    assert "variables cancel out" in str(e.value) and "empty input box" not in str(e.value)
+
+
+def test_no_arguments_prints_the_help_once(capsys):
+    code, out, err = _run(capsys)
+    assert code == 0 and (out + err).count("Usage: hybridq") == 1
+
+
+def test_help_shows_no_bool_or_braces(capsys):
+    for cmd in ([], ["verify"], ["bounds"], ["quantify"], ["run"]):
+        code, out, _ = _run(capsys, *cmd, "--help")
+        assert code == 0 and "<bool>" not in out and "{" not in out.splitlines()[0], out
+    code, out, _ = _run(capsys, "verify", "--help")
+    assert out.startswith("Usage: hybridq verify [OPTIONS] NETWORK")
+
+
+def test_huge_box_leaks_no_numpy_warning(capsys, tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-3", "--box=-1e300:1e300,-1e300:1e300",
+                              "--delta", "1", "--backend", "none", "--jobs", "1", "--timeout", "5", "--no-progress")
+    assert "Warning" not in err and "overflow" not in err and code in (0, 1, 2), err
+
+
+def test_point_text_file_with_commas(capsys, tiny, tmp_path):
+    pt = tmp_path / "pt.txt"
+    pt.write_text("1,0")
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", pt, "--delta", "1",
+                          "--backend", "none", "--jobs", "1", "--no-progress")
+    assert code == 0 and out.startswith("robust"), err
+    pt.write_text("1 0\n")
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", pt, "--delta", "1",
+                          "--backend", "none", "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    pt.write_text("1,x")
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", pt, "--delta", "1")
+    assert code == 3 and "pt.txt" in _one_error(err)
+
+
+def test_plot_format_follows_the_suffix_or_is_refused(capsys, tiny, tmp_path):
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--box", "0:1,0:1", "--delta", "1",
+                          "--plot", tmp_path / "p.jpg", "--backend", "none", "--jobs", "1", "--no-progress")
+    assert code == 3 and ".png" in _one_error(err) and not (tmp_path / "p.jpg").exists()
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--box", "0:1,0:1", "--delta", "1",
+                          "--plot", tmp_path / "p.svg", "--backend", "none", "--jobs", "1", "--no-progress")
+    assert code == 0, err
+    assert (tmp_path / "p.svg").read_text().lstrip().startswith(("<?xml", "<svg"))
+
+
+def test_toml_paths_are_relative_to_the_toml_file(capsys, tiny, tmp_path, monkeypatch):
+    sub = tmp_path / "job"
+    sub.mkdir()
+    (sub / "pt.txt").write_text("1,0")
+    (sub / "job.toml").write_text('perturb = "abs:1e-2"\npoint = "pt.txt"\ndelta = 1.0\njson = "out.json"\n'
+                                  'backend = "none"\njobs = 1\n')
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = _run(capsys, "verify", tiny, "--config", sub / "job.toml", "--no-progress")
+    assert code == 0, err
+    assert (sub / "out.json").exists() and not (elsewhere / "out.json").exists()
