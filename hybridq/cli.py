@@ -328,6 +328,14 @@ def _describe(network_path, net, perturb, boxes, prop, vnnlib, against) -> dict:
     return describe_problem(net, perturb, boxes, prop, network_path=network_path, vnnlib=vnnlib, against=against)
 
 
+def _settings(cfg) -> dict:
+    """The ``settings`` section of the JSON result: the command's own budget, not the part of it
+    left to the search."""
+    from hybridq.report import settings_dict
+
+    return settings_dict(cfg)
+
+
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
     """Fail before the run (exit 3) when an output file cannot be written or a plot cannot be drawn."""
     for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
@@ -515,6 +523,7 @@ def verify(
     _timeout_note(res, cfg)
     res.problem = _describe(network, net, o["perturb"], [b for b, _ in problems], results[0].property, o["vnnlib"],
                             against)
+    res.settings = _settings(cfg)
     typer.echo(res.summary())
     writers = []
     cex_path = o["counterexample"]
@@ -663,6 +672,7 @@ def quantify(
     _timeout_note(res, cfg)
     res.problem = _describe(network, net, o["perturb"] if what == "deviation" else f"family:{family_}", [b], prop,
                             o["vnnlib"], against)
+    res.settings = _settings(cfg)
     typer.echo(res.summary())
     writers = []
     if o["json"]:

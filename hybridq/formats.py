@@ -42,7 +42,6 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
-import ml_dtypes
 import numpy as np
 
 from hybridq.errors import PerturbationError
@@ -134,8 +133,9 @@ class FloatFormat:
         Exponent range of the normal numbers, ``[2^emin, 2^(emax+1))``; ``None``: unbounded.
     max_finite : float or None
         Largest finite value (``None``: unbounded).
-    dtype : numpy dtype or None
-        The reference library type (``None``: generic rounding, :func:`_round_generic`).
+    dtype : numpy dtype, str or None
+        The reference library type (``None``: generic rounding, :func:`_round_generic`); a string
+        names an ``ml_dtypes`` type, imported on first use (importing ``ml_dtypes`` takes seconds).
     bits : int
         Storage bits (for ``float:p=P``: ``P``, the significand bits).
 
@@ -192,7 +192,12 @@ class FloatFormat:
         if self.dtype is np.float32:
             q = t.astype(np.float32).astype(np.float64)
         elif self.dtype is not None:
-            q = _round_to_odd_f32(t).astype(self.dtype).astype(np.float64)
+            dtype = self.dtype
+            if isinstance(dtype, str):  # an ml_dtypes type, imported on first use (its import takes seconds)
+                import ml_dtypes
+
+                dtype = getattr(ml_dtypes, dtype)
+            q = _round_to_odd_f32(t).astype(dtype).astype(np.float64)
         else:
             q = _round_generic(t, self.p, self.emin)
         if not np.all(np.isfinite(q)):  # float:p=P rounding up past float64's max
@@ -219,10 +224,10 @@ def _ieee(name: str, e_bits: int, m_bits: int, dtype, bits: int) -> FloatFormat:
 FLOAT_FORMATS = {
     "fp32": _ieee("fp32", 8, 23, np.float32, 32),
     "fp16": _ieee("fp16", 5, 10, np.float16, 16),
-    "bf16": _ieee("bf16", 8, 7, ml_dtypes.bfloat16, 16),
+    "bf16": _ieee("bf16", 8, 7, "bfloat16", 16),
     # OCP E4M3 "fn": bias 7, exponent 1111 is normal except the NaN pattern S.1111.111
-    "fp8_e4m3": FloatFormat("fp8_e4m3", 4, -6, 8, 448.0, ml_dtypes.float8_e4m3fn, 8),
-    "fp8_e5m2": _ieee("fp8_e5m2", 5, 2, ml_dtypes.float8_e5m2, 8),
+    "fp8_e4m3": FloatFormat("fp8_e4m3", 4, -6, 8, 448.0, "float8_e4m3fn", 8),
+    "fp8_e5m2": _ieee("fp8_e5m2", 5, 2, "float8_e5m2", 8),
 }
 _ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16",
             "fp8_e4m3fn": "fp8_e4m3", "e4m3": "fp8_e4m3", "e5m2": "fp8_e5m2"}

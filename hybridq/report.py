@@ -67,15 +67,42 @@ def property_dict(prop) -> dict | None:
         return None
     name = type(prop).__name__
     if name == "Deviation":
-        return {"kind": "deviation", "delta": float(prop.delta), "space": prop.space,
-                "outputs": None if prop.outputs is None else [int(j) for j in prop.outputs]}
+        return {"kind": "deviation", "delta": float(prop.delta), "delta_exact": _exact_text(prop, "delta"),
+                "space": prop.space, "outputs": None if prop.outputs is None else [int(j) for j in prop.outputs]}
     if name == "Decision":
         return {"kind": "decision", "label": int(prop.label), "kappa": float(prop.kappa),
-                "sense": getattr(prop, "sense", "max")}
+                "kappa_exact": _exact_text(prop, "kappa"), "sense": getattr(prop, "sense", "max")}
     if name == "OutputConstraint":
         return {"kind": "output_constraint",
                 "disjuncts": [{"A": np.asarray(A).tolist(), "c": np.asarray(c).tolist()} for A, c in prop.disjuncts]}
     return {"kind": name}
+
+
+def _exact_text(obj, name: str) -> str:
+    """The exact value of ``obj.<name>_exact`` as ``'p/q'`` text (``obj.<name>`` when absent)."""
+    from fractions import Fraction
+
+    v = getattr(obj, name + "_exact", None)
+    return str(v if v is not None else Fraction(float(getattr(obj, name))))
+
+
+def _decimal(obj, name: str) -> str:
+    """``obj.<name>`` as written: the exact value as a decimal when it has one, else ``p/q``."""
+    from fractions import Fraction
+
+    v = getattr(obj, name + "_exact", None)
+    q = v if v is not None else Fraction(float(getattr(obj, name)))
+    d, k = q.denominator, 0
+    for f in (2, 5):
+        while d % f == 0:
+            d //= f
+    if d != 1:
+        return str(q)
+    while (q * 10 ** k).denominator != 1:
+        k += 1
+    digits = str(abs(q.numerator * 10 ** k // q.denominator)).rjust(k + 1, "0")
+    text = digits[:len(digits) - k] + ("." + digits[len(digits) - k:] if k else "")
+    return ("-" if q < 0 else "") + text
 
 
 def settings_dict(config) -> dict:
@@ -89,7 +116,11 @@ def settings_dict(config) -> dict:
 def _box_dict(box) -> dict:
     lo, hi = np.asarray(box.lower, dtype=np.float64), np.asarray(box.upper, dtype=np.float64)
     kind = "point" if np.array_equal(lo, hi) else "box"
-    return {"kind": kind, "lower": lo.tolist(), "upper": hi.tolist()}
+    d = {"kind": kind, "lower": lo.tolist(), "upper": hi.tolist()}
+    if getattr(box, "_exact", None) is not None:  # ends given as decimals that are no float64: as written
+        d["lower_exact"] = [str(q) for q in box.exact_lower]
+        d["upper_exact"] = [str(q) for q in box.exact_upper]
+    return d
 
 
 def describe_problem(network=None, perturbation=None, boxes=(), prop=None, *, network_path=None,
@@ -129,6 +160,11 @@ def explain_counterexample(network, prop, x, params) -> dict:
     Returns ``{"outputs_nominal": y(x; theta0), "outputs_perturbed": y(x; theta), "violated": text}``
     (logits, ``(n_out,)`` lists).  The verdict rests on the exact re-check, not on these floats.
     """
+    with np.errstate(all="ignore"):  # huge parameters may overflow float64: inf is reported as null
+        return _explain(network, prop, x, params)
+
+
+def _explain(network, prop, x, params) -> dict:
     y0 = network.forward(np.asarray(x, dtype=np.float64))
     y1 = network.forward(np.asarray(x, dtype=np.float64), params)
     y0, y1 = np.asarray(y0).reshape(-1), np.asarray(y1).reshape(-1)
@@ -141,11 +177,11 @@ def explain_counterexample(network, prop, x, params) -> dict:
         sel = list(prop.selected(network.n_out))
         j = sel[int(np.argmax(np.abs(a[sel] - b[sel])))]
         s = "s" if prop.space == "score" else "y"
-        text = f"|{s}_{j}(x; theta) - {s}_{j}(x; theta0)| <= {prop.delta!r}"
+        text = f"|{s}_{j}(x; theta) - {s}_{j}(x; theta0)| <= {_decimal(prop, 'delta')}"
     elif name == "Decision":
         C = prop.spec_matrix(network.n_out)
         r = int(np.argmin(C @ y1))
-        text = f"{_linear_text(C[r])} > {float(prop.kappa)!r}"
+        text = f"{_linear_text(C[r])} > {_decimal(prop, 'kappa')}"
     elif name == "OutputConstraint":
         d = int(np.argmax([np.min(c - A @ y1) for A, c in prop.disjuncts]))
         A, c = prop.disjuncts[d]

@@ -150,7 +150,7 @@ def test_verify_verdicts_and_outputs(capsys, tiny, tmp_path):
     code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", "1,0", "--delta", "1",
                          "--backend", "none", "--jobs", "1", "--json", tmp_path / "r.json", "--no-progress")
     assert code == 0 and out.startswith("robust"), (out, err)
-    assert json.loads((tmp_path / "r.json").read_text())["verdict"] == "robust"
+    assert json.loads((tmp_path / "r.json").read_text())["result"]["verdict"] == "robust"
     cx = tmp_path / "cx.npz"
     code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", "1,0", "--delta", "1e-3",
                          "--jobs", "1", "--counterexample", cx, "--no-progress")

@@ -62,7 +62,7 @@ def test_verify_robust_plot_counts_match_stats(tmp_path):
     assert area == pytest.approx(BOX.volume, rel=1e-9)
     # the title states the verdict and the counts
     title = s.figure._suptitle.get_text()
-    assert "robust" in title and f"{len(res.leaves)} cells" in title
+    assert "robust" in title and f"{len(res.leaves)} leaf cells" in title
 
 
 def test_verify_not_robust_marks_the_counterexample(tmp_path):
@@ -159,7 +159,7 @@ def test_cli_plot_verify_and_quantify(tmp_path, capsys):
     _check_png(tmp_path / "v.png")
     import json
 
-    stats = json.loads((tmp_path / "v.json").read_text())["stats"]
+    stats = json.loads((tmp_path / "v.json").read_text())["result"]["stats"]
     assert "robust" in capsys.readouterr().out
     assert stats["proved_bounds"] >= 1
     code = _cli(["quantify", *common, "--space", "score", "--plot", tmp_path / "q.png"])

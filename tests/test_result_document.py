@@ -52,8 +52,9 @@ def test_verify_json_records_what_was_asked_and_validates(capsys, tiny, tmp_path
     assert net["path"] == str(tiny.resolve()) and net["sha256"] == hashlib.sha256(tiny.read_bytes()).hexdigest()
     assert doc["problem"]["perturbation"] == {"spec": "abs:1e-2"}
     assert doc["problem"]["input_set"]["boxes"] == [{"kind": "point", "lower": [1.0, 0.0], "upper": [1.0, 0.0]}]
-    assert doc["problem"]["property"] == {"kind": "deviation", "delta": 1e-3, "space": "logit", "outputs": None}
-    assert doc["settings"]["seed"] == 3 and doc["settings"]["jobs"] == 1 and 0 < doc["settings"]["timeout"] <= 60
+    assert doc["problem"]["property"] == {"kind": "deviation", "delta": float(np.nextafter(1e-3, 0)),
+                                          "delta_exact": "1/1000", "space": "logit", "outputs": None}
+    assert doc["settings"]["seed"] == 3 and doc["settings"]["jobs"] == 1 and doc["settings"]["timeout"] == 60.0
     assert set(doc["versions"]) >= {"hybridq", "z3", "numba", "numpy", "python"} and doc["versions"]["numba"]
     res = doc["result"]
     assert res["verdict"] == "not_robust" and res["summary"] == stdout.strip()

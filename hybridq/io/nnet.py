@@ -84,8 +84,15 @@ def load_nnet(path: str | Path) -> Network:
     data = [(i + 1, ln) for i, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("//")]
     if not data:
         raise ModelFormatError(f"{path}: empty .nnet file (no data lines)")
-    # trailing commas and a final newline are optional (many writers omit them); a truncated file
-    # is caught by the value counts of its lines and of the header
+    # trailing commas and a final newline are optional (many writers omit them); but a file whose
+    # other lines end in a comma, with a last line that does not and no final newline, was cut
+    # short (possibly inside the last number); other truncations break the value counts
+    last_no, last = data[-1]
+    commas = len(data) > 1 and all(ln.rstrip().endswith(",") for _, ln in data[:-1])
+    if commas and not text.endswith(("\n", "\r")) and not last.rstrip().endswith(","):
+        raise ModelFormatError(
+            f"{path}: line {last_no}: the file ends in the middle of a line (truncated?): {last.strip()[:40]!r}"
+        )
     pos = 0
 
     def take(what: str) -> tuple[int, np.ndarray]:

@@ -37,7 +37,9 @@ ACT_CODES = {"relu": RELU, "identity": IDENTITY, "leaky_relu": LEAKY, "hardtanh"
 def _jit(sig, parallel=False, entry=False):
     """The project decorator: explicit signature, cached, numpy error model, no fastmath.
 
-    ``entry=True`` (functions called from Python) compiles / loads ``sig`` eagerly at import.
+    ``entry=True`` (functions called from Python only): an :class:`_Entry` that compiles / loads
+    ``sig`` on its first call, so a run loads only the entry points it uses (a small run never
+    loads the parallel variants and numba's threading layer).
     Internal helpers (``entry=False``) keep ``sig`` as their declared type (``.hq_sig``) but are
     compiled only into their callers: the callers' cached code already contains them, so a new
     process loads a handful of entry points instead of every helper (cold start).  The helpers are
@@ -45,16 +47,7 @@ def _jit(sig, parallel=False, entry=False):
     from Python as scalars)."""
     opts = dict(cache=True, error_model="numpy", fastmath=False, parallel=parallel, nogil=True)
     if entry:
-        def compile_entry(fn):
-            # loading a cached entry point takes milliseconds; one that takes longer is compiling
-            timer = threading.Timer(COMPILE_NOTICE_AFTER, _announce_compile)
-            timer.daemon = True
-            timer.start()
-            try:
-                return njit(sig, **opts)(fn)
-            finally:
-                timer.cancel()
-        return compile_entry
+        return lambda fn: _Entry(fn, sig, opts)
 
     def deco(fn):
         disp = njit(**opts)(fn)
@@ -68,22 +61,85 @@ COMPILE_NOTICE_AFTER = 1.0
 _announced: list = []
 
 
-def _cache_looks_warm() -> bool:
-    """True when this package's ``__pycache__`` holds numba index files newer than every source
-    of the package (then a slow entry point is only loading under load, not compiling)."""
-    cache = os.path.join(_PKG_DIR, "__pycache__")
+class _Entry:
+    """An entry point compiled for its declared signature on first use (from numba's on-disk
+    cache when it is there).  A compilation that takes longer than :data:`COMPILE_NOTICE_AFTER`
+    seconds is announced once on stderr (logging); ``py_func`` is the Python function."""
+
+    def __init__(self, fn, sig, opts):
+        self.py_func, self.sig, self.opts = fn, sig, opts
+        self.__name__, self.__doc__, self.__wrapped__ = fn.__name__, fn.__doc__, fn
+        self._disp = None
+        self._lock = threading.Lock()
+
+    def __call__(self, *args):
+        disp = self._disp
+        if disp is None:
+            disp = self.load()
+        return disp(*args)
+
+    def load(self):
+        """Compile or load the machine code now; returns the numba dispatcher."""
+        with self._lock:
+            if self._disp is None:
+                warm = _cache_looks_warm(self.__name__)
+                timer = None
+                if not warm:  # loading a cached entry point takes milliseconds; compiling takes minutes
+                    timer = threading.Timer(COMPILE_NOTICE_AFTER, _announce_compile)
+                    timer.daemon = True
+                    timer.start()
+                try:
+                    self._disp = njit(self.sig, **self.opts)(self.py_func)
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+                if not warm:
+                    _mark_cache_warm(self.__name__)
+        return self._disp
+
+
+def _stamp_file() -> str:
+    return os.path.join(_PKG_DIR, "__pycache__", "hybridq-kernels.stamp")
+
+
+def _cache_lines() -> list[str]:
     try:
-        idx = [os.path.getmtime(os.path.join(cache, n)) for n in os.listdir(cache) if n.endswith(".nbi")]
-        src = [os.path.getmtime(os.path.join(_PKG_DIR, n)) for n in os.listdir(_PKG_DIR) if n.endswith(".py")]
+        with open(_stamp_file()) as f:
+            lines = f.read().split()
     except OSError:
-        return False
-    return bool(idx) and min(idx) >= max(src)
+        return []
+    return lines[1:] if lines and lines[0] == _stamp_hex() else []
+
+
+def _cache_looks_warm(name: str) -> bool:
+    """True when entry point ``name`` was compiled before from these very sources (a marker file
+    beside numba's cache lists the entry points compiled under the package stamp)."""
+    return name in _cache_lines()
+
+
+def _mark_cache_warm(name: str) -> None:
+    """Record that entry point ``name`` of these sources is in numba's cache."""
+    names = sorted(set(_cache_lines()) | {name})
+    try:
+        with open(_stamp_file(), "w") as f:
+            f.write("\n".join([_stamp_hex()] + names) + "\n")
+    except OSError:  # a read-only install: the notice then relies on the timer alone
+        pass
+
+
+_STAMP_HEX: list = []
+
+
+def _stamp_hex() -> str:
+    if not _STAMP_HEX:
+        _STAMP_HEX.append(_package_stamp().hex())
+    return _STAMP_HEX[0]
 
 
 def _announce_compile() -> None:
     """Log once per process that the kernels are being compiled (the first run after an install
     or an update of the kernels; numba caches the machine code afterwards)."""
-    if not _announced and not _cache_looks_warm():
+    if not _announced:
         _announced.append(True)
         log.warning("hybridq: compiling the numba kernels (first run after install or update, about 3 minutes "
                     "on 2 cores; cached for later runs)")
