@@ -59,10 +59,11 @@ def versions() -> dict:
     return out
 
 
-def property_dict(prop) -> dict | None:
+def property_dict(prop, network=None) -> dict | None:
     """The property with every parameter: ``kind`` (``deviation``, ``decision``,
     ``output_constraint``) and ``outputs``, ``label``, ``sense``, ``kappa``, ``delta``, ``space``
-    where they apply; an output constraint lists its disjuncts ``A y <= c`` (the unsafe set)."""
+    where they apply (a decision's ``sense`` left to the network is taken from ``network`` when
+    given); an output constraint lists its disjuncts ``A y <= c`` (the unsafe set)."""
     if prop is None:
         return None
     name = type(prop).__name__
@@ -71,7 +72,8 @@ def property_dict(prop) -> dict | None:
                 "space": prop.space, "outputs": None if prop.outputs is None else [int(j) for j in prop.outputs]}
     if name == "Decision":
         return {"kind": "decision", "label": int(prop.label), "kappa": float(prop.kappa),
-                "kappa_exact": _exact_text(prop, "kappa"), "sense": getattr(prop, "sense", "max")}
+                "kappa_exact": _exact_text(prop, "kappa"),
+                "sense": getattr(prop, "sense", None) or getattr(network, "decision_sense", None)}
     if name == "OutputConstraint":
         return {"kind": "output_constraint",
                 "disjuncts": [{"A": np.asarray(A).tolist(), "c": np.asarray(c).tolist()} for A, c in prop.disjuncts]}
@@ -150,7 +152,7 @@ def describe_problem(network=None, perturbation=None, boxes=(), prop=None, *, ne
         "perturbation": None if spec is None else {"spec": spec},
         "against": file_info(against),
         "input_set": {"vnnlib": file_info(vnnlib), "boxes": [_box_dict(b) for b in boxes]},
-        "property": property_dict(prop),
+        "property": property_dict(prop, network),
     }
 
 
