@@ -179,7 +179,7 @@ def test_cluster_shut_down_mid_run_is_exit_2_with_a_partial_result(capsys, tmp_p
         cluster.close()
     import json
 
-    res = json.loads(js.read_text())
+    res = json.loads(js.read_text())["result"]  # the result section of the JSON document
     assert out["code"] == 2 and out["t"] - t_closed < 30
     assert res["verdict"] == "unknown" and "cluster lost" in res["message"]
     assert res["stats"]["cells"] >= 1 and res["stats"]["undecided_volume"] > 0
