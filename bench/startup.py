@@ -42,7 +42,7 @@ def _age():
 import hybridq.bab.api as api
 _orig = api.run_bab
 def run_bab(*a, **k):
-    sys.stderr.write(f'BENCH work starts at {_age():.3f} s\n')
+    sys.stderr.write(f'BENCH work starts at {_age():.3f} s cpu {time.process_time():.3f} s\n')
     return _orig(*a, **k)
 api.run_bab = run_bab
 from hybridq.cli import main
@@ -59,16 +59,20 @@ def _net(path: Path) -> None:
              Layer([[1.0, 1.0, -0.5, 0.3]], [0.0], "identity"))).save(path)
 
 
-def _time(cmd: list[str], env: dict, stamp: bool = False) -> tuple[float, float | None, int, str]:
+def _time(cmd: list[str], env: dict, stamp: bool = False, cwd=None):
+    """``(wall s, work start s, work start CPU s, CPU s of the whole process, exit code, output)``."""
     t0 = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    before = os.times()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
     wall = time.perf_counter() - t0
-    work = None
+    after = os.times()
+    cpu = (after.children_user - before.children_user) + (after.children_system - before.children_system)
+    work = work_cpu = None
     if stamp:
         for line in r.stderr.splitlines():
             if line.startswith("BENCH work starts at"):
-                work = float(line.split()[4])
-    return wall, work, r.returncode, r.stdout + r.stderr
+                work, work_cpu = float(line.split()[4]), float(line.split()[7])
+    return wall, work, work_cpu, cpu, r.returncode, r.stdout + r.stderr
 
 
 def main() -> None:
@@ -93,32 +97,39 @@ def main() -> None:
                                                   "--point", "0", "--delta", "1"], False),
         "small verify (2-4-1, point, --jobs 1)": ([py, "-c", _STAMP] + small, True),
     }
-    _time(cli + ["--version"], env)  # warm the file-system cache
+    _time(cli + ["--version"], env)  # warm the file-system and numba caches
     _time([py, "-c", _STAMP] + small, env, True)
     rows = []
     load0 = os.getloadavg()[0]
     for name, (cmd, stamp) in cases.items():
-        walls, works, code, text = [], [], 0, ""
+        walls, works, wcpus, cpus, code = [], [], [], [], 0
         for _ in range(args.repeat):
-            w, k, code, text = _time(cmd, env, stamp)
+            w, k, kc, c, code, text = _time(cmd, env, stamp)
             walls.append(w)
+            cpus.append(c)
             if k is not None:
                 works.append(k)
-        rows.append((name, statistics.median(walls), min(walls), statistics.median(works) if works else None, code))
+                wcpus.append(kc)
+        med = statistics.median
+        rows.append((name, med(walls), min(walls), med(cpus), med(works) if works else None,
+                     med(wcpus) if wcpus else None, code))
     if args.cold:
         pkg = tmp / "cold"
         shutil.copytree(ROOT / "hybridq", pkg / "hybridq", ignore=shutil.ignore_patterns("__pycache__"))
         cenv = dict(os.environ, PYTHONPATH=str(pkg))
-        w, k, code, text = _time([py, "-c", _STAMP] + small, cenv, True)
+        # run from the copy's folder: ``python -c`` puts the working directory first on sys.path
+        w, k, kc, c, code, text = _time([py, "-c", _STAMP] + small, cenv, True, cwd=pkg)
         notice = "compiling the numba kernels" in text
         rows.append((f"cold first call (empty numba cache; notice on stderr: {'yes' if notice else 'no'})",
-                     w, w, k, code))
+                     w, w, c, k, kc, code))
     load1 = os.getloadavg()[0]
     lines = [f"hybridq start-up, {time.strftime('%Y-%m-%d %H:%M')}, load average {load0:.1f} -> {load1:.1f} "
-             f"on {os.cpu_count()} cores, median of {args.repeat} (min in brackets)", "",
-             "| command | wall s (min) | work starts at s | exit |", "|---|---|---|---|"]
-    for name, med, mn, work, code in rows:
-        lines.append(f"| {name} | {med:.3f} ({mn:.3f}) | {'' if work is None else f'{work:.3f}'} | {code} |")
+             f"on {os.cpu_count()} cores, median of {args.repeat} (min in brackets); CPU = user + system "
+             "seconds of the process (what an idle machine's wall time would be, roughly)", "",
+             "| command | wall s (min) | CPU s | work starts at s (CPU s) | exit |", "|---|---|---|---|---|"]
+    for name, med, mn, cpu, work, wcpu, code in rows:
+        ws = "" if work is None else f"{work:.3f} ({wcpu:.3f})"
+        lines.append(f"| {name} | {med:.3f} ({mn:.3f}) | {cpu:.3f} | {ws} | {code} |")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -37,7 +37,7 @@ from hybridq.inputs import InputBox, as_input_box
 from hybridq.network import Network
 from hybridq.perturbation import Perturbation
 
-__all__ = ["bounds", "OutputBounds", "PackedNetwork", "METHODS", "pack"]
+__all__ = ["bounds", "OutputBounds", "PackedNetwork", "METHODS", "pack", "load_kernels"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,19 @@ _U = 2.0 ** -53
 #: Batches of at least this many cells run the parallel linear kernel (smaller ones serially:
 #: waking numba's threads costs more than a few cells on a loaded machine).
 _PARALLEL_MIN = 4
+
+
+def load_kernels(network: Network, method: str = "linear") -> None:
+    """Load (or, on the first run after install, compile) the entry points a small run of
+    ``method`` on ``network`` calls: the serial pass and the score kernel of its output.  The
+    kernels load on first use anyway (:class:`hybridq.kernels.common._Entry`); calling this first
+    keeps that start-up cost out of a run's own timings.  The parallel passes load when a batch
+    first needs them."""
+    (K.linear_pass_serial if method == "linear" else K.interval_pass_serial).load()
+    if network.output == "sigmoid":
+        K.score_sigmoid.load()
+    elif network.output == "softmax":
+        K.score_softmax.load()
 
 
 def _up(a):

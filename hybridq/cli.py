@@ -217,12 +217,11 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
 
     Every number of the problem is kept as the user wrote it (decimal text -> ``Fraction``):
     :class:`InputBox` and the properties round it outward for the bound pass and keep it exactly
-    for the re-check of counterexamples."""
-    from hybridq.inputs import InputBox
-    from hybridq.io import decision_label, load_network, load_vnnlib
-    from hybridq.perturbation import perturbation
-    from hybridq.properties import Decision, Deviation
-
+    for the re-check of counterexamples.  Mistakes that need no library are reported before any
+    library is imported (an input error answers in a fraction of a second)."""
+    for opt, path in (("network", network), ("--vnnlib", vnnlib)):
+        if path is not None and not Path(path).exists():
+            _fail(f"{path}: no such file" if opt == "network" else f"{opt} file not found: {path}")
     if point is not None and box is not None:
         _fail("give either --point or --box, not both")
     if vnnlib is not None and (point is not None or box is not None):
@@ -245,6 +244,10 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     if ball is not None and ball < 0:
         _fail(f"--ball must be >= 0, got {float(ball):g}")
     from hybridq.actquant import split_act_spec
+    from hybridq.inputs import InputBox
+    from hybridq.io import decision_label, load_network, load_vnnlib
+    from hybridq.perturbation import perturbation
+    from hybridq.properties import Decision, Deviation
 
     net = load_network(network)
     # a spec with act= parts is built per input box (its ranges depend on it): see _deployed
@@ -484,9 +487,6 @@ def verify(
     class, --decision) on every input; a counterexample is one of the exactly rounded network.
 
     Default overall budget 300 s (--timeout), counted from the start of the command."""
-    from hybridq.bab import verify as verify_
-    from hybridq.result import combine
-
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, delta=delta,
                decision=decision, kappa=kappa, sense=sense, label=label, space=space, outputs=outputs, json=json,
@@ -499,6 +499,9 @@ def verify(
                                    sense=o["sense"])
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
+    from hybridq.bab import verify as verify_
+    from hybridq.result import combine
+
     results = []
     with _cluster(cluster) as client:
         prog, cb = _progress_cb(progress)
@@ -552,7 +555,6 @@ def bounds(
 ):
     """Print certified bounds of the logits, scores and deviations over the input and parameter box
     (with --against or act= spec parts: of the deployed model, activation quantizers included)."""
-    from hybridq.bounds import bounds as _bounds
 
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, json=json)
@@ -564,6 +566,8 @@ def bounds(
                                    None, None, None, None, None, None, need_property=False)
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"])
+    from hybridq.bounds import bounds as _bounds
+
     rows = []
     for i, (b, _) in enumerate(problems):
         if deployed is not None:
@@ -615,8 +619,6 @@ def quantify(
 
     Default overall budget 600 s (--timeout). Exit code 0 when the tolerance was reached, 2 when
     the run stopped early (timeout, Ctrl-C, SIGTERM)."""
-    from hybridq.quantify import quantify as quantify_
-    from hybridq.properties import Deviation
 
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, what=what,
@@ -641,6 +643,9 @@ def quantify(
     if deployed is not None and what == "epsilon":
         _fail("--what epsilon varies a parameter radius; the act= parts fix the deployed model (use deviation or bits)")
     _check_outputs(net, o["json"], None, o["plot"])
+    from hybridq.quantify import quantify as quantify_
+    from hybridq.properties import Deviation
+
     if o["plot"] and what != "deviation":
         _fail("--plot draws the cells of a 2-input '--what deviation' run only")
     if what == "deviation":

@@ -262,3 +262,40 @@ def test_default_step_budget_is_a_share_of_the_overall_budget(monkeypatch):
     quantify(net, None, InputBox.point(x), Decision(int(net.predict(x))), what="epsilon", backend="none", jobs=1,
              timeout=80.0, max_steps=3)
     assert seen and all(s == 80.0 / qm.STEP_SHARE for s in seen)
+
+
+def test_kernel_compilation_is_announced_once_and_not_when_cached(monkeypatch, tmp_path, caplog):
+    """An entry point that takes longer than COMPILE_NOTICE_AFTER to build logs one notice (the
+    first call after install compiles for minutes); one recorded as cached under the same package
+    stamp does not, however slowly it loads on a busy machine.  (numba's ``njit`` is replaced by a
+    slow stand-in: the real cold compile takes minutes.)"""
+    import logging
+
+    from hybridq.kernels import common
+
+    monkeypatch.setattr(common, "COMPILE_NOTICE_AFTER", 0.05)
+    monkeypatch.setattr(common, "_announced", [])
+    monkeypatch.setattr(common, "_stamp_file", lambda: str(tmp_path / "stamp"))
+
+    def slow_njit(sig, **opts):
+        def build(fn):
+            time.sleep(0.3)
+            return fn
+        return build
+
+    monkeypatch.setattr(common, "njit", slow_njit)
+
+    def twice(x):
+        return 2 * x
+
+    with caplog.at_level(logging.WARNING, logger="hybridq.kernels.common"):
+        entry = common._Entry(twice, "f8(f8)", {})
+        assert entry(2.0) == 4.0 and entry(3.0) == 6.0  # built once, then called directly
+        notices = [r for r in caplog.records if "compiling the numba kernels" in r.getMessage()]
+        assert len(notices) == 1
+        assert common._cache_looks_warm("twice")  # recorded under the current package stamp
+        caplog.clear()
+        monkeypatch.setattr(common, "_announced", [])
+        again = common._Entry(twice, "f8(f8)", {})
+        assert again(1.0) == 2.0
+        assert not [r for r in caplog.records if "compiling the numba kernels" in r.getMessage()]
