@@ -85,8 +85,9 @@ def read_csv(path: Path) -> dict:
         return {r["id"]: r for r in csv.DictReader(f)}
 
 
-def per_process(pairs, nets: Path, timeout: float, n: int, path: Path, jobs: int) -> dict:
-    """One ``hybridq verify`` process per pair (``n`` pairs spread evenly; 0: all)."""
+def per_process(pairs, nets: Path, timeout: float, n: int, path: Path) -> dict:
+    """One ``hybridq verify`` process per pair (``n`` pairs spread evenly; 0: all), with the default
+    ``--jobs`` (all cores), as a user would run it."""
     done = read_csv(path)
     pick = pairs if n <= 0 or n >= len(pairs) else [pairs[round(i * (len(pairs) - 1) / (n - 1))] for i in range(n)]
     new = not path.is_file()
@@ -100,7 +101,7 @@ def per_process(pairs, nets: Path, timeout: float, n: int, path: Path, jobs: int
             box = ",".join(f"{lo!r}:{hi!r}" for lo, hi in zip(p["box_raw"]["lo"], p["box_raw"]["hi"]))
             cmd = [sys.executable, "-m", "hybridq.cli", "verify", str(nets / p["network_nnet"]), "--perturb",
                    "point:fp16", f"--box={box}", "--delta", repr(p["delta_raw_output"]), "--outputs", str(p["output"]),
-                   "--timeout", str(timeout), "--jobs", str(jobs), "--no-progress"]
+                   "--timeout", str(timeout), "--no-progress"]
             t = time.perf_counter()
             r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
                                text=True)
@@ -151,6 +152,7 @@ def main():
     ap.add_argument("--only", default=None, help="comma-separated pair ids (default: all 143)")
     ap.add_argument("--per-process", type=int, default=20, help="pairs run as one process each (0: all; -1: none)")
     ap.add_argument("--skip-box", action="store_true", help="skip the fp16-box run")
+    ap.add_argument("--skip-point", action="store_true", help="skip the point:fp16 batch run (e.g. box run only)")
     ap.add_argument("--fresh", action="store_true", help="delete earlier results first")
     ap.add_argument("--jobs", type=int, default=1, help="worker processes per query (default 1)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the CSVs (no runs)")
@@ -159,29 +161,38 @@ def main():
     OUT.mkdir(parents=True, exist_ok=True)
     TMP.mkdir(parents=True, exist_ok=True)
     files = {k: OUT / f"{k}.csv" for k in ("batch", "process", "box")}
-    if args.fresh:
-        for f in files.values():
-            f.unlink(missing_ok=True)
+    if args.fresh:  # only the CSVs of the runs done now
+        for k in [k for k, skip in (("batch", args.skip_point), ("process", args.per_process < 0),
+                                    ("box", args.skip_box)) if not skip]:
+            files[k].unlink(missing_ok=True)
+    walls = json.loads((OUT / "walls.json").read_text()) if (OUT / "walls.json").is_file() else {}
     load_before = os.getloadavg()
     t0 = time.time()
     if args.report_only:
         write_report(pairs, nets, read_csv(files["batch"]), read_csv(files["process"]), read_csv(files["box"]), args,
-                     float("nan"), None, load_before, load_before, 0.0)
+                     walls, 0.0)
         return
-    lst = instance_list(pairs, nets, "point:fp16", args.timeout, TMP / "instances_point.json")
-    batch_wall = run_batch_process(lst, files["batch"], args.jobs)
-    proc = per_process(pairs, nets, args.timeout, args.per_process, files["process"], args.jobs) \
-        if args.per_process >= 0 else {}
-    box_wall = None
+    if not args.skip_point:
+        lst = instance_list(pairs, nets, "point:fp16", args.timeout, TMP / "instances_point.json")
+        walls["batch"] = run_batch_process(lst, files["batch"], args.jobs)
+        walls["batch_load"] = [load_before[0], os.getloadavg()[0]]
+        walls["batch_timeout"] = args.timeout
+    if args.per_process >= 0:
+        la = os.getloadavg()[0]
+        per_process(pairs, nets, args.timeout, args.per_process, files["process"])
+        walls["process_load"] = [la, os.getloadavg()[0]]
     if not args.skip_box:
+        la = os.getloadavg()[0]
         lst = instance_list(pairs, nets, "fp16", args.box_timeout or args.timeout, TMP / "instances_box.json")
-        box_wall = run_batch_process(lst, files["box"], args.jobs)
-    load_after = os.getloadavg()
-    batch, box = read_csv(files["batch"]), read_csv(files["box"])
-    write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load_before, load_after, time.time() - t0)
+        walls["box"] = run_batch_process(lst, files["box"], args.jobs)
+        walls["box_load"] = [la, os.getloadavg()[0]]
+        walls["box_timeout"] = args.box_timeout or args.timeout
+    (OUT / "walls.json").write_text(json.dumps(walls, indent=1))
+    write_report(pairs, nets, read_csv(files["batch"]), read_csv(files["process"]), read_csv(files["box"]), args,
+                 walls, time.time() - t0)
 
 
-def write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load_before, load_after, elapsed):
+def write_report(pairs, nets, batch, proc, box, args, walls, elapsed):
     rows, both_h, both_n, easy_h, easy_n, both_p, both_pn = [], [], [], [], [], [], []
     decided = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") in ("unsat", "sat"))
     proved = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") == "unsat")
@@ -205,12 +216,13 @@ def write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load
         rows.append(p)
     L = []
     L.append("# NeuroDiff's ACAS Xu fp16 benchmark (143 pairs): hybridq vs NeuroDiff\n")
-    L.append(f"Generated by `python bench/neurodiff.py --timeout {args.timeout:g} --per-process {args.per_process}"
-             f"{' --skip-box' if args.skip_box else ''}{' --only ...' if args.only else ''}` "
-             f"(jobs {args.jobs}, backend auto), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-             f"{len(pairs)} pairs, {elapsed / 60:.1f} min in all.")
-    L.append(f"Load average before / after: {load_before[0]:.2f} / {load_after[0]:.2f} (1 min) on "
-             f"{os.cpu_count()} cores shared with other engineers' jobs.\n")
+    bl, pl, xl = walls.get("batch_load"), walls.get("process_load"), walls.get("box_load")
+    L.append(f"Generated by `python bench/neurodiff.py` (batch: `hybridq run --jobs {args.jobs}`, "
+             f"{walls.get('batch_timeout', args.timeout):g} s per pair; one process per pair: default `--jobs`; "
+             f"backend auto), report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(pairs)} pairs.")
+    L.append("Load average (1 min) before / after, on " f"{os.cpu_count()} cores shared with other engineers' jobs: "
+             + "; ".join(f"{name} {v[0]:.1f} / {v[1]:.1f}" for name, v in (("batch run", bl), ("per-process runs", pl),
+                                                                            ("fp16-box run", xl)) if v) + ".\n")
     L.append("Question per pair: `--perturb point:fp16` (every weight and bias rounded to float16), the property's "
              "input box in raw units, `|y_j(x; fp16) - y_j(x)| <= 3.7394992` (NeuroDiff's eps 0.01 on normalized "
              "outputs). hybridq's `unsat` is a certificate (outward-rounded bounds), `sat` an exactly re-checked "
@@ -235,7 +247,7 @@ def write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load
                  f"total {sum(both_n) / max(sum(both_h), 1e-9):.2f}x (> 1: hybridq faster); "
                  f"hybridq faster on {sum(h < n for h, n in zip(both_h, both_n))} of {len(both_h)} pairs."
                  + (f" One process per pair: median ratio {med(both_pn) / med(both_p):.2f}x." if both_p else ""))
-    L.append(f"The `hybridq run` process took {batch_wall:.1f} s in all for {len(pairs)} pairs "
+    L.append(f"The `hybridq run` process took {walls.get('batch', float('nan')):.1f} s in all for {len(pairs)} pairs "
              f"(sum of per-pair times {sum(float(batch[p['id']]['time_s']) for p in pairs if p['id'] in batch):.1f} s; "
              "the rest is process start, imports and loading the kernels, once).\n")
     if box:
@@ -245,7 +257,8 @@ def write_report(pairs, nets, batch, proc, box, args, batch_wall, box_wall, load
                  f"NeuroDiff cannot ask this): decided {bd} of {len(pairs)} "
                  f"({sum(1 for p in pairs if box.get(p['id'], {}).get('result') == 'unsat')} proved, "
                  f"{sum(1 for p in pairs if box.get(p['id'], {}).get('result') == 'sat')} counterexamples), "
-                 f"median {med(bt):.3f} s, total {sum(bt):.1f} s (box run wall {box_wall or 0:.1f} s).\n")
+                 f"median {med(bt):.3f} s, total {sum(bt):.1f} s, {walls.get('box_timeout', 0):g} s per pair "
+                 f"(box run wall {walls.get('box', float('nan')):.1f} s).\n")
     L.append("## Counterexamples\n")
     if not sats:
         L.append("None.\n")
