@@ -565,17 +565,23 @@ def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None 
         word = vnncomp_word(res, timeout, elapsed)
         row = InstanceResult(inst.id, word, res.verdict, elapsed, res.stats.cells, net_s, vnn_s, "", res.message)
         if res.counterexample is not None and cex_dir is not None:
-            cex_dir.mkdir(parents=True, exist_ok=True)
             stem = cex_dir / _safe_name(inst.id)
             cpath = stem.with_name(stem.name + ".counterexample")
-            write_vnncomp_counterexample(cpath, res.counterexample.x, _outputs_at(net, res.counterexample))
-            res.counterexample.save(stem.with_name(stem.name + ".npz"))
-            row.counterexample = str(cpath)
+            try:  # the verdict stands when the files cannot be written
+                cex_dir.mkdir(parents=True, exist_ok=True)
+                write_vnncomp_counterexample(cpath, res.counterexample.x, _outputs_at(net, res.counterexample))
+                res.counterexample.save(stem.with_name(stem.name + ".npz"))
+                row.counterexample = str(cpath)
+            except OSError as e:
+                row.message = f"could not write the counterexample files: {e}"
         return row, res
     except KeyboardInterrupt:
         raise
     except (HybridqError, ValueError, OSError, TypeError, ArithmeticError, MemoryError) as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return InstanceResult(inst.id, "error", "", time.perf_counter() - t0, 0, net_s, vnn_s, "", msg), None
+    except Exception as e:  # noqa: BLE001 - one bad instance must not end the batch; recorded with its type
+        msg = f"internal error {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
         return InstanceResult(inst.id, "error", "", time.perf_counter() - t0, 0, net_s, vnn_s, "", msg), None
 
 

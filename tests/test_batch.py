@@ -154,3 +154,28 @@ def test_cli_run_and_resume(tmp_path, nets, capsys):
     with pytest.raises(SystemExit) as e:
         main(["run", str(lst), "--perturb", "fp16", "-o", str(out), "--jobs", "1"])
     assert e.value.code == 0 and "nothing to run" in capsys.readouterr().out
+
+
+def test_interrupted_instance_not_recorded_and_resumed(tmp_path, nets, monkeypatch):
+    import hybridq.bab
+
+    lst = tmp_path / "list.json"
+    lst.write_text(json.dumps([{"id": i, "network": "tiny.npz", "box": "0:1,0:1", "perturb": "fp16", "delta": 0.01}
+                               for i in ("a", "b", "c")]))
+    real = hybridq.bab.verify
+    calls = []
+
+    def interrupting(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(hybridq.bab, "verify", interrupting)
+    res = tmp_path / "r.csv"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(load_instances(lst), res, _cfg())
+    assert [r["id"] for r in read_results(res)] == ["a"]  # 'b' was interrupted: not recorded
+    monkeypatch.setattr(hybridq.bab, "verify", real)
+    assert [r.id for r in run_batch(load_instances(lst), res, _cfg())] == ["b", "c"]
+    assert [r["result"] for r in read_results(res)] == ["unsat"] * 3
