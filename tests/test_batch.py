@@ -103,7 +103,7 @@ def test_per_instance_timeout_honoured(tmp_path, nets):
     wall = time.perf_counter() - t
     assert [r.result for r in rows] == ["timeout", "unsat"]
     assert rows[0].verdict == "unknown" and rows[0].cells > 0
-    assert rows[0].time_s < 1.0 + 2.5  # one chunk of cells may run past the deadline
+    assert rows[0].time_s < 1.0 + 4.0  # a chunk of cells or an attack in flight may run past the deadline
     assert wall < 30
 
 
