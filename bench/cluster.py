@@ -9,7 +9,8 @@ bound kernels dominate, no SMT time limits, so the three runs must agree exactly
 ``--workers`` processes and a ``distributed.LocalCluster`` of ``--workers`` single-threaded worker
 processes (one numba thread per worker in both).  Reported per run: wall time, cells, rounds, the
 worker time per cell (sum over cells of the bound/attack/split time), the time the scheduler spends
-outside the executor (queue, merge, confirmation of candidates) per cell, and the peak resident
+outside the executor (queue, merge, confirmation of candidates) per cell, the time per round spent
+waiting for the executor, and the peak resident
 memory of this (scheduler) process and the peak queue length.  The cluster's start (seconds) is
 reported apart: ``--cluster local:N`` pays it once per command.
 """
@@ -25,7 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data" / "networks"
+SHARED = next((p for p in (ROOT.parent / "shared", Path(os.environ.get("HYBRIDQ_SHARED", "/work/shared")))
+               if (p / "data" / "networks").is_dir()), ROOT.parent / "shared")
+DATA = SHARED / "data" / "networks"
 
 
 def timed_executors():
@@ -111,14 +114,15 @@ def main():
         f"engineers (load average {load0:.1f} at the start).",
         "",
         "| executor | verdict | cells | rounds | chunks | wall (s) | speed-up vs jobs=1 | worker ms/cell | "
-        "scheduler ms/cell | peak queue | peak RSS (MiB) | load after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "scheduler ms/cell | waiting ms/round | peak queue | peak RSS (MiB) | load after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in rows:
         r = x["r"]
         lines.append(f"| {x['name']} | {r.verdict} | {r.stats.cells} | {r.stats.rounds} | {x['chunks']} | "
                      f"{x['wall']:.1f} | {base['wall'] / x['wall']:.2f}x | {1e3 * x['work'] / r.stats.cells:.2f} | "
-                     f"{1e3 * x['sched'] / r.stats.cells:.3f} | {x['queue']} | {x['rss']:.0f} | {x['load']:.1f} |")
+                     f"{1e3 * x['sched'] / r.stats.cells:.3f} | {1e3 * (x['wall'] - x['sched']) / r.stats.rounds:.1f} | "
+                     f"{x['queue']} | {x['rss']:.0f} | {x['load']:.1f} |")
     lines += [
         "",
         f"Identical verdict, cell count, rounds and bound across the three: **{same}**.",

@@ -343,6 +343,11 @@ class DaskExecutor:
         return True
 
     def _prefix(self, futs) -> list:
+        if all(f.status == "finished" for f in futs):
+            try:
+                return self.client.gather(futs)  # one round trip for the whole round
+            except Exception:  # noqa: BLE001 - a result lost meanwhile: fetch the prefix one by one
+                pass
         out = []
         for f in futs:
             if f.status != "finished":
