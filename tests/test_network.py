@@ -158,3 +158,26 @@ def test_construction_errors():
         Network((Layer([[1.0]], [0.0]),), input_std=[0.0])
     with pytest.raises(ModelFormatError):
         Network(())
+
+
+def test_exact_affine_integer_path_equals_fraction_arithmetic():
+    """The integer fast path of the exact evaluation against a product-by-product Fraction sum:
+    huge and subnormal weights, zero rows, zero and decimal inputs."""
+    from fractions import Fraction
+
+    from hybridq.network import _exact_affine
+
+    rng = np.random.default_rng(0)
+    for t in range(60):
+        n, m = (int(v) for v in rng.integers(1, 10, 2))
+        W = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-300, 300, size=(m, n)) * (rng.random((m, n)) < 0.7)
+        if t % 3 == 0:
+            W[0, :] = 0.0
+        W[rng.random((m, n)) < 0.1] = 5e-324
+        b = rng.normal(size=m) * 10.0 ** rng.integers(-20, 20, m)
+        h = [Fraction(int(rng.integers(-10**6, 10**6)), int(rng.integers(1, 10**9))) for _ in range(n)]
+        if t % 5 == 0:
+            h[0] = Fraction(0)
+        ref = [Fraction(float(b[j])) + sum((Fraction(float(W[j, i])) * h[i] for i in range(n)), Fraction(0))
+               for j in range(m)]
+        assert _exact_affine(W, b, h) == ref

@@ -271,6 +271,20 @@ class _Builder:
         self.row_lo.append(-math.inf if lo is None else _down(lo))
         self.row_hi.append(math.inf if hi is None else _up(hi))
 
+    def block(self, M: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Rows ``lo <= M v <= hi`` with float sides (already outward-rounded by the caller);
+        ``M``'s columns are the columns made so far (or a prefix)."""
+        coo = sp.coo_matrix(M)
+        nz = coo.data != 0.0
+        if not np.all(np.isfinite(coo.data)):
+            raise ModelUnsupported("a coefficient overflowed float64")
+        i0 = len(self.row_lo)
+        self.rows_i.extend((coo.row[nz] + i0).tolist())
+        self.rows_j.extend(coo.col[nz].tolist())
+        self.rows_v.extend(coo.data[nz].tolist())
+        self.row_lo.extend(np.asarray(lo, dtype=np.float64).tolist())
+        self.row_hi.extend(np.asarray(hi, dtype=np.float64).tolist())
+
     def relu(self, v: int, l: float, u: float, name: str) -> int:
         """Column ``r = max(v, 0)`` for an unstable ``v`` in ``[l, u]``, ``l < 0 < u`` (one binary)."""
         r = self.col(0.0, u, f"relu({name})")
@@ -306,7 +320,7 @@ def _activation(b: _Builder, z: int, lo: float, hi: float, act: str, name: str) 
 def _abs(b: _Builder, v: _Val, name: str) -> _Val:
     """``|v|`` for a value that is a constant, a single column, or known in sign."""
     if not v.terms:
-        return _Val({}, abs(v.const), float(abs(v.const)), float(abs(v.const)))
+        return _Val({}, abs(v.const), _down(abs(v.const)), _up(abs(v.const)))
     if v.lo >= 0:
         return v
     if v.hi <= 0:
@@ -340,6 +354,51 @@ def _inputs(b: _Builder, q) -> tuple[list[_Val], list]:
     return vals, xcols
 
 
+def _dot_enclosure(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rigorous float enclosure ``[L, U]`` of ``C x + c`` over ``x`` in ``[lo, hi]`` (per row).
+
+    Each product rounds with relative error ``u`` plus half a subnormal; the sum of ``n`` terms
+    errs by at most ``gamma_n`` times the sum of magnitudes (Higham, ch. 3); the error terms are
+    doubled to cover their own rounding and each end is stepped one ulp outward."""
+    u, eta = 2.0 ** -53, 2.0 ** -1074
+    C = np.asarray(C, dtype=np.float64)
+    c = np.asarray(c, dtype=np.float64)
+    n = C.shape[1] + 3
+    gam = n * u / (1 - n * u)
+    with np.errstate(over="ignore", invalid="ignore"):
+        p1, p2 = C * lo[None, :], C * hi[None, :]
+        tmin, tmax = np.minimum(p1, p2), np.maximum(p1, p2)
+        sl, su = tmin.sum(axis=1) + c, tmax.sum(axis=1) + c
+        el = 2 * gam * (np.abs(tmin).sum(axis=1) + np.abs(c)) + n * eta
+        eu = 2 * gam * (np.abs(tmax).sum(axis=1) + np.abs(c)) + n * eta
+        L = np.nextafter(sl - el, -np.inf)
+        U = np.nextafter(su + eu, np.inf)
+    if not (np.all(np.isfinite(L)) and np.all(np.isfinite(U))):
+        raise ModelUnsupported("a pre-activation constant overflowed float64")
+    return L, U
+
+
+def _term_matrix(vals: list[_Val], n_cols: int) -> sp.csr_matrix:
+    """``(n_in, n_cols)``: row ``i`` holds the column coefficients of value ``i``."""
+    ri, rj, rv = [], [], []
+    for i, v in enumerate(vals):
+        for col, cc in v.terms.items():
+            ri.append(i)
+            rj.append(col)
+            rv.append(cc)
+    return sp.csr_matrix((rv, (ri, rj)), shape=(len(vals), n_cols))
+
+
+def _const_box(vals: list[_Val]) -> tuple[np.ndarray, np.ndarray]:
+    """Float enclosures of the constant parts (0 for the columns' own part)."""
+    lo = np.array([v.lo if not v.terms else float(v.const) for v in vals], dtype=np.float64)
+    hi = np.array([v.hi if not v.terms else float(v.const) for v in vals], dtype=np.float64)
+    for i, v in enumerate(vals):
+        if v.terms and v.const != 0:  # pragma: no cover - values with columns carry no constant here
+            lo[i], hi[i] = _down(v.const), _up(v.const)
+    return lo, hi
+
+
 def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val], list[list[int]]]:
     net = q.network
     zcols = []
@@ -354,43 +413,42 @@ def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val],
         else:
             C, c, R, rb = layer.W, layer.b, None, None
             blo, bhi = q.nom_lo[k], q.nom_hi[k]
-        new_h, zs = [], []
-        for j in range(layer.n_out):
-            name = f"{tag}z{k}_{j}"
-            z = b.col(blo[j], bhi[j], name)
-            zs.append(z)
-            # z - C_j h - e = c_j
-            coefs: dict = {z: 1.0}
-            const = Fraction(float(c[j]))
-            for i, v in enumerate(h):
-                w = float(C[j, i])
-                if w == 0.0:
-                    continue
-                for col, cc in v.terms.items():
-                    coefs[col] = coefs.get(col, 0.0) - w * cc
-                if v.const != 0:
-                    const += Fraction(w) * v.const
-            if perturbed:
-                rrow = R[j]
-                emax = _up_f(float(np.dot(rrow, amax)) + float(rb[j]), len(rrow) + 1)
-                if emax > 0.0:
-                    e = b.col(-emax, emax, f"e{k}_{j}")
-                    coefs[e] = -1.0
-                    # +-e - R_j a <= rb_j + R_j a_const
-                    ecoefs: dict = {}
-                    econst = Fraction(float(rb[j]))
-                    for i, v in enumerate(a):
-                        r = float(rrow[i])
-                        if r == 0.0:
-                            continue
-                        for col, cc in v.terms.items():
-                            ecoefs[col] = ecoefs.get(col, 0.0) - r * cc
-                        if v.const != 0:
-                            econst += Fraction(r) * v.const
-                    b.row({**ecoefs, e: 1.0}, None, econst)
-                    b.row({**ecoefs, e: -1.0}, None, econst)
-            b.row(coefs, const, const)
-            new_h.append(_activation(b, z, b.lb[z], b.ub[z], act, name))
+        C = np.asarray(C, dtype=np.float64)
+        c = np.asarray(c, dtype=np.float64)
+        n_out = layer.n_out
+        zs = [b.col(blo[j], bhi[j], f"{tag}z{k}_{j}") for j in range(n_out)]
+        # z - C h_var - e in [c + C h_const] (an outward enclosure of the exact constant)
+        hlo, hhi = _const_box(h)
+        L, U = _dot_enclosure(C, hlo, hhi, c)
+        es = [-1] * n_out
+        if perturbed:
+            R = np.asarray(R, dtype=np.float64)
+            rb = np.asarray(rb, dtype=np.float64)
+            _, emax = _dot_enclosure(R, amax, amax, rb)
+            es = [b.col(-emax[j], emax[j], f"e{k}_{j}") if emax[j] > 0.0 else -1 for j in range(n_out)]
+        n_cols = len(b.lb)
+        Th = _term_matrix(h, n_cols)
+        M = sp.csr_matrix(-(sp.csr_matrix(C) @ Th))
+        extra_i = list(range(n_out)) + [j for j in range(n_out) if es[j] >= 0]
+        extra_j = zs + [es[j] for j in range(n_out) if es[j] >= 0]
+        extra_v = [1.0] * n_out + [-1.0] * sum(e >= 0 for e in es)
+        M = M + sp.csr_matrix((extra_v, (extra_i, extra_j)), shape=M.shape)
+        b.block(M, L, U)
+        if perturbed:
+            # +-e_j - R_j a_var <= rb_j + R_j a_const (upper end of an outward enclosure)
+            alo, ahi = _const_box(a)
+            _, Ue = _dot_enclosure(R, alo, ahi, rb)
+            Ta = _term_matrix(a, n_cols)
+            Me = sp.csr_matrix(-(sp.csr_matrix(R) @ Ta))
+            keep = [j for j in range(n_out) if es[j] >= 0]
+            if keep:
+                Mk = Me[keep]
+                ecol = sp.csr_matrix(([1.0] * len(keep), (list(range(len(keep))), [es[j] for j in keep])),
+                                     shape=Mk.shape)
+                inf = np.full(len(keep), -np.inf)
+                b.block(Mk + ecol, inf, Ue[keep])
+                b.block(Mk - ecol, inf, Ue[keep])
+        new_h = [_activation(b, z, b.lb[z], b.ub[z], act, f"{tag}z{k}_{j}") for j, z in enumerate(zs)]
         h = new_h
         zcols.append(zs)
     return h, zcols
@@ -415,8 +473,23 @@ def _outputs(b: _Builder, q, h: list[_Val], tag: str) -> list[int]:
     return ys
 
 
-def _exact_nominal(q) -> list[Fraction]:
-    return list(q.network.exact_logits(list(q.xlo), None))
+def _nominal_enclosure(q) -> list[tuple[Fraction, Fraction]]:
+    """``[lo, hi]`` (exact Fractions of floats) enclosing each nominal logit at a point input, from
+    the sound nominal last-layer bounds (an exact evaluation at a decimal point can take seconds
+    on large networks)."""
+    net = q.network
+    act = net.layers[-1].activation
+    lo, hi = q.nom_lo[-1], q.nom_hi[-1]
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        return [(v, v) for v in q.network.exact_logits(list(q.xlo), None)]
+    out = []
+    for j in range(net.n_out):
+        a, bb = Fraction(float(lo[j])), Fraction(float(hi[j]))
+        if act == "relu":
+            a, bb = max(a, _F0), max(bb, _F0)
+        s, m = Fraction(float(net.output_std[j])), Fraction(float(net.output_mean[j]))
+        out.append((a * s + m, bb * s + m))
+    return out
 
 
 def build_model(q) -> MilpModel:
@@ -454,7 +527,7 @@ def build_model(q) -> MilpModel:
         point = all(col is None for col, _ in xcols)
         score = prop.space == "score" and net.output != "identity"
         if point:
-            yn_exact = _exact_nominal(q)
+            yn_box = _nominal_enclosure(q)
             yn = None
         else:
             if score:
@@ -469,7 +542,8 @@ def build_model(q) -> MilpModel:
                     raise ModelUnsupported("a score-space deviation of a softmax output is not linear")
                 from hybridq.smt.encode import _sigmoid_thresholds
 
-                t_up, t_dn = _sigmoid_thresholds(yn_exact[j], d)
+                t_up, _ = _sigmoid_thresholds(yn_box[j][0], d)  # the loosest over the enclosure
+                _, t_dn = _sigmoid_thresholds(yn_box[j][1], d)
                 if t_up is not None:  # violated iff y' > t_up
                     objectives.append(Objective({yp[j]: 1.0}, _F0, t_up, True, f"y{j} up"))
                 if t_dn is not None:  # violated iff y' < t_dn
@@ -477,7 +551,9 @@ def build_model(q) -> MilpModel:
                 continue
             for s in (1.0, -1.0):
                 if yn is None:
-                    obj = Objective({yp[j]: s}, -Fraction(s) * yn_exact[j], d, True, f"y{j} {'up' if s > 0 else 'down'}")
+                    # the constant's upper end: -y_lo for s = +1, +y_hi for s = -1 (sound for proofs)
+                    const = -yn_box[j][0] if s > 0 else yn_box[j][1]
+                    obj = Objective({yp[j]: s}, const, d, True, f"y{j} {'up' if s > 0 else 'down'}")
                 else:
                     obj = Objective({yp[j]: s, yn[j]: -s}, _F0, d, True, f"y{j} {'up' if s > 0 else 'down'}")
                 objectives.append(obj)

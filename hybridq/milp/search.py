@@ -161,14 +161,17 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
     return v
 
 
-def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None) -> float:
+def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None, timeout: float = math.inf) -> float:
     """Certified upper bound of ``obj`` (without ``obj.const``) from the LP relaxation at the root
-    (``inf`` when HiGHS gives no usable duals); cheap, used to order and drop objectives."""
+    (``inf`` when HiGHS gives no usable duals within ``timeout`` seconds); cheap, used to order
+    and drop objectives."""
     hs = _highspy()
     data = data or LpData(model.A, model.row_lo, model.row_hi)
     c = -obj.vector(model.n)
     h = _new_highs()
     _pass(h, model, c, integer=False)
+    if math.isfinite(timeout):
+        h.setOptionValue("time_limit", max(1e-3, float(timeout)))
     h.run()
     st = h.getModelStatus()
     if st == hs.HighsModelStatus.kOptimal:

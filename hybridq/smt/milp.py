@@ -43,6 +43,39 @@ def _float_margin(network, prop, x, params) -> float:
         return 0.0
 
 
+def _pullback_float(q, x_model, z_model):
+    """:func:`hybridq.smt.encode.pullback` in float64 (vectorized): the same weights
+    ``t = c + r sign(h') lam`` per neuron, computed from float activations, snapped into the
+    parameter box.  Much faster on large networks; the caller re-checks the result exactly (and
+    falls back to the exact pullback when this one misses by rounding)."""
+    net, pert = q.network, q.perturbation
+    xs = []
+    for v, lo, hi in zip(x_model, q.xlo, q.xhi):
+        v = (lo + hi) / 2 if v is None else min(max(Fraction(v), lo), hi)
+        f = float(v)
+        xs.append(f if lo <= Fraction(f) <= hi else v)
+    x = np.array(xs, dtype=np.float64 if all(isinstance(v, float) for v in xs) else object)
+    xf = np.array([float(v) for v in xs])
+    if net.input_lower is not None:
+        xf = np.clip(xf, net.input_lower, net.input_upper)
+    h = (xf - net.input_mean) / net.input_std
+    params = []
+    for k, layer in enumerate(net.layers):
+        (C, c), (R, rb) = pert.center[k], pert.radius[k]
+        C, c, R, rb = (np.asarray(a, dtype=np.float64) for a in (C, c, R, rb))
+        cen = C @ h + c
+        bnd = R @ np.abs(h) + rb
+        tgt = np.array([float(v) for v in z_model[k]])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lam = np.where(bnd > 0, np.clip((tgt - cen) / bnd, -1.0, 1.0), 0.0)
+        W = C + R * np.sign(h)[None, :] * lam[:, None]
+        b = c + rb * lam
+        params.append((W, b))
+        z = W @ h + b
+        h = np.maximum(z, 0.0) if layer.activation == "relu" else z
+    return x, pert.snap_inside(tuple(params))
+
+
 def _needs_bounds(q) -> bool:
     from hybridq.properties import Deviation
 
@@ -127,12 +160,18 @@ class MilpBackend(Backend):
 
         def confirm(v):
             xm, zm = model.point_model(v)
-            x, params = enc.pullback(q, xm, zm)
-            # a float64 screen first: the exact re-check of a large network costs seconds
-            fm = _float_margin(network, prop, x, params)
-            if fm < -1e-3 * float(q.violation_scale()):  # misses by far more than float error
-                return None
-            return (x, params) if q.confirm(x, params) else None
+            # float pullback and a float screen first: the exact arithmetic of a large network
+            # costs seconds; then one exact re-check, and the exact pullback only if that missed
+            for pull in (_pullback_float, enc.pullback):
+                if time.perf_counter() >= deadline:
+                    return None
+                x, params = pull(q, xm, zm)
+                fm = _float_margin(network, prop, x, params)
+                if fm < -1e-3 * float(q.violation_scale()):  # misses by far more than float error
+                    continue
+                if q.confirm(x, params):
+                    return x, params
+            return None
 
         hit = None
 
@@ -147,7 +186,7 @@ class MilpBackend(Backend):
         #    most-violated first
         objs, proved_bounds = [], []
         for obj in model.objectives:
-            ub = root_bound(model, obj, data)
+            ub = root_bound(model, obj, data, deadline - time.perf_counter())
             if np.isfinite(ub) and not obj.violated_by(Fraction(ub) + obj.const):
                 proved_bounds.append(float(Fraction(ub) + obj.const))
             elif ub == -np.inf:
