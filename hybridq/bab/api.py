@@ -100,10 +100,7 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
     if config is not None:  # explicit arguments override the config only where they differ from the defaults
         given = {k: v for k, v in given.items() if v != {"backend": "auto", "seed": 0}.get(k)}
     cfg = make_config(config, **given, **options)
-    if cfg.backend != "none":
-        from hybridq.smt import get_backend
-
-        get_backend(cfg.backend)  # fail early with the install message
+    check_backend(cfg.backend)
     out = run_bab(network, perturbation, box, property, cfg, "verify", progress=progress, workers=workers,
                   executor=client)
     from hybridq.report import describe_problem, settings_dict
@@ -112,6 +109,23 @@ def verify(network, perturbation, inputs, property, backend: str = "auto", jobs:
     return Result(out.verdict, property, out.counterexample, out.bound, out.stats, out.leaves, out.message,
                   deviation_bound=out.deviation_bound, problem=describe_problem(network, perturbation, [box], property),
                   settings=settings_dict(cfg))
+
+
+def check_backend(name: str) -> None:
+    """Fail early, with the install message, when backend ``name`` is missing.  ``auto`` is only
+    looked up (``importlib.util.find_spec``), not imported: a run that the bound pass decides never
+    pays for importing the exact stages (scipy, highspy, z3: over half a second); the engine builds
+    the backend when a cell first needs it."""
+    if name == "none":
+        return
+    from hybridq.smt import get_backend
+
+    if name == "auto":
+        import importlib.util
+
+        if importlib.util.find_spec("z3") is not None or importlib.util.find_spec("highspy") is not None:
+            return
+    get_backend(name)
 
 
 def describe(cex, network, perturbation, prop) -> None:
