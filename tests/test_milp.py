@@ -334,7 +334,8 @@ def test_cells_that_cannot_be_split_go_to_the_exact_stage_instead_of_staying_ope
     plain = verify(net, pert, box, prop, backend="none", jobs=1, timeout=60, max_depth=1)
     assert plain.verdict == "unknown"
     for backend in ("milp", "z3"):
-        kw = dict(backend=backend, jobs=1, timeout=60, max_depth=1, smt_max_unstable=0, milp_max_unstable=0)
+        kw = dict(backend=backend, jobs=1, timeout=60, max_depth=1, smt_max_unstable=0, milp_max_unstable=0,
+                  milp_box_max_unstable=0)
         r = verify(net, pert, box, prop, **kw)
         assert r.verdict == "robust", (backend, r.message)
         assert r.stats.smt_calls >= 1

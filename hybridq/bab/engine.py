@@ -246,6 +246,15 @@ class CellEngine:
             self._backend = get_backend(cfg.backend, **opts)
         return self._backend
 
+    def _exact_limits(self, cell: Cell) -> tuple[float, int]:
+        """``(first call's seconds, most unstable neurons)`` of the exact stage for this cell."""
+        cfg = self.p.config
+        if not self.milp:
+            return cfg.smt_first_timeout, cfg.smt_max_unstable
+        if np.any(np.asarray(cell.upper) > np.asarray(cell.lower)):
+            return cfg.milp_box_first_timeout, cfg.milp_box_max_unstable
+        return cfg.milp_first_timeout, cfg.milp_max_unstable
+
     def _clipped(self, ob, i, cell):
         """Pre-activation bounds of cell ``i`` per layer, intersected with its phase clips."""
         plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
@@ -302,8 +311,7 @@ class CellEngine:
             # verify: any exact backend; maximize (quantify): the milp stage, which proves a cell's
             # deviation below the threshold or returns a point above it
             exact = cfg.backend != "none" and (p.mode == "verify" or self.milp)
-            first = cfg.milp_first_timeout if self.milp else cfg.smt_first_timeout
-            max_unstable = cfg.milp_max_unstable if self.milp else cfg.smt_max_unstable
+            first, max_unstable = self._exact_limits(cell)
             if exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first and (
                 n_unstable(net, plo, phi) <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
@@ -377,7 +385,8 @@ class CellEngine:
         p, cfg = self.p, self.p.config
         net, pert = p.network, p.perturbation
         ts = time.perf_counter()
-        top, first = (cfg.milp_timeout, cfg.milp_first_timeout) if self.milp else (cfg.smt_timeout, cfg.smt_first_timeout)
+        top = cfg.milp_timeout if self.milp else cfg.smt_timeout
+        first, _ = self._exact_limits(cell)
         if last:
             tlim = 4.0 * top
         else:  # shallow cells get short budgets (a split is often cheaper); deeper ones more
