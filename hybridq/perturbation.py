@@ -38,6 +38,12 @@ class Perturbation:
         Radii of the same shapes, ``>= 0`` and finite.
     spec : str
         The spec string it came from (for reports).
+    exact : tuple or None
+        Per layer ``(rule_W, rule_b)``: ``None`` where ``radius`` is the exact radius, else
+        ``("abs", EPS)`` or ``("rel", EPS)`` with ``EPS`` the ``Fraction`` the user wrote, whose
+        exact box ``|t - c| <= EPS`` (``<= EPS |c|``) lies inside the float box (``radius`` is
+        rounded up).  :meth:`contains` and :meth:`snap_inside` decide against the exact box, so a
+        counterexample's parameters are those of the spec as written.
 
     Raises
     ------
@@ -48,6 +54,7 @@ class Perturbation:
     center: tuple
     radius: tuple
     spec: str = "custom"
+    exact: tuple | None = None
 
     def __post_init__(self) -> None:
         if len(self.center) != len(self.radius):
@@ -66,6 +73,8 @@ class Perturbation:
             radius.append((RW, rb))
         object.__setattr__(self, "center", tuple(center))
         object.__setattr__(self, "radius", tuple(radius))
+        if self.exact is not None and len(self.exact) != len(center):
+            raise PerturbationError("exact radius rules and centre have different numbers of layers")
 
     @property
     def n_layers(self) -> int:
@@ -98,16 +107,31 @@ class Perturbation:
         return max(max(float(np.max(RW, initial=0.0)), float(np.max(rb, initial=0.0))) for RW, rb in self.radius)
 
     def contains(self, params) -> bool:
-        """Exactly decide ``|t - c| <= r`` for every parameter (Fraction check where float is borderline)."""
-        return all(not _outside(t, c, r).any() for t, c, r in self._triples(params))
+        """Exactly decide ``|t - c| <= r`` for every parameter (Fraction check where float is
+        borderline), ``r`` the exact radius of the spec as written (see ``exact``)."""
+        for t, c, r, rule in self._triples(params):
+            if _outside(t, c, r).any():
+                return False
+            if rule is not None:
+                near = np.flatnonzero(_outside(t, c, _inner_radius(rule, c)))
+                kind, eps = rule
+                for i in near:  # between the inner float radius and the float radius: decide exactly
+                    ci = Fraction(float(c.flat[i]))
+                    if abs(Fraction(float(t.flat[i])) - ci) > (eps if kind == "abs" else eps * abs(ci)):
+                        return False
+        return True
 
     def snap_inside(self, params) -> tuple:
         """Move parameters that lie (exactly) outside the box onto its boundary, one ulp at a time
-        towards the centre; returns new arrays, the input is not modified."""
+        towards the centre (for a spec with decimal epsilons: the largest float box inside the
+        exact one); returns new arrays, the input is not modified."""
         out = []
-        for (W, b), (cW, cb), (rW, rb) in zip(params, self.center, self.radius):
+        rules = self.exact or ((None, None),) * self.n_layers
+        for (W, b), (cW, cb), (rW, rb), (eW, eb) in zip(params, self.center, self.radius, rules):
             pair = []
-            for t, c, r in ((W, cW, rW), (b, cb, rb)):
+            for t, c, r, rule in ((W, cW, rW, eW), (b, cb, rb, eb)):
+                if rule is not None:
+                    r = _inner_radius(rule, c)
                 t = np.clip(np.array(t, dtype=np.float64, copy=True), c - r, c + r)
                 for _ in range(8):
                     bad = _outside(t, c, r)
@@ -119,9 +143,27 @@ class Perturbation:
         return tuple(out)
 
     def _triples(self, params):
-        for (W, b), (cW, cb), (rW, rb) in zip(params, self.center, self.radius):
-            yield np.asarray(W, dtype=np.float64), cW, rW
-            yield np.asarray(b, dtype=np.float64), cb, rb
+        rules = self.exact or ((None, None),) * self.n_layers
+        for (W, b), (cW, cb), (rW, rb), (eW, eb) in zip(params, self.center, self.radius, rules):
+            yield np.asarray(W, dtype=np.float64), cW, rW, eW
+            yield np.asarray(b, dtype=np.float64), cb, rb, eb
+
+
+def _down(f: float, exact: Fraction) -> float:
+    """``f`` or the next float towards zero, so that the result is ``<= exact`` (``f ~ exact >= 0``)."""
+    return float(np.nextafter(f, 0.0)) if Fraction(f) > exact else f
+
+
+def _inner_radius(rule: tuple, c: np.ndarray) -> np.ndarray:
+    """Float radii ``<=`` the exact radius of ``rule`` at every entry (rounded toward zero): the
+    float box they span lies inside the exact decimal box."""
+    kind, eps = rule
+    e = _down(float(eps), eps)
+    if kind == "abs":
+        return np.full(c.shape, e)
+    with np.errstate(over="ignore", under="ignore"):
+        r = e * np.abs(c)  # one rounding to nearest: one step toward zero makes it a lower bound
+    return np.where(r > 0.0, np.nextafter(r, 0.0), 0.0)
 
 
 def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -161,8 +203,8 @@ def _spec_error(spec: str, why: str) -> PerturbationError:
     return PerturbationError(f"invalid perturbation spec {spec!r}: {why}\nvalid forms:\n{SPEC_GRAMMAR}")
 
 
-def _eps(text: str, spec: str) -> float:
-    """EPS parsed exactly and rounded up to float64 (the box then covers the decimal value)."""
+def _eps(text: str, spec: str) -> tuple[float, Fraction]:
+    """EPS parsed exactly: ``(float64 rounded up, Fraction)`` (the float box covers the decimal one)."""
     try:
         e = Fraction(text)
     except (ValueError, ZeroDivisionError):
@@ -177,7 +219,7 @@ def _eps(text: str, spec: str) -> float:
         f = float(np.nextafter(f, np.inf))
     if not np.isfinite(f):
         raise _spec_error(spec, f"epsilon {text!r} is too large")
-    return f
+    return f, e
 
 
 def _parse_spec(spec: str, n_layers: int) -> list:
@@ -216,12 +258,15 @@ def _parse_spec(spec: str, n_layers: int) -> list:
 
 
 def _apply(spec: str, network, formats_only: bool):
-    """Centre and radius lists ``[[W, b], ...]`` for ``spec`` (later parts override earlier ones);
-    ``formats_only``: the quantized copy (every format part acts as ``point:``)."""
+    """Centre, radius and exact-rule lists ``[[W, b], ...]`` for ``spec`` (later parts override
+    earlier ones); ``formats_only``: the quantized copy (every format part acts as ``point:``)."""
     parts = _parse_spec(spec, len(network.layers))
     center = [[l.W, l.b] for l in network.layers]
     radius = [[np.zeros_like(l.W), np.zeros_like(l.b)] for l in network.layers]
+    rules = [[None, None] for _ in network.layers]
     for layers, tensors, kind, arg in parts:
+        if kind in ("abs", "rel"):
+            arg, eps = arg
         if formats_only and kind in ("abs", "rel"):
             raise _spec_error(spec, f"quantize needs number formats; '{kind}:' is a radius, not a format")
         for k in layers:
@@ -240,7 +285,11 @@ def _apply(spec: str, network, formats_only: bool):
                     q, rq = arg.round(t, f"layer {k + 1} {name}", per_channel=(i == 0))
                     c, r = (q, np.zeros_like(t)) if (kind == "point" or formats_only) else (t, rq)
                 center[k][i], radius[k][i] = c, r
-    return center, radius
+                # the exact box where the float radius is larger (rel: rounded up; abs: a decimal
+                # epsilon that is no double), for the exact re-checks
+                exact_needed = (kind == "rel" and eps > 0) or (kind == "abs" and Fraction(arg) != eps)
+                rules[k][i] = (kind, eps) if exact_needed else None
+    return center, radius, rules
 
 
 def perturbation(spec: str, network) -> Perturbation:
@@ -291,8 +340,9 @@ def perturbation(spec: str, network) -> Perturbation:
     if isinstance(spec, Perturbation):
         spec.check_network(network)
         return spec
-    center, radius = _apply(spec, network, formats_only=False)
-    return Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), spec.strip())
+    center, radius, rules = _apply(spec, network, formats_only=False)
+    exact = tuple(map(tuple, rules)) if any(r is not None for pair in rules for r in pair) else None
+    return Perturbation(tuple(map(tuple, center)), tuple(map(tuple, radius)), spec.strip(), exact)
 
 
 def quantize(network, spec: str):
@@ -312,7 +362,7 @@ def quantize(network, spec: str):
     PerturbationError
         Malformed spec, ``abs:``/``rel:`` parts, overflow or saturation.
     """
-    center, _ = _apply(spec, network, formats_only=True)
+    center, _, _ = _apply(spec, network, formats_only=True)
     return network.with_params(tuple(map(tuple, center)))
 
 
