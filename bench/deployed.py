@@ -96,7 +96,8 @@ def run(name, src, vnnlibs, tmp, timeout, jobs):
         t = time.perf_counter()
         r = verify_deployed(model, box, Decision(label), onnx_path=qpath, timeout=timeout, jobs=jobs, expanded=exp)
         t_dec = time.perf_counter() - t
-        note = r.counterexample.kind + "; " + r.counterexample.note if r.counterexample is not None else r.message[:60]
+        note = "; ".join(v for v in (r.counterexample.kind, r.counterexample.note) if v) if r.counterexample is not None \
+            else r.message[:60]
         t = time.perf_counter()
         qc = deviation_deployed(model, InputBox.point(box.center), Deviation(0.0))
         t_c = time.perf_counter() - t
