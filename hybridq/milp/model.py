@@ -363,6 +363,10 @@ def _dot_enclosure(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray)
     u, eta = 2.0 ** -53, 2.0 ** -1074
     C = np.asarray(C, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
+    used = (lo != 0.0) | (hi != 0.0)
+    if not np.any(used):  # no constant part: the exact value is ``c`` itself (an equality row)
+        return c.copy(), c.copy()
+    C, lo, hi = C[:, used], lo[used], hi[used]
     n = C.shape[1] + 3
     gam = n * u / (1 - n * u)
     with np.errstate(over="ignore", invalid="ignore"):
