@@ -70,7 +70,8 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Prove or refute (with an exactly re-checked counterexample) that a network stays robust "
     "when its weights and biases are perturbed, e.g. by quantization.\n\n"
-    "Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error.",
+    "Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error. Ctrl-C and SIGTERM stop "
+    "the run with its partial result (exit 2).",
 )
 
 class _Command(TyperCommand):
@@ -465,7 +466,8 @@ def _root(version: bool = O(False, "--version", callback=_version, is_eager=True
     """Prove or refute (with an exactly re-checked counterexample) that a network stays robust when its
     weights and biases are perturbed, e.g. by quantization.
 
-    Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error.
+    Exit codes: 0 robust, 1 not robust, 2 unknown, 3 usage or input error. Ctrl-C and SIGTERM stop
+    the run with its partial result (exit 2).
     """
 
 
