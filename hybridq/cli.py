@@ -31,8 +31,8 @@ __all__ = ["app", "main"]
 EXIT_USAGE = 3
 
 #: Default overall budget (seconds) of each command when neither ``--timeout`` nor a TOML
-#: ``timeout`` is given (``run`` takes its per-instance default from the instance list).
-DEFAULT_TIMEOUT = {"verify": 300.0, "quantify": 600.0}
+#: ``timeout`` is given (``run``: per instance, where the instance list gives none).
+DEFAULT_TIMEOUT = {"verify": 300.0, "quantify": 600.0, "run": 300.0}
 #: Seconds kept back from ``--timeout`` for printing and writing the outputs after the search.
 OUTPUT_RESERVE = 0.3
 #: Image formats of ``--plot`` (taken from the file name's suffix).
@@ -704,7 +704,7 @@ def run(
     perturb: Optional[str] = PERTURB, delta: Optional[str] = DELTA, outputs: Optional[str] = OUTPUTS,
     space: Optional[str] = SPACE, prop: Optional[str] = O(None, "--property", help="vnnlib, deviation or decision (default: deviation with --delta, else vnnlib)."),
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
-    timeout: Optional[float] = O(None, "--timeout", help="Seconds per instance where the list gives none."),
+    timeout: Optional[float] = O(None, "--timeout", help="Seconds per instance where the list gives none (default 300)."),
     seed: Optional[int] = SEED, config: Optional[str] = CONFIG,
 ):
     """Run a list of instances in one process; results in VNN-COMP's words (unsat/sat/timeout/unknown/error).
@@ -726,6 +726,7 @@ def run(
             defaults[k] = v
     if timeout is None and run_toml.get("timeout") is not None:
         defaults["timeout"] = run_toml["timeout"]
+    defaults.setdefault("timeout", DEFAULT_TIMEOUT["run"])  # per instance, where the list gives none
     run_toml = {k: v for k, v in run_toml.items() if k != "timeout"}
     cfg = _run_config(run_toml, backend, jobs, None, seed)
     counts: dict = {}

@@ -145,8 +145,9 @@ def test_every_command_has_a_documented_default_budget(capsys, tmp_path):
     assert _run_config({}, None, 1, None, None, "quantify").timeout == DEFAULT_TIMEOUT["quantify"] == 600.0
     assert _run_config({"timeout": 7}, None, 1, None, None, "verify").timeout == 7.0
     assert _run_config({}, None, 1, 9.0, None, "quantify").timeout == 9.0
-    helps = {c: CliRunner().invoke(app, [c, "--help"], terminal_width=200).output for c in ("verify", "quantify")}
-    assert "300" in helps["verify"] and "600" in helps["quantify"]
+    helps = {c: CliRunner().invoke(app, [c, "--help"], terminal_width=200).output for c in ("verify", "quantify", "run")}
+    assert "300" in helps["verify"] and "600" in helps["quantify"] and "default 300" in helps["run"]
+    assert DEFAULT_TIMEOUT["run"] == 300.0
 
 
 def _nonterminal_progress(tmp_path, monkeypatch):
@@ -299,3 +300,29 @@ def test_kernel_compilation_is_announced_once_and_not_when_cached(monkeypatch, t
         again = common._Entry(twice, "f8(f8)", {})
         assert again(1.0) == 2.0
         assert not [r for r in caplog.records if "compiling the numba kernels" in r.getMessage()]
+
+
+def test_run_gives_instances_without_a_timeout_the_default_budget(tmp_path, monkeypatch):
+    """``hybridq run``: an instance list without timeouts gets 300 s per instance (not unlimited)."""
+    import importlib
+
+    from hybridq.cli import DEFAULT_TIMEOUT, main
+
+    batch = importlib.import_module("hybridq.batch")
+    seen = {}
+
+    def fake_run_batch(insts, results, cfg, defaults, cex_dir, on_result=None):
+        seen.update(defaults)
+
+    monkeypatch.setattr(batch, "run_batch", fake_run_batch)
+    net = tmp_path / "n.npz"
+    Network((Layer([[1.0]], [0.0], "identity"),)).save(net)
+    lst = tmp_path / "list.csv"
+    lst.write_text(f"id,network,box\na,{net},0:1\n")
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(lst), "--perturb", "fp16", "--delta", "1", "-o", str(tmp_path / "r.csv")])
+    assert e.value.code in (0, None) and seen["timeout"] == DEFAULT_TIMEOUT["run"] == 300.0
+    seen.clear()
+    with pytest.raises(SystemExit):
+        main(["run", str(lst), "--perturb", "fp16", "--delta", "1", "-o", str(tmp_path / "r.csv"), "--timeout", "7"])
+    assert seen["timeout"] == 7.0
