@@ -10,30 +10,17 @@ import numpy as np
 import pytest
 
 from hybridq import Layer, Network
-from hybridq.cli import main
+from cli_helpers import one_error_line, run_cli as run, save_tiny
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
-def one_error_line(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("hybridq: error: ") and "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture
 def tiny(tmp_path):
     """y = relu(x0 - x1) + 0.5 x0 (2 inputs, 1 output), saved as .npz."""
-    net = Network((Layer([[1.0, -1.0], [0.5, 0.0]], [0.0, 0.0], "relu"), Layer([[1.0, 1.0]], [0.0], "identity")))
-    p = tmp_path / "tiny.npz"
-    net.save(p)
-    return p
+    return save_tiny(tmp_path)
 
 
 def test_missing_network_file(capsys, tmp_path):

@@ -7,30 +7,17 @@ import warnings
 import numpy as np
 import pytest
 
-from hybridq import Layer, Network
-from hybridq.cli import main
+from cli_helpers import one_error_line as _one_error, run_cli as _run, save_tiny
 from hybridq.io import load_network, load_vnnlib
 
 
-def _run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
-def _one_error(err: str) -> str:
-    lines = [l for l in err.splitlines() if l.strip()]
-    assert len(lines) == 1 and lines[0].startswith("hybridq: error: ") and "Traceback" not in err, err
-    return lines[0]
 
 
 @pytest.fixture
 def tiny(tmp_path):
-    net = Network((Layer([[1.0, -1.0], [0.5, 0.0]], [0.0, 0.0], "relu"), Layer([[1.0, 1.0]], [0.0], "identity")))
-    p = tmp_path / "tiny.npz"
-    net.save(p)
-    return p
+    return save_tiny(tmp_path)
 
 
 NNET = """// a 2-2-1 network

@@ -10,12 +10,12 @@ import pytest
 
 from hybridq import Decision, Deviation, InputBox, Layer, Network
 from hybridq.actquant import act_model
-from hybridq.cli import main
 from hybridq.deployed import against, deviation_deployed, load_against, runtime_outputs, verify_deployed
 from hybridq.errors import ModelFormatError
 
 pytest.importorskip("onnxruntime")
 from test_onnx_quant import _quantize  # noqa: E402
+from cli_helpers import run_cli as run  # noqa: E402
 
 BOX = InputBox(np.full(3, -0.2), np.full(3, 0.3))
 BOX_ARG = "--box=-0.2:0.3,-0.2:0.3,-0.2:0.3"
@@ -70,11 +70,6 @@ def test_layer_structure_must_agree(files):
         against(Network(net.layers[:2]), model)
 
 
-def run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 def test_cli_against(capsys, files, quantity):

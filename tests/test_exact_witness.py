@@ -17,7 +17,7 @@ import pytest
 
 from hybridq import Decision, Deviation, InputBox, Layer, Network, OutputConstraint
 from hybridq.bab import verify
-from hybridq.cli import main
+from cli_helpers import run_cli as _cli
 from hybridq.io.vnnlib import parse_vnnlib
 from hybridq.perturbation import perturbation
 
@@ -196,11 +196,6 @@ def test_exact_logits_at_fraction_inputs():
 
 
 # ----------------------------------------------------------------------- the command line
-def _cli(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from hybridq import Decision, Deviation, InputBox, Layer, Network, perturbation, quantify, verify
-from hybridq.cli import main
+from cli_helpers import run_cli as _run, save_tiny
 from hybridq.report import SCHEMA_PATH
 from hybridq.result import Counterexample, Result, Stats
 
@@ -24,20 +24,12 @@ def _schema():
     return jsonschema.Draft202012Validator(schema)
 
 
-def _run(capsys, *args):
-    with pytest.raises(SystemExit) as e:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return e.value.code, out, err
 
 
 @pytest.fixture
 def tiny(tmp_path):
     """y = relu(x0 - x1) + 0.5 x0 (2 inputs, 1 output), saved as .npz."""
-    net = Network((Layer([[1.0, -1.0], [0.5, 0.0]], [0.0, 0.0], "relu"), Layer([[1.0, 1.0]], [0.0], "identity")))
-    p = tmp_path / "tiny.npz"
-    net.save(p)
-    return p
+    return save_tiny(tmp_path)
 
 
 def test_verify_json_records_what_was_asked_and_validates(capsys, tiny, tmp_path):
