@@ -251,7 +251,10 @@ def test_smt_budget_stops_calls():
     off = verify(net, pert, x, Decision(label), backend="z3", jobs=1, timeout=120, smt_budget=0.4)
     assert on.stats.smt_calls > 0
     assert off.stats.smt_calls == 0 and off.stats.proved_smt == 0
-    assert on.verdict == "robust" and off.verdict in ("robust", "unknown")  # never a contradiction
+    assert on.verdict in ("robust", "unknown") and off.verdict in ("robust", "unknown")  # never a contradiction
+    # z3's limits are wall-clock: on a loaded machine calls may end unanswered, and only then may
+    # the run with the budget stay undecided
+    assert on.verdict == "robust" or on.stats.smt_unknown > 0
     from hybridq.errors import ConfigError
     with pytest.raises(ConfigError, match="smt_budget"):
         verify(net, pert, x, Decision(label), smt_budget=-1.0)
