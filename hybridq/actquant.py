@@ -55,7 +55,7 @@ import numpy as np
 
 from hybridq.errors import PerturbationError
 from hybridq.formats import FloatFormat, parse_format
-from hybridq.network import Layer, Network, _act_fraction, activate
+from hybridq.network import Layer, Network, _act_fraction, _exact_affine, activate
 
 __all__ = ["QuantPoint", "ActModel", "Expanded", "parse_act_spec", "split_act_spec", "round_half_even"]
 
@@ -311,24 +311,12 @@ class ActModel:
         from hybridq.network import exact_input
 
         x = exact_input(x, net.n_in)  # floats and Fractions (a decimal input end that is no double)
-        h = []
-        for i, xi in enumerate(x):
-            v = Fraction(xi)
-            if net.input_lower is not None:
-                v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
-            h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))
+        h = net.exact_normalized(x)
         if (q := self.point("input")) is not None:
             h = q.exact(h)
         for k, (l, (W, b)) in enumerate(zip(net.layers, p)):
             W = np.asarray(W, dtype=np.float64)
-            z = []
-            for j in range(W.shape[0]):
-                acc = Fraction(0)
-                for i in range(W.shape[1]):
-                    w = float(W[j, i])
-                    if w != 0.0 and h[i] != 0:
-                        acc += Fraction(w) * h[i]
-                z.append(acc)
+            z = _exact_affine(W, np.zeros(W.shape[0]), h)  # W h exactly; the bias comes after "mid"
             if (q := self.point("mid", k)) is not None:
                 z = q.exact(z)
             z = [a + Fraction(float(c)) for a, c in zip(z, np.asarray(b, dtype=np.float64))]
@@ -337,7 +325,7 @@ class ActModel:
             h = [_act_fraction(v, l.activation, l.alpha) for v in z]
             if (q := self.point("post", k)) is not None:
                 h = q.exact(h)
-        return [v * Fraction(float(s)) + Fraction(float(m)) for v, s, m in zip(h, net.output_std, net.output_mean)]
+        return net.exact_denormalized(h)
 
     def forward(self, X, params=None) -> np.ndarray:
         """Logits of the rounded network in float64 for a batch ``(m, n_in)`` (attacks only)."""

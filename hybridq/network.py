@@ -432,17 +432,27 @@ class Network:
             tot = sum(exps[1:], exps[0])
             return [e / tot for e in exps]
 
-    def _exact_fraction(self, x: list, p: Params) -> list[Fraction]:
+    def exact_normalized(self, x) -> list[Fraction]:
+        """The first layer's input ``h_0`` for exact inputs ``x`` (floats or Fractions, ``n_in``):
+        the clamp and normalization applied in exact arithmetic."""
         h = []
         for i, xi in enumerate(x):
             v = Fraction(xi)
             if self.input_lower is not None:
                 v = min(max(v, Fraction(float(self.input_lower[i]))), Fraction(float(self.input_upper[i])))
             h.append((v - Fraction(float(self.input_mean[i]))) / Fraction(float(self.input_std[i])))
+        return h
+
+    def exact_denormalized(self, h: list) -> list[Fraction]:
+        """The logits ``y = h_L * output_std + output_mean`` of the last layer's exact values."""
+        return [v * Fraction(float(s)) + Fraction(float(m)) for v, s, m in zip(h, self.output_std, self.output_mean)]
+
+    def _exact_fraction(self, x: list, p: Params) -> list[Fraction]:
+        h = self.exact_normalized(x)
         for l, (W, b) in zip(self.layers, p):
             z = _exact_affine(np.asarray(W, dtype=np.float64), np.asarray(b, dtype=np.float64), h)
             h = [_act_fraction(v, l.activation, l.alpha) for v in z]
-        return [v * Fraction(float(s)) + Fraction(float(m)) for v, s, m in zip(h, self.output_std, self.output_mean)]
+        return self.exact_denormalized(h)
 
     def _exact_interval(self, x: list, p: Params) -> list:
         iv = mpmath.iv

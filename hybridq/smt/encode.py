@@ -648,12 +648,7 @@ def pullback(q: Query, x_model: Sequence, z_model: Sequence, exact_x: bool = Fal
         f = float(v)
         xs.append(f if (Fraction(f) == v or (not exact_x and lo <= Fraction(f) <= hi)) else v)
     x = np.array(xs, dtype=np.float64 if all(isinstance(v, float) for v in xs) else object)
-    h = []
-    for i in range(net.n_in):
-        v = Fraction(x[i])
-        if net.input_lower is not None:
-            v = min(max(v, Fraction(float(net.input_lower[i]))), Fraction(float(net.input_upper[i])))
-        h.append((v - Fraction(float(net.input_mean[i]))) / Fraction(float(net.input_std[i])))
+    h = net.exact_normalized(x)
     params = []
     for k, layer in enumerate(net.layers):
         (C, c), (R, rb) = pert.center[k], pert.radius[k]
