@@ -54,6 +54,7 @@ from fractions import Fraction
 import numpy as np
 
 from hybridq.errors import PerturbationError
+from hybridq.exact import float_down, float_up
 from hybridq.formats import FloatFormat, parse_format
 from hybridq.network import Layer, Network, _act_fraction, _exact_affine, activate
 
@@ -665,8 +666,8 @@ def _q_interval(q: QuantPoint, lo, hi):
         b = [v + Fraction(q.rel) * Fraction(float(t)) for v, t in zip(b, sl)]
     sat = replace(q, saturate=True)
     qa, qb = sat.exact(a), sat.exact(b)
-    out_lo = np.array([float(v) if Fraction(float(v)) <= v else np.nextafter(float(v), -np.inf) for v in qa])
-    out_hi = np.array([float(v) if Fraction(float(v)) >= v else np.nextafter(float(v), np.inf) for v in qb])
+    out_lo = np.array([float_down(v) for v in qa])
+    out_hi = np.array([float_up(v) for v in qb])
     return out_lo, out_hi
 
 

@@ -15,6 +15,7 @@ from fractions import Fraction
 import numpy as np
 
 from hybridq.errors import PerturbationError
+from hybridq.exact import float_down
 from hybridq.formats import VALID_FORMATS, parse_format
 
 __all__ = ["Perturbation"]
@@ -149,16 +150,11 @@ class Perturbation:
             yield np.asarray(b, dtype=np.float64), cb, rb, eb
 
 
-def _down(f: float, exact: Fraction) -> float:
-    """``f`` or the next float towards zero, so that the result is ``<= exact`` (``f ~ exact >= 0``)."""
-    return float(np.nextafter(f, 0.0)) if Fraction(f) > exact else f
-
-
 def _inner_radius(rule: tuple, c: np.ndarray) -> np.ndarray:
     """Float radii ``<=`` the exact radius of ``rule`` at every entry (rounded toward zero): the
     float box they span lies inside the exact decimal box."""
     kind, eps = rule
-    e = _down(float(eps), eps)
+    e = float_down(eps)
     if kind == "abs":
         return np.full(c.shape, e)
     with np.errstate(over="ignore", under="ignore"):

@@ -39,6 +39,7 @@ from fractions import Fraction
 import numpy as np
 import scipy.sparse as sp
 
+from hybridq.exact import float_down, float_up
 from hybridq.properties import Decision, Deviation, OutputConstraint
 
 __all__ = ["MilpModel", "Objective", "ModelUnsupported", "build_model", "assignment", "MILP_ACTIVATIONS"]
@@ -51,22 +52,6 @@ _F0 = Fraction(0)
 
 class ModelUnsupported(Exception):
     """The query is not a mixed-integer linear program in this encoding (the message says why)."""
-
-
-def _down(v: Fraction) -> float:
-    """Largest float64 ``<= v``."""
-    f = float(v)
-    if Fraction(f) > v:
-        f = float(np.nextafter(f, -math.inf))
-    return f
-
-
-def _up(v: Fraction) -> float:
-    """Smallest float64 ``>= v``."""
-    f = float(v)
-    if Fraction(f) < v:
-        f = float(np.nextafter(f, math.inf))
-    return f
 
 
 def _up_f(v: float, n: int = 1) -> float:
@@ -268,8 +253,8 @@ class _Builder:
             self.rows_i.append(i)
             self.rows_j.append(j)
             self.rows_v.append(float(c))
-        self.row_lo.append(-math.inf if lo is None else _down(lo))
-        self.row_hi.append(math.inf if hi is None else _up(hi))
+        self.row_lo.append(-math.inf if lo is None else float_down(lo))
+        self.row_hi.append(math.inf if hi is None else float_up(hi))
 
     def block(self, M: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> None:
         """Rows ``lo <= M v <= hi`` with float sides (already outward-rounded by the caller);
@@ -320,7 +305,7 @@ def _activation(b: _Builder, z: int, lo: float, hi: float, act: str, name: str) 
 def _abs(b: _Builder, v: _Val, name: str) -> _Val:
     """``|v|`` for a value that is a constant, a single column, or known in sign."""
     if not v.terms:
-        return _Val({}, abs(v.const), _down(abs(v.const)), _up(abs(v.const)))
+        return _Val({}, abs(v.const), float_down(abs(v.const)), float_up(abs(v.const)))
     if v.lo >= 0:
         return v
     if v.hi <= 0:
@@ -345,10 +330,10 @@ def _inputs(b: _Builder, q) -> tuple[list[_Val], list]:
         mean, std = Fraction(float(net.input_mean[i])), Fraction(float(net.input_std[i]))
         nlo, nhi = (lo - mean) / std, (hi - mean) / std
         if nlo == nhi:
-            vals.append(_Val({}, nlo, _down(nlo), _up(nlo)))
+            vals.append(_Val({}, nlo, float_down(nlo), float_up(nlo)))
             xcols.append((None, lo))
         else:
-            j = b.col(_down(nlo), _up(nhi), f"h0_{i}")
+            j = b.col(float_down(nlo), float_up(nhi), f"h0_{i}")
             vals.append(_Val({j: 1.0}, _F0, b.lb[j], b.ub[j]))
             xcols.append((j, None))
     return vals, xcols
@@ -399,7 +384,7 @@ def _const_box(vals: list[_Val]) -> tuple[np.ndarray, np.ndarray]:
     hi = np.array([v.hi if not v.terms else float(v.const) for v in vals], dtype=np.float64)
     for i, v in enumerate(vals):
         if v.terms and v.const != 0:  # pragma: no cover - values with columns carry no constant here
-            lo[i], hi[i] = _down(v.const), _up(v.const)
+            lo[i], hi[i] = float_down(v.const), float_up(v.const)
     return lo, hi
 
 
@@ -467,7 +452,7 @@ def _outputs(b: _Builder, q, h: list[_Val], tag: str) -> list[int]:
         # exact bounds of s*h+m from the float bounds of h (output_std > 0)
         lo = Fraction(s) * Fraction(v.lo) + Fraction(m)
         hi = Fraction(s) * Fraction(v.hi) + Fraction(m)
-        y = b.col(_down(lo), _up(hi), f"{tag}y{r}")
+        y = b.col(float_down(lo), float_up(hi), f"{tag}y{r}")
         coefs = {y: 1.0}
         for col, cc in v.terms.items():
             coefs[col] = coefs.get(col, 0.0) - s * cc
@@ -578,7 +563,7 @@ def build_model(q) -> MilpModel:
             tlo = min(ci - sum((Fraction(float(a)) * Fraction(float(yhi[r] if a > 0 else ylo[r]))
                                 for r, a in enumerate(Ai) if a != 0.0), _F0)
                       for Ai, ci in zip(A, cvec))
-            t = b.col(_down(min(tlo, _F0)) - 1.0, 1.0, f"t{dix}")
+            t = b.col(float_down(min(tlo, _F0)) - 1.0, 1.0, f"t{dix}")
             for Ai, ci in zip(A, cvec):
                 coefs = {t: 1.0}
                 for r, a in enumerate(Ai):
