@@ -361,8 +361,8 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
         x = np.array([float(v) for v in xe])
         x_exact = tuple(Fraction(v) for v in xe) if any(Fraction(float(v)) != v for v in xe) else None
         for params, kind in kinds:
-            if prop.check_exact(model.rounded_view(params), xe, params):
-                view = model.rounded_view(params)
+            view = model.rounded_view(params)
+            if prop.check_exact(view, xe, params):
                 yq = np.array([float(v) for v in view.exact_logits(xe, params)])
                 m = float(prop.margin(model.network, yq[None], model.network.forward(x[None]))[0])
                 value = None
