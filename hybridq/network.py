@@ -31,6 +31,7 @@ import mpmath
 import numpy as np
 
 from hybridq.errors import ModelFormatError, UnsupportedLayerError
+from hybridq.exact import float_down, float_up
 
 __all__ = [
     "ACTIVATIONS",
@@ -549,9 +550,8 @@ def interval_bounds(values: Sequence) -> tuple[np.ndarray, np.ndarray]:
     hi = np.empty(len(values))
     for i, v in enumerate(values):
         if isinstance(v, Fraction):
-            f = float(v)
-            lo[i] = f if Fraction(f) <= v else np.nextafter(f, -np.inf)
-            hi[i] = f if Fraction(f) >= v else np.nextafter(f, np.inf)
+            lo[i] = float_down(v, "an exact output")
+            hi[i] = float_up(v, "an exact output")
         else:
             a, b = float(v.a), float(v.b)
             lo[i] = a if mpmath.mpf(a) <= v.a else np.nextafter(a, -np.inf)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.errors import ModelFormatError
+from hybridq.exact import float_down, float_nearest, float_up
 from hybridq.inputs import InputBox
 from hybridq.properties import OutputConstraint
 
@@ -161,15 +162,12 @@ class _Parser:
 
 def _float(p: _Parser, v: Fraction, pos, direction: str = "nearest") -> float:
     """``v`` as a float64: rounded to nearest, or ``"down"`` / ``"up"`` (directed, so the float is
-    ``<= v`` / ``>= v`` exactly); a value beyond the float64 range is an error."""
+    ``<= v`` / ``>= v`` exactly; :mod:`hybridq.exact`); a value beyond the float64 range is an
+    error naming its position."""
+    rounding = {"nearest": float_nearest, "down": float_down, "up": float_up}[direction]
     try:
-        f = float(v)
-        if direction == "down" and Fraction(f) > v:
-            f = float(np.nextafter(f, -np.inf))
-        elif direction == "up" and Fraction(f) < v:
-            f = float(np.nextafter(f, np.inf))
-        return f
-    except OverflowError:
+        return rounding(v)
+    except ValueError:
         raise p.fail(f"a number of about 10^{len(str(abs(v.numerator) // v.denominator)) - 1} is beyond the float64 range",
                      pos) from None
 
