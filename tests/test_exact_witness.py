@@ -314,6 +314,25 @@ def test_acasxu_files_decide_by_argmin(networks_dir):
 
 
 @pytest.mark.requires_shared
+def test_renamed_acasxu_nnet_still_decides_by_argmin(networks_dir, tmp_path):
+    """The .nnet files are recognised by their ACAS Xu input clamp, not only by name; a 5x5
+    .nnet with another clamp stays argmax."""
+    import shutil
+
+    from hybridq import load_network
+
+    src = networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet"
+    renamed = tmp_path / "collision_avoidance_v2.nnet"
+    shutil.copy(src, renamed)
+    assert load_network(renamed).decision_sense == "min"
+    text = src.read_text().replace("60760.0,3.141593,3.141593,1200.0,1200.0,", "60000.0,3.141593,3.141593,1200.0,1200.0,", 1)
+    other = tmp_path / "other_5x5.nnet"
+    other.write_text(text)
+    net = load_network(other)
+    assert net.n_in == 5 and net.n_out == 5 and net.decision_sense == "max"
+
+
+@pytest.mark.requires_shared
 def test_normalized_vnnlib_on_raw_nnet_warns(capsys, networks_dir):
     nnet = networks_dir / "acasxu" / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet"
     onnx = networks_dir / "acasxu" / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"

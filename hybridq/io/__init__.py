@@ -6,6 +6,8 @@ import dataclasses
 import re
 from pathlib import Path
 
+import numpy as np
+
 from hybridq.errors import ModelFormatError
 from hybridq.io.vnnlib import decision_label, load_vnnlib
 from hybridq.network import Network
@@ -31,10 +33,9 @@ def load_network(path: str | Path) -> Network:
     Returns
     -------
     Network
-        Its ``decision_sense`` is ``"min"`` for the ACAS Xu networks (a file name containing
-        ``ACASXU``/``acas_xu`` with 5 inputs and 5 outputs: the Reluplex ``.nnet`` files and
-        the VNN-COMP ONNX files; the advisory is the output with the lowest score), as stored for
-        ``.npz``, else ``"max"``.
+        Its ``decision_sense`` is ``"min"`` for the ACAS Xu networks (see :func:`is_acasxu`: the
+        Reluplex ``.nnet`` files by their input clamp, the VNN-COMP ONNX files by name; the
+        advisory is the output with the lowest score), as stored for ``.npz``, else ``"max"``.
 
     Raises
     ------
@@ -61,8 +62,23 @@ def load_network(path: str | Path) -> Network:
     return net
 
 
+# The input clamp of every ACAS Xu .nnet file (Julian et al. 2016; the Reluplex distribution):
+# range to intruder (ft), two angles (rad), own and intruder speed (ft/s).
+_ACASXU_INPUT_LOWER = (0.0, -3.141593, -3.141593, 100.0, 0.0)
+_ACASXU_INPUT_UPPER = (60760.0, 3.141593, 3.141593, 1200.0, 1200.0)
+
+
 def is_acasxu(path: str | Path, network: Network) -> bool:
-    """True for an ACAS Xu network file: a name containing ``acasxu`` (case, ``_`` and ``-``
-    ignored) and 5 inputs and 5 outputs (Julian et al. 2016; the advisory is the argmin)."""
+    """True for an ACAS Xu network (Julian et al. 2016; the advisory is the argmin): 5 inputs and
+    5 outputs, and either a file name containing ``acasxu`` (case, ``_`` and ``-`` ignored: the
+    VNN-COMP ONNX files) or the ACAS Xu input clamp in the file (the ``.nnet`` files, however
+    renamed)."""
+    if network.n_in != 5 or network.n_out != 5:
+        return False
     stem = re.sub(r"[_\-\s]", "", Path(path).name.lower())
-    return "acasxu" in stem and network.n_in == 5 and network.n_out == 5
+    if "acasxu" in stem:
+        return True
+    lo, hi = network.input_lower, network.input_upper
+    return (lo is not None and hi is not None
+            and np.allclose(lo, _ACASXU_INPUT_LOWER, rtol=0, atol=1e-9)
+            and np.allclose(hi, _ACASXU_INPUT_UPPER, rtol=0, atol=1e-9))
