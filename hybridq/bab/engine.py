@@ -7,9 +7,9 @@ One :class:`CellEngine` lives in each worker (or in-process) for one :class:`Pro
    margin bound and the perturbed pre-activation bounds;
 2. an attack (:func:`hybridq.attack.attack`, seeded by ``(seed, cell id)``) looks for a violation,
    re-checked exactly;
-3. a cell with few unstable neurons goes to the exact backend with the bound pass's neuron bounds,
-   within the chunk's share of the budget for calls that end without an answer (the certified
-   MILP stage, used for relu / identity networks, gets its own limits: ``milp_*``);
+3. a cell with few unstable neurons goes to the exact stage (:mod:`hybridq.bab.exact`) with the
+   bound pass's neuron bounds, within the chunk's share of the budget for calls that end without
+   an answer;
 4. otherwise it is split (:mod:`hybridq.bab.splitting`); a cell that cannot be split goes to the
    exact backend with the rest of the run's time instead of staying open.
 
@@ -19,20 +19,20 @@ the scheduler gets the same result whatever executor runs it.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from hybridq.attack import attack, confirm
+from hybridq.attack import attack
+from hybridq.bab.exact import ExactStage, ob_row
 from hybridq.bab.splitting import grad_bounds, halves, n_unstable, phase_split
 from hybridq.cell import Cell
 from hybridq.config import RunConfig
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.result import Counterexample
 
-__all__ = ["Problem", "Outcome", "CellEngine", "problem_width", "exact_budget"]
+__all__ = ["Problem", "Outcome", "CellEngine", "problem_width"]
 
 
 @dataclass(frozen=True)
@@ -68,26 +68,6 @@ class Outcome:
     gain: float = float("nan")  # relative drop of the bound from the parent's (input-split children)
 
 
-def uses_milp(config: RunConfig, network, prop) -> bool:
-    """Whether the run's exact stage is the certified MILP stage (its own ``milp_*`` limits)."""
-    if config.backend == "milp":
-        return True
-    if config.backend != "auto":
-        return False
-    from hybridq.milp.model import MILP_ACTIVATIONS
-
-    score = isinstance(prop, Deviation) and prop.space == "score" and network.output != "identity"
-    return all(l.activation in MILP_ACTIVATIONS for l in network.layers) and not (
-        score and network.output == "softmax")
-
-
-def exact_budget(config: RunConfig, network, prop) -> tuple[int, float]:
-    """``(calls, seconds)`` that exact calls ending without an answer may use in a run."""
-    if uses_milp(config, network, prop):
-        return config.milp_max_unknown, config.milp_budget
-    return config.smt_max_unknown, config.smt_budget
-
-
 def problem_width(problem: Problem) -> np.ndarray:
     """Width ``(n_in,)`` of the root input box."""
     return np.asarray(problem.root_upper) - np.asarray(problem.root_lower)
@@ -107,26 +87,6 @@ def spec_matrix(network, prop) -> tuple[np.ndarray | None, list]:
     return None, []
 
 
-def ob_row(ob, i: int):
-    """One cell's row of an ``OutputBounds`` (same type, first dimension 1)."""
-    kw = {}
-    for f in dataclasses.fields(ob):
-        v = getattr(ob, f.name)
-        if isinstance(v, np.ndarray) and v.ndim >= 1:
-            kw[f.name] = v[i:i + 1]
-        elif isinstance(v, list) and v and isinstance(v[0], np.ndarray):
-            kw[f.name] = [a[i:i + 1] for a in v]
-        else:
-            kw[f.name] = v
-    return dataclasses.replace(ob, **kw)
-
-
-def float_margin(network, prop, x, params) -> float:
-    """The property's float64 violation margin at ``(x, params)`` (>= 0 violates)."""
-    x = np.asarray(x, dtype=np.float64)[None, :]
-    return float(prop.margin(network, network.forward(x, params), network.forward(x))[0])
-
-
 class CellEngine:
     """Processes chunks of cells for one problem (lives in each worker, or in-process)."""
 
@@ -136,7 +96,6 @@ class CellEngine:
         self.C, self.slices = spec_matrix(net, problem.prop)
         self.widths = [l.n_out for l in net.layers]
         self.offsets = np.concatenate([[0], np.cumsum(self.widths)]).astype(int)
-        self._backend = None
         self.root_width = None
         self.max_prop = None
         if problem.mode == "maximize":
@@ -146,7 +105,7 @@ class CellEngine:
             inter = 2 if isinstance(problem.prop, Deviation) else 1
         self.inter = inter
         self.dim_weight = None  # per input dimension: how much its splits have tightened bounds so far
-        self.milp = uses_milp(problem.config, net, problem.prop)
+        self.exact = ExactStage(problem, self.max_prop)
 
     # ---------------------------------------------------------------- margin bounds
     def margin_ub(self, ob) -> np.ndarray:
@@ -235,26 +194,6 @@ class CellEngine:
         children = phase_split(net, self.offsets, cell, plo, phi, gh)
         return children, ("phase" if children else "")
 
-    @property
-    def backend(self):
-        """The SMT backend of the run's configuration (created on first use)."""
-        if self._backend is None:
-            from hybridq.smt import get_backend
-
-            cfg = self.p.config
-            opts = {"delta": cfg.dreal_precision} if cfg.backend in ("dreal", "auto") else {}
-            self._backend = get_backend(cfg.backend, **opts)
-        return self._backend
-
-    def _exact_limits(self, cell: Cell) -> tuple[float, int]:
-        """``(first call's seconds, most unstable neurons)`` of the exact stage for this cell."""
-        cfg = self.p.config
-        if not self.milp:
-            return cfg.smt_first_timeout, cfg.smt_max_unstable
-        if np.any(np.asarray(cell.upper) > np.asarray(cell.lower)):
-            return cfg.milp_box_first_timeout, cfg.milp_box_max_unstable
-        return cfg.milp_first_timeout, cfg.milp_max_unstable
-
     def _clipped(self, ob, i, cell):
         """Pre-activation bounds of cell ``i`` per layer, intersected with its phase clips."""
         plo = [np.maximum(a[i], cell.pre_lo[o:o + w]) for a, o, w in zip(ob.pre_lo, self.offsets, self.widths)]
@@ -308,15 +247,14 @@ class CellEngine:
                 outs.append(out)
                 continue
             plo, phi = self._clipped(ob, i, cell)
-            # verify: any exact backend; maximize (quantify): the milp stage, which proves a cell's
-            # deviation below the threshold or returns a point above it
-            exact = cfg.backend != "none" and (p.mode == "verify" or self.milp)
-            first, max_unstable = self._exact_limits(cell)
+            exact = self.exact.enabled
+            first, max_unstable = self.exact.limits(cell)
             if exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first and (
                 n_unstable(net, plo, phi) <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
-                if self._smt(out, cell, ob, i, deadline, smt_allow[1] - smt_charged, threshold=threshold):
+                if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
+                                   threshold=threshold):
                     outs.append(out)
                     continue
                 smt_unknown += out.smt_unknown
@@ -325,7 +263,7 @@ class CellEngine:
             if out.status == "open" and exact and smt_allow[1] - smt_charged >= first:
                 # cannot be split: the exact stage with the run's time left (while budget is left)
                 out.smt_unknown = False
-                if self._smt(out, cell, ob, i, deadline, np.inf, last=True, threshold=threshold):
+                if self.exact.call(out, cell, ob_row(ob, i), deadline, np.inf, last=True, threshold=threshold):
                     outs.append(out)
                     continue
             outs.append(out)
@@ -373,62 +311,6 @@ class CellEngine:
         return attack(p.network, p.perturbation, p.prop, p.root_lower, p.root_upper, rng,
                       samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
                       confirm_exact=True, screen=cfg.attack_screen, box=p.box)
-
-    def _smt(self, out: Outcome, cell: Cell, ob, i: int, deadline, seconds_left: float, last: bool = False,
-             threshold: float = 0.0) -> bool:
-        """One exact call on the cell; True when it decided it (unsat, or a re-checked
-        counterexample), else the call is marked unknown and charged its time limit.  ``last``:
-        the cell cannot be split, so the call gets the run's remaining time (at most four times
-        the per-call limit).  In ``maximize`` mode the query is "deviation above ``threshold``":
-        unsat closes the cell with the stage's certified bound, a violation becomes a candidate
-        witness (the cell is still split)."""
-        p, cfg = self.p, self.p.config
-        net, pert = p.network, p.perturbation
-        ts = time.perf_counter()
-        top = cfg.milp_timeout if self.milp else cfg.smt_timeout
-        first, _ = self._exact_limits(cell)
-        if last:
-            tlim = 4.0 * top
-        else:  # shallow cells get short budgets (a split is often cheaper); deeper ones more
-            tlim = min(top, first * 2.0 ** cell.depth, seconds_left)
-        charge = tlim
-        if deadline is not None:
-            left = deadline - time.time()
-            if left <= 0.05:  # out of time: no call (building a large query alone can take seconds)
-                return False
-            tlim = min(tlim, left)
-        prop = p.prop
-        if p.mode == "maximize":
-            prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)
-        ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=ob_row(ob, i), box=p.box)
-        out.times["smt"] = time.perf_counter() - ts
-        out.smt_called = True
-        kind = type(ans).__name__
-        if p.mode == "maximize":
-            if kind == "Unsat":
-                b = [v for v in ans.stats.get("bounds", []) if v == v]
-                out.status, out.ub = "smt", min(out.ub, max(b) if b else prop.delta)
-                return True
-            if kind == "Sat":  # a point above the threshold: a candidate (re-evaluated exactly by the scheduler)
-                value = float_margin(net, self.max_prop, ans.x, ans.params)
-                if out.candidate is None or value > out.candidate[0]:
-                    out.candidate = (value, ans.x, ans.params)
-                return False
-            out.smt_unknown = True
-            out.smt_charge = charge
-            return False
-        if kind == "Unsat":
-            out.status = "smt"
-            return True
-        if kind == "Sat":
-            mg = float_margin(net, p.prop, ans.x, ans.params)
-            cx = confirm(net, pert, p.prop, ans.x, ans.params, mg, box=p.box)
-            if cx is not None:
-                out.status, out.counterexample = "counterexample", cx
-                return True
-        out.smt_unknown = True
-        out.smt_charge = charge
-        return False
 
     def _split_or_open(self, out, cell, ob, i, times, plo=None, phi=None):
         if cell.depth >= self.p.config.max_depth:

@@ -25,7 +25,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from hybridq.bab.engine import CellEngine, Problem, exact_budget
+from hybridq.bab.engine import CellEngine, Problem
+from hybridq.bab.exact import exact_budget
 from hybridq.bab.executors import DaskExecutor, ExecutorLost, InProcessExecutor, WorkerPool
 from hybridq.bab.queue import CellQueue
 from hybridq.bab.splitting import dim_weight
