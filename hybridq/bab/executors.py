@@ -68,8 +68,35 @@ class InProcessExecutor:
         """Nothing to release."""
 
 
-# ------------------------------------------------------------------ worker processes
-_ENGINES: dict = {}  # problem key -> CellEngine, in a worker of a WorkerPool (the latest two)
+# ------------------------------------------------------------------ worker side (pool and Dask)
+class EngineCache(threading.local):
+    """A worker thread's :class:`CellEngine` per problem key, the ``keep`` most recently used.
+
+    One per thread (a :class:`threading.local`): an engine is never shared between the threads
+    of a Dask worker.  Used by the worker processes of a :class:`WorkerPool` (one thread) and by
+    Dask workers alike; which problems are cached never changes an outcome (a chunk's outcomes
+    depend only on its arguments and the problem).
+    """
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self.engines: OrderedDict = OrderedDict()
+
+    def get(self, key, load) -> CellEngine:
+        """The engine of problem ``key``, built from ``load()`` (a :class:`Problem`) if not cached."""
+        eng = self.engines.get(key)
+        if eng is not None:
+            self.engines.move_to_end(key)
+            return eng
+        eng = self.engines[key] = CellEngine(load())
+        while len(self.engines) > self.keep:
+            self.engines.popitem(last=False)
+        return eng
+
+
+#: This worker's engines (a worker process of a WorkerPool, or a Dask worker's thread): the
+#: current run's problem and the previous one (a batch's runs follow each other).
+_ENGINES = EngineCache(keep=2)
 
 
 def _watch_parent(parent: int) -> None:
@@ -97,16 +124,14 @@ def _ping(_):
     return os.getpid()
 
 
+def _load(path: str) -> Problem:
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
 def _work_shared(task):
     key, path, args = task
-    engine = _ENGINES.get(key)
-    if engine is None:
-        with open(path, "rb") as f:
-            engine = CellEngine(pickle.load(f))
-        while len(_ENGINES) >= 2:
-            _ENGINES.pop(next(iter(_ENGINES)))
-        _ENGINES[key] = engine
-    return engine.process(*args)
+    return _ENGINES.get(key, lambda: _load(path)).process(*args)
 
 
 _BLAS_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -229,32 +254,10 @@ class PoolExecutor:
             pass
 
 
-# ------------------------------------------------------------------ Dask worker side
-#: (problem key, thread id) -> CellEngine, the most recent few problems of each worker thread
-_DASK_ENGINES: OrderedDict = OrderedDict()
-_DASK_KEEP = 4
-_DASK_LOCK = threading.Lock()
-
-
-def _dask_engine(problem: Problem, key: str) -> CellEngine:
-    """This worker thread's engine for the scattered problem ``key`` (built once)."""
-    k = (key, threading.get_ident())
-    with _DASK_LOCK:
-        eng = _DASK_ENGINES.get(k)
-        if eng is not None:
-            _DASK_ENGINES.move_to_end(k)
-            return eng
-    eng = CellEngine(problem)
-    with _DASK_LOCK:
-        _DASK_ENGINES[k] = eng
-        while len(_DASK_ENGINES) > _DASK_KEEP * max(1, threading.active_count()):
-            _DASK_ENGINES.popitem(last=False)
-    return eng
-
-
+# ------------------------------------------------------------------ Dask
 def _dask_work(problem: Problem, key: str, args: tuple) -> list:
-    """A Dask task: one chunk on this worker's engine for the scattered problem."""
-    return _dask_engine(problem, key).process(*args)
+    """A Dask task: one chunk on this worker thread's engine for the scattered problem."""
+    return _ENGINES.get(key, lambda: problem).process(*args)
 
 
 class DaskExecutor:

@@ -35,7 +35,7 @@ from hybridq.config import RunConfig
 from hybridq.properties import Deviation
 from hybridq.result import Counterexample, LeafCell, Stats
 
-__all__ = ["BabOutcome", "run_bab"]
+__all__ = ["BabOutcome", "RoundMerger", "run_bab"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,83 @@ class BabOutcome:
     witness: Counterexample | None = None
     proved: float = float("inf")
     deviation_bound: float = float("nan")
+
+
+class RoundMerger:
+    """What a run accumulates from its rounds' outcomes (merged in chunk order, so the same
+    whatever the executor).
+
+    Parameters
+    ----------
+    stats : Stats
+        The run's counters, updated in place.
+    queue : CellQueue
+        Children of split cells are pushed here; the weights of processed cells are released.
+    n_in : int
+        Input dimensions whose split gains are summed (``input_split = "smear"``), 0 for none.
+    record : bool
+        Keep a :class:`LeafCell` for every closed cell (``leaves``).
+    """
+
+    def __init__(self, stats: Stats, queue: CellQueue, n_in: int, record: bool):
+        self.stats, self.queue = stats, queue
+        # per input dimension: sum and count of the relative bound drops its splits gave (split choice)
+        self.gain_sum = np.zeros(n_in) if n_in else None
+        self.gain_n = np.zeros(n_in) if n_in else None
+        # leaf bounds (``o.ub``): the deviation itself for deviation properties, else the violation margin
+        self.leaves: list | None = [] if record else None
+        self.open_cells: list = []  # (cell, bound) of cells left open
+        self.max_closed = -np.inf  # largest bound of a closed (proved / pruned / refuted) cell
+        self.smt_charged = 0.0  # seconds charged to the SMT budget by calls without an answer
+        self.cex: Counterexample | None = None  # the first counterexample, in merge order
+
+    def merge(self, results: list, batch: list):
+        """Merge the outcome lists ``results`` (a prefix of the round's chunks, in order) of the
+        round's ``batch`` of ``(id, cell)``; returns the best float candidate ``(value, x,
+        params)`` of the round, or None."""
+        stats, queue, leaves = self.stats, self.queue, self.leaves
+        by_id = {cid: cell for cid, cell in batch}
+        best_cand = None
+        for outs in results:
+            for o in outs:
+                cell = by_id[o.cell_id]
+                if o.status in ("bounds", "smt", "counterexample"):
+                    stats.decided_fraction += queue.weight[o.cell_id]
+                stats.cells += 1
+                stats.max_depth = max(stats.max_depth, cell.depth)
+                for k, v in o.times.items():
+                    stats.time[k] = stats.time.get(k, 0.0) + v
+                stats.smt_calls += o.smt_called
+                stats.smt_unknown += o.smt_unknown
+                self.smt_charged += o.smt_charge
+                if self.gain_n is not None and cell.split_dim >= 0 and o.gain == o.gain:
+                    self.gain_sum[cell.split_dim] += o.gain
+                    self.gain_n[cell.split_dim] += 1
+                if o.candidate is not None and (best_cand is None or o.candidate[0] > best_cand[0]):
+                    best_cand = o.candidate
+                if o.status in ("bounds", "smt"):
+                    stats.proved_bounds += o.status == "bounds"
+                    stats.proved_smt += o.status == "smt"
+                    self.max_closed = max(self.max_closed, o.ub)
+                    if leaves is not None:
+                        leaves.append(LeafCell(cell.lower, cell.upper, o.status, o.ub))
+                elif o.status == "counterexample":
+                    stats.refuted += 1
+                    self.max_closed = max(self.max_closed, o.ub)
+                    if self.cex is None:
+                        self.cex = o.counterexample
+                    if leaves is not None:
+                        leaves.append(LeafCell(cell.lower, cell.upper, "counterexample", o.ub))
+                elif o.status == "split":
+                    stats.splits_input += o.split == "input"
+                    stats.splits_phase += o.split == "phase"
+                    for ch in o.children:
+                        queue.push(ch, min(o.ub, ch.priority) if ch.priority else o.ub,
+                                   queue.weight[o.cell_id] / len(o.children))
+                else:
+                    self.open_cells.append((cell, o.ub))
+        queue.release(by_id)
+        return best_cand
 
 
 def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "verify",
@@ -107,23 +184,16 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
     with np.errstate(over="ignore"):  # a huge box's volume is inf: no warning (see log10_total_volume)
         stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
-    leaves: list | None = [] if record else None
-    # leaf bounds (``o.ub``): the deviation itself for deviation properties, else the violation margin
     queue = CellQueue(cfg.max_queue)
     queue.push(Cell.root(box.lower, box.upper, n_neurons), np.inf, 1.0)
-    # per input dimension: sum and count of the relative bound drops its splits gave (split choice)
-    gain_sum = np.zeros(network.n_in) if cfg.input_split == "smear" else None
-    gain_n = np.zeros(network.n_in) if cfg.input_split == "smear" else None
+    tally = RoundMerger(stats, queue, network.n_in if cfg.input_split == "smear" else 0, record)
     cex, witness, witnessed = None, None, 0.0
-    smt_charged = 0.0
     strong_done = False  # verify: the strong attack of the whole box ran
     max_unknown, budget_s = exact_budget(cfg, network, prop)
-    max_closed = -np.inf  # largest bound of a closed (proved / pruned) cell
     pool = None
     own_workers = None  # workers started by this run (stopped at its end)
     lost = ""  # why the executor's workers were lost
     message = ""
-    open_cells: list = []
     # Ctrl-C: the first one asks the run to stop after the chunk in flight (a compiled kernel is
     # never cut short); a second one interrupts at once.  SIGTERM (what batch harnesses send) is
     # handled the same way where its handler raises KeyboardInterrupt too (the CLI installs
@@ -160,8 +230,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             chunks = [batch[i:i + size] for i in range(0, len(batch), size)]
             # the SMT budget left (calls without an answer, their seconds) is shared among the chunks
             smt_allow = (-(-max(0, max_unknown - stats.smt_unknown) // len(chunks)),
-                         max(0.0, budget_s - smt_charged) / len(chunks))
-            dw = dim_weight(gain_sum, gain_n) if gain_n is not None else None
+                         max(0.0, budget_s - tally.smt_charged) / len(chunks))
+            dw = dim_weight(tally.gain_sum, tally.gain_n) if tally.gain_n is not None else None
             args = [(c, threshold, witnessed, deadline, smt_allow, dw) for c in chunks]
             # small rounds stay in-process; workers start in the background once the run has lasted
             # POOL_AFTER s (or at once when a batch's workers are already up) and take the big rounds
@@ -186,47 +256,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             for cid, cell in (item for ch in chunks[len(results):] for item in ch):
                 queue.requeue(cid, cell)
             stats.rounds += 1
-            by_id = {cid: cell for cid, cell in batch}
-            best_cand = None
-            for outs in results:
-                for o in outs:
-                    cell = by_id[o.cell_id]
-                    if o.status in ("bounds", "smt", "counterexample"):
-                        stats.decided_fraction += queue.weight[o.cell_id]
-                    stats.cells += 1
-                    stats.max_depth = max(stats.max_depth, cell.depth)
-                    for k, v in o.times.items():
-                        stats.time[k] = stats.time.get(k, 0.0) + v
-                    stats.smt_calls += o.smt_called
-                    stats.smt_unknown += o.smt_unknown
-                    smt_charged += o.smt_charge
-                    if gain_n is not None and cell.split_dim >= 0 and o.gain == o.gain:
-                        gain_sum[cell.split_dim] += o.gain
-                        gain_n[cell.split_dim] += 1
-                    if o.candidate is not None and (best_cand is None or o.candidate[0] > best_cand[0]):
-                        best_cand = o.candidate
-                    if o.status in ("bounds", "smt"):
-                        stats.proved_bounds += o.status == "bounds"
-                        stats.proved_smt += o.status == "smt"
-                        max_closed = max(max_closed, o.ub)
-                        if record:
-                            leaves.append(LeafCell(cell.lower, cell.upper, o.status, o.ub))
-                    elif o.status == "counterexample":
-                        stats.refuted += 1
-                        max_closed = max(max_closed, o.ub)
-                        if cex is None:
-                            cex = o.counterexample
-                        if record:
-                            leaves.append(LeafCell(cell.lower, cell.upper, "counterexample", o.ub))
-                    elif o.status == "split":
-                        stats.splits_input += o.split == "input"
-                        stats.splits_phase += o.split == "phase"
-                        for ch in o.children:
-                            queue.push(ch, min(o.ub, ch.priority) if ch.priority else o.ub,
-                                       queue.weight[o.cell_id] / len(o.children))
-                    else:
-                        open_cells.append((cell, o.ub))
-            queue.release(by_id)
+            best_cand = tally.merge(results, batch)
+            cex = tally.cex
             if best_cand is not None and best_cand[0] > witnessed:
                 cx = exact_witness(network, perturbation, engine.max_prop, best_cand, box)
                 if cx is not None and cx.value > witnessed:
@@ -238,7 +269,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                 res = engine.root_attack()
                 stats.time["attack"] = stats.time.get("attack", 0.0) + time.perf_counter() - ta
                 if res.counterexample is not None:
-                    cex = res.counterexample
+                    cex = tally.cex = res.counterexample
                     stats.refuted += 1
             if progress is not None:
                 progress(stats, len(queue))
@@ -265,6 +296,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             own_workers.close(stats.interrupted or stats.timed_out)
 
     remaining = queue.cells()
+    cex, open_cells, max_closed, leaves = tally.cex, tally.open_cells, tally.max_closed, tally.leaves
     undecided = open_cells + (remaining if cex is None or mode == "maximize" else [])
     # every examined cell is proved, refuted, split or open; the queue's cells were never examined
     stats.open = len(open_cells)
