@@ -94,7 +94,11 @@ VNNLIB = O(None, "--vnnlib", metavar="FILE", help="VNNLIB file: input box and ou
 DELTA = O(None, "--delta", metavar="D", help="Deviation property: |s(x;theta) - s(x;theta0)| <= DELTA.")
 DECISION = O(None, "--decision/--no-decision", help="Decision property: the class (VNNLIB label or nominal argmax/argmin at the centre) is kept; '--decision min' or '--decision max' sets --sense too.")
 SENSE = O(None, "--sense", metavar="max|min", help="The class of --decision is the argmax or the argmin of the outputs (default: the network's; ACAS Xu files are min, others max).")
-KAPPA = O(None, "--kappa", metavar="K", help="Decision margin: the class must win by more than KAPPA logits.")
+KAPPA = O(None, "--kappa", metavar="K", help="Decision margin: the class must win by more than KAPPA logits (--same-decision: "
+          "only inputs where the nominal class wins by more than KAPPA are constrained).")
+SAME = O(None, "--same-decision/--no-same-decision", help="Decision equivalence: at every input of the box the perturbed "
+         "(--against: the deployed) network picks the nominal (float) network's class there (argmax, or argmin with --sense min; "
+         "a tie of the perturbed network is a flip).")
 LABEL = O(None, "--label", help="Protected class for --decision (default: VNNLIB label or the nominal argmax / argmin).")
 SPACE = O(None, "--space", help="Deviation space: logit or score.")
 OUTPUTS = O(None, "--outputs", metavar="J,...", help="Outputs checked by --delta, e.g. '0,2' (default: all).")
@@ -213,7 +217,7 @@ def _box(text):
 
 
 def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision, kappa, label, space, outputs,
-             need_property=True, sense=None):
+             need_property=True, sense=None, same_decision=False):
     """Load the network and build ``(network, perturbation, [(InputBox, property), ...])``.
 
     Every number of the problem is kept as the user wrote it (decimal text -> ``Fraction``):
@@ -229,16 +233,20 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail("--vnnlib gives the input box: drop --point/--box (use --center or --ball for its centre)")
     if delta is not None and decision:
         _fail("give either --delta (deviation) or --decision, not both")
-    if kappa is not None and not decision:
-        _fail("--kappa applies to --decision only")
+    if same_decision and (decision or delta is not None):
+        _fail("give one of --same-decision, --decision and --delta")
+    if same_decision and label is not None:
+        _fail("--label applies to --decision only (--same-decision compares the classes input by input)")
+    if kappa is not None and not (decision or same_decision):
+        _fail("--kappa applies to --decision and --same-decision only")
     if isinstance(decision, str):  # TOML: decision = "min" / "max"
         if decision not in ("max", "min"):
             _fail(f"decision must be true, false, 'max' or 'min', got {decision!r}")
         if sense is not None and sense != decision:
             _fail(f"decision = {decision!r} and --sense {sense} disagree")
         decision, sense = True, decision
-    if sense is not None and not decision:
-        _fail("--sense applies to --decision only")
+    if sense is not None and not (decision or same_decision):
+        _fail("--sense applies to --decision and --same-decision only")
     if sense is not None and sense not in ("max", "min"):
         _fail(f"--sense must be max or min, got {sense!r}")
     ball = _number(ball, "--ball")
@@ -248,6 +256,7 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     from hybridq.inputs import InputBox
     from hybridq.io import decision_label, load_network, load_vnnlib
     from hybridq.perturbation import perturbation
+    from hybridq.equivalence import SameDecision
     from hybridq.properties import Decision, Deviation
 
     net = load_network(network)
@@ -278,7 +287,9 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     sense = sense or net.decision_sense
     jobs = []
     for b, con in zip(boxes, constraints):
-        if delta is not None:
+        if same_decision:
+            prop = SameDecision(_number(kappa, "--kappa") or 0, sense)
+        elif delta is not None:
             outs = None if outputs is None else tuple(int(v) for v in _vector(outputs, "--outputs"))
             prop = Deviation(_number(delta, "--delta"), space or "logit", outs)
         elif decision:
@@ -291,7 +302,7 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         elif con is not None:
             prop = con
         elif need_property:
-            _fail("no property: give --delta, --decision or --vnnlib")
+            _fail("no property: give --delta, --decision, --same-decision or --vnnlib")
         else:
             prop = None
         jobs.append((b, prop))
@@ -482,11 +493,13 @@ def verify(
     timeout: Optional[float] = TIMEOUT, seed: Optional[int] = SEED, json: Optional[str] = JSON,
     counterexample: Optional[str] = CEX, config: Optional[str] = CONFIG, plot: Optional[str] = PLOT,
     progress: bool = PROGRESS, against: Optional[str] = AGAINST, cluster: Optional[str] = CLUSTER,
+    same_decision: Optional[bool] = SAME,
 ):
     """Decide a property: robust (proved), not_robust (exact counterexample) or unknown.
 
     With --against QUANT.onnx: is the deployed model within --delta of NETWORK (or does it keep the
-    class, --decision) on every input; a counterexample is one of the exactly rounded network.
+    class, --decision; or decide like NETWORK at every input, --same-decision) on every input; a
+    counterexample is one of the exactly rounded network.
 
     Default overall budget 300 s (--timeout), counted from the start of the command."""
     run, job = _load_toml(config)
@@ -498,7 +511,7 @@ def verify(
     cfg = _run_config(run, backend, jobs, timeout, seed, "verify")
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
-                                   sense=o["sense"])
+                                   sense=o["sense"], same_decision=bool(same_decision))
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
     from hybridq.bab import verify as verify_
@@ -516,6 +529,10 @@ def verify(
 
                     r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=_left(cfg), progress=cb,
                                         executor=client)
+                elif same_decision:
+                    from hybridq.equivalence import verify_same_decision
+
+                    r = verify_same_decision(net, pert, b, prop, config=_left(cfg), progress=cb, executor=client)
                 else:
                     r = verify_(net, pert, b, prop, config=_left(cfg), progress=cb, executor=client)
                 results.append(r)

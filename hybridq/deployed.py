@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.actquant import ActModel, QuantPoint
+from hybridq.equivalence import SameDecision
 from hybridq.errors import ModelFormatError
 from hybridq.inputs import as_input_box
 from hybridq.network import Layer, Network, activate
@@ -198,6 +199,12 @@ def _runtime_note(onnx_path, model: ActModel, prop, x) -> str:
         return "onnxruntime not installed: not re-run on the runtime"
     if np.any(np.asarray(x, dtype=np.float32).astype(np.float64) != x):
         return "x is not a float32 vector: not re-run on onnxruntime"
+    if isinstance(prop, SameDecision):  # the runtime's class (a tie counts as a flip) against the float model's
+        g, gf = prop.class_logits(y[None])[0], prop.class_logits(model.network.forward(x[None]))[0]
+        c, top = int(np.argmax(gf)), [int(j) for j in np.flatnonzero(g == g.max())]
+        what = f"class {top[0]}" if len(top) == 1 else "a tie of classes " + ", ".join(map(str, top))
+        return (f"onnxruntime shows it too ({what}, float model class {c})" if top != [c]
+                else f"onnxruntime does not show it (class {c}, as the float model)")
     m = float(prop.margin(model.network, y[None], model.network.forward(x[None]))[0])
     return (f"onnxruntime shows the violation too (float margin {m:.3g})" if m >= 0
             else f"onnxruntime does not show it (float margin {m:.3g})")
@@ -295,6 +302,85 @@ def _point_verdict(model: ActModel, box, prop, onnx_path) -> Result | None:
     return None
 
 
+# ------------------------------------------------------------------------ decision equivalence
+def _same_decision_cx(model: ActModel, box, prop: SameDecision, x, onnx_path):
+    """A counterexample of decision equivalence at ``x`` (snapped into the exact box) for the
+    exactly rounded network, or ``None``; the float32 input next to ``x`` is tried first (the
+    runtime can then re-run it)."""
+    xs = [y for y in (_float32_inside(np.asarray(x, dtype=np.float64), box),) if y is not None]
+    for xc in xs + [x]:
+        xe = box.snap(np.asarray(xc, dtype=np.float64) if not isinstance(xc, np.ndarray) or xc.dtype != object else xc)
+        if not prop.check_exact(model.rounded_view(), xe, model.center):
+            continue
+        xf = np.array([float(v) for v in xe])
+        yq = np.array([float(v) for v in model.exact_logits(xe)])
+        m = float(prop.margin(model.network, yq[None], model.network.forward(xf[None]))[0])
+        exact = all(Fraction(float(v)) == v for v in xe)
+        note = _runtime_note(onnx_path, model, prop, xf) if exact else \
+            "x is a decimal no float32 holds: not re-run on onnxruntime"
+        return _cx(xe, model.center, m if m > 0 else 0.0, None, "rounded network", note)
+    return None
+
+
+def _same_decision_point(model: ActModel, box, prop: SameDecision, onnx_path):
+    """At a point: ``robust`` when the interval pass over the rounded network keeps the float
+    model's exact class, ``not_robust`` when the exactly rounded network decides otherwise, else
+    ``None`` (a runtime tie within the slack)."""
+    import time
+
+    from hybridq.result import Stats
+
+    t0 = time.perf_counter()
+    pb = _point_bounds(model, box, Decision(0))
+    if pb is None:
+        return None
+    x, lo, hi, y0 = pb
+    stats = Stats(cells=1)
+    g0 = [Fraction(0), y0[0]] if len(y0) == 1 else ([-v for v in y0] if prop.sense == "min" else list(y0))
+    cls = [c for c in range(len(g0)) if all(g0[c] - g0[k] > prop.kappa_exact for k in range(len(g0)) if k != c)]
+    if cls:
+        c = cls[0]
+        G = prop.class_matrix(model.network.n_out)
+        glo = np.where(G > 0, G * lo, G * hi).sum(axis=1)  # at most two nonzero terms per row: exact
+        ghi = np.where(G > 0, G * hi, G * lo).sum(axis=1)
+        keep = all(Fraction(float(glo[c])) > Fraction(float(ghi[j])) for j in range(len(g0)) if j != c)
+    if not cls or keep:
+        stats.proved_bounds = 1
+        stats.time["total"] = time.perf_counter() - t0
+        return Result("robust", prop, None, float("nan"), stats)
+    cx = _same_decision_cx(model, box, prop, x, onnx_path)
+    if cx is None:
+        return None
+    stats.refuted = 1
+    stats.time["total"] = time.perf_counter() - t0
+    return Result("not_robust", prop, cx, float("nan"), stats)
+
+
+def _same_decision(model: ActModel, box, prop: SameDecision, onnx_path, method, config, progress, expanded,
+                   options) -> Result:
+    """Decision equivalence of the rounded deployed network and the float one on ``box``
+    (:func:`hybridq.equivalence.decide_same_decision` on the noise-layer network; counterexamples
+    of the exactly rounded network only)."""
+    from hybridq.equivalence import decide_same_decision, disagreement_candidates
+
+    if (quick := _same_decision_point(model, box, prop, onnx_path)) is not None:
+        return quick
+    exp = model.expand(box, method) if expanded is None else expanded
+    net = model.network
+
+    def confirm(x, params):  # the noise model's parameters say nothing about the rounded network
+        return _same_decision_cx(model, box, prop, x, onnx_path)
+
+    def more(xs):
+        return disagreement_candidates(net.forward, model.forward, prop, box, xs)
+
+    res = decide_same_decision(prop, net, exp.network, exp.perturbation, box, confirm, extra_candidates=more,
+                               config=config, progress=progress, **options)
+    if res.verdict == "unknown" and not res.message:
+        res.message = "undecided"
+    return res
+
+
 # ----------------------------------------------------------------------------------- verify
 def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: str = "linear", config=None,
                     progress=None, expanded=None, **options) -> Result:
@@ -330,8 +416,10 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     from hybridq.bab import verify
 
     box = as_input_box(inputs, model.network.n_in)
-    if isinstance(prop, Decision):  # sense None: the deployed network's (the expansion's is a plain default)
+    if isinstance(prop, (Decision, SameDecision)):  # sense None: the network's (the expansion's is a plain default)
         prop = prop.resolve(model.network)
+    if isinstance(prop, SameDecision):
+        return _same_decision(model, box, prop, onnx_path, method, config, progress, expanded, options)
     if (quick := _point_verdict(model, box, prop, onnx_path)) is not None:
         return quick
     exp = model.expand(box, method) if expanded is None else expanded

@@ -74,6 +74,9 @@ def property_dict(prop, network=None) -> dict | None:
         return {"kind": "decision", "label": int(prop.label), "kappa": float(prop.kappa),
                 "kappa_exact": _exact_text(prop, "kappa"),
                 "sense": getattr(prop, "sense", None) or getattr(network, "decision_sense", None)}
+    if name == "SameDecision":
+        return {"kind": "same_decision", "kappa": float(prop.kappa), "kappa_exact": _exact_text(prop, "kappa"),
+                "sense": getattr(prop, "sense", None) or getattr(network, "decision_sense", None)}
     if name == "OutputConstraint":
         return {"kind": "output_constraint",
                 "disjuncts": [{"A": np.asarray(A).tolist(), "c": np.asarray(c).tolist()} for A, c in prop.disjuncts]}
@@ -184,6 +187,10 @@ def _explain(network, prop, x, params) -> dict:
         C = prop.spec_matrix(network.n_out)
         r = int(np.argmin(C @ y1))
         text = f"{_linear_text(C[r])} > {_decimal(prop, 'kappa')}"
+    elif name == "SameDecision":
+        p = prop.resolve(network)
+        c, k = int(np.argmax(p.class_logits(y0)[0])), int(np.argmax(p.class_logits(y1)[0]))
+        text = f"the perturbed network's class ({k}, a tie counts as a flip) is the nominal class {c}"
     elif name == "OutputConstraint":
         d = int(np.argmax([np.min(c - A @ y1) for A, c in prop.disjuncts]))
         A, c = prop.disjuncts[d]
