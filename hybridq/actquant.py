@@ -328,15 +328,20 @@ class ActModel:
                 h = q.exact(h)
         return net.exact_denormalized(h)
 
-    def forward(self, X, params=None) -> np.ndarray:
-        """Logits of the rounded network in float64 for a batch ``(m, n_in)`` (attacks only)."""
+    def forward(self, X, params=None, acc1=None) -> np.ndarray:
+        """Logits of the rounded network in float64 for a batch ``(m, n_in)`` (attacks only).
+
+        ``acc1 (m, n_1)``, optional: the first layer's accumulator ``W_1 h_0`` (``h_0`` the
+        normalized, quantized input) when the caller already has it (``X`` is then unused): a
+        search that moves one input coordinate updates it in ``O(n_1)``."""
         net = self.network
         p = self.center if params is None else params
-        h = net.normalize(np.atleast_2d(np.asarray(X, dtype=np.float64)))
-        if (q := self.point("input")) is not None:
-            h = q.simulate(h)
+        if acc1 is None:
+            h = net.normalize(np.atleast_2d(np.asarray(X, dtype=np.float64)))
+            if (q := self.point("input")) is not None:
+                h = q.simulate(h)
         for k, (l, (W, b)) in enumerate(zip(net.layers, p)):
-            z = h @ np.asarray(W).T
+            z = acc1 if k == 0 and acc1 is not None else h @ np.asarray(W).T
             if (q := self.point("mid", k)) is not None:
                 z = q.simulate(z)
             z = z + b

@@ -37,8 +37,8 @@ from hybridq.network import Layer, Network, activate
 from hybridq.properties import Decision, Deviation
 from hybridq.result import Counterexample, Quantity, Result
 
-__all__ = ["against", "verify_deployed", "deviation_deployed", "fewest_act_bits", "search_rounded", "runtime_outputs",
-           "load_against"]
+__all__ = ["against", "verify_deployed", "deviation_deployed", "fewest_act_bits", "search_rounded", "climb_rounded",
+           "runtime_outputs", "load_against"]
 
 log = logging.getLogger(__name__)
 
@@ -83,35 +83,50 @@ def against(float_net: Network, model: ActModel) -> ActModel:
 
 
 # ----------------------------------------------------------------------------- rounded search
-def _grad_dev(model: ActModel, x: np.ndarray, j: int, sign: float) -> np.ndarray:
-    """Gradient in ``x`` of ``sign * (y_j(x; deployed) - y_j(x; float))`` without rounding (relu-like
-    activations; a surrogate to steer the search)."""
+def _grad_logit(model: ActModel, x: np.ndarray, j: int, deployed: bool) -> np.ndarray:
+    """Gradient in ``x`` of the logit ``y_j``: of the float network, or (``deployed``) of the
+    deployed network with every quantizer's clipping but without its rounding (a straight-through
+    surrogate to steer the search: a saturated quantizer passes no gradient, an unsaturated one
+    passes it unchanged).  Piecewise-linear and smooth activations."""
     net = model.network
-    g = np.zeros_like(x)
-    for params, s in ((model.center, sign), (net.params, -sign)):
-        h = net.normalize(x[None])[0]
-        masks = []
-        for l, (W, b) in zip(net.layers, params):
-            z = W @ h + b
-            if l.activation == "relu":
-                m = (z > 0).astype(float)
-            elif l.activation == "leaky_relu":
-                m = np.where(z >= 0, 1.0, l.alpha)
-            elif l.activation == "hardtanh":
-                m = ((z > -1) & (z < 1)).astype(float)
-            elif l.activation == "identity":
-                m = np.ones_like(z)
-            else:
-                t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
-                m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
-            masks.append(m)
-            h = activate(z, l.activation, l.alpha)
-        v = np.zeros(net.n_out)
-        v[j] = s * net.output_std[j]
-        for (W, _), m in zip(reversed(params), reversed(masks)):
-            v = W.T @ (v * m)
-        g += v / net.input_std
-    return g
+    params = model.center if deployed else net.params
+
+    def clip_mask(v, where, k):
+        q = model.point(where, k) if deployed else None
+        if q is None or q.kind != "affine":
+            return np.ones_like(v), v
+        lo, hi = q.range(v.size)
+        return ((v >= lo) & (v <= hi)).astype(float), np.clip(v, lo, hi)
+
+    h = net.normalize(x[None])[0]
+    m_in, h = clip_mask(h, "input", -1)
+    masks = []
+    for k, (l, (W, b)) in enumerate(zip(net.layers, params)):
+        m_mid, acc = clip_mask(W @ h, "mid", k)
+        m_pre, z = clip_mask(acc + b, "pre", k)
+        if l.activation == "relu":
+            m = (z > 0).astype(float)
+        elif l.activation == "leaky_relu":
+            m = np.where(z >= 0, 1.0, l.alpha)
+        elif l.activation == "hardtanh":
+            m = ((z > -1) & (z < 1)).astype(float)
+        elif l.activation == "identity":
+            m = np.ones_like(z)
+        else:
+            t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
+            m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
+        m_post, h = clip_mask(activate(z, l.activation, l.alpha), "post", k)
+        masks.append(m_mid * m_pre * m * m_post)
+    v = np.zeros(net.n_out)
+    v[j] = net.output_std[j]
+    for (W, _), m in zip(reversed(params), reversed(masks)):
+        v = np.asarray(W).T @ (v * m)
+    return m_in * v / net.input_std
+
+
+def _grad_dev(model: ActModel, x: np.ndarray, j: int, sign: float) -> np.ndarray:
+    """Gradient in ``x`` of ``sign * (y_j(x; deployed) - y_j(x; float))`` (:func:`_grad_logit`)."""
+    return sign * (_grad_logit(model, x, j, True) - _grad_logit(model, x, j, False))
 
 
 def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, steps: int = 12,
@@ -119,8 +134,10 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
     """Search an input where the rounded network does worst on ``prop`` (float64 simulation).
 
     Candidates: the box's centre and corners, ``samples`` uniform points, and ``steps`` signed
-    gradient steps (step ``width/steps``, projected on the box) from the ``starts`` best samples
-    for every output and sign, steered by the unrounded deployed network.
+    gradient steps (step ``0.9^t 2 width/steps``, projected on the box) from the ``starts`` best
+    samples for every output and sign, steered by the deployed network's clipping-but-no-rounding
+    surrogate (:func:`_grad_logit`) and by each float logit alone (driven up and down: beyond a
+    calibrated range the deployed network saturates and the deviation grows with the float logit).
 
     Returns
     -------
@@ -141,23 +158,125 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
 
     m = margin(X)
     if not box.is_point and model.network.is_piecewise_linear:
-        width = (hi - lo) / max(steps, 1)
+        width = 2 * (hi - lo) / max(steps, 1)  # 0.9^t decay: about 1.4 box widths in all
         best = X[np.argsort(-m)[:starts]]
         outs = prop.selected(net.n_out) if isinstance(prop, Deviation) else range(net.n_out)
         walkers = []
-        for j in outs:
-            for sign in (1.0, -1.0):
-                for x0 in best:
-                    x = x0.copy()
-                    for _ in range(steps):
-                        x = np.clip(x + width * np.sign(_grad_dev(model, x, j, sign)), lo, hi)
-                        walkers.append(x.copy())
+        # the deviation's surrogate gradient, and each float logit driven to its extremes (where
+        # the deployed network's quantizers saturate, the deviation is the distance to the clip)
+        directions = [lambda x, j=j, sg=sg: _grad_dev(model, x, j, sg) for j in outs for sg in (1.0, -1.0)]
+        directions += [lambda x, j=j, sg=sg: sg * _grad_logit(model, x, j, False) for j in outs for sg in (1.0, -1.0)]
+        for grad in directions:
+            for x0 in best:
+                x = x0.copy()
+                for t in range(steps):
+                    x = np.clip(x + width * 0.9**t * np.sign(grad(x)), lo, hi)
+                    walkers.append(x.copy())
         if walkers:
             W_ = np.array(walkers)
             X = np.concatenate([X, W_])
             m = np.concatenate([m, margin(W_)])
     i = int(np.nanargmax(m))
     return X[i], float(m[i])
+
+
+def _first_inputs(model: ActModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(h0 of the rounded network, h0 of the float network)`` for raw inputs ``(m, n_in)``."""
+    h = model.network.normalize(X)
+    q = model.point("input")
+    return (q.simulate(h) if q is not None else h), h
+
+
+def _float_rest(net: Network, acc: np.ndarray) -> np.ndarray:
+    """Float logits from the first layer's accumulator ``W_1 h_0`` ``(m, n_1)``."""
+    h = None
+    for k, l in enumerate(net.layers):
+        z = (acc if k == 0 else h @ l.W.T) + l.b
+        h = activate(z, l.activation, l.alpha)
+    return h * net.output_std + net.output_mean
+
+
+def climb_rounded(model: ActModel, box, prop: Deviation, x0, budget: float = 5.0, targets: int = 2,
+                  coords: int = 96, rng=None) -> np.ndarray:
+    """Steepest ascent of the rounded network's deviation over single-coordinate moves (float64
+    simulation of every quantizer, :meth:`ActModel.forward`; not a proof).
+
+    For the ``targets`` (output, sign) pairs with the largest deviation at ``x0``, repeatedly: for
+    ``coords`` random coordinates, the moves one quantization step of the input quantizer (or a
+    sixteenth of the box width) down and up and to both box ends are evaluated at once (the first
+    layer's accumulators are updated in ``O(n_1)`` per move) and the best improving move is taken
+    (or the best 8 together, when that is better).  The rounding makes the deviation piecewise
+    constant in ``x``, so gradients of the unrounded network miss what this finds: inputs where
+    the roundings of the first layers align.
+
+    Returns
+    -------
+    (n_in,) float64
+        The best input found (in the float box).
+    """
+    import time
+
+    rng = np.random.default_rng(0) if rng is None else rng
+    net = model.network
+    lo, hi = box.lower, box.upper
+    q_in = model.point("input")
+    if q_in is not None and q_in.kind == "affine":
+        step = np.broadcast_to(np.asarray(q_in.scale, dtype=np.float64), (net.n_in,)) * net.input_std
+    else:
+        step = (hi - lo) / 16
+    Wq = np.asarray(model.center[0][0], dtype=np.float64)
+    Wf = net.layers[0].W
+    sel = prop.selected(net.n_out)
+    x0 = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
+    d0 = model.forward(x0[None])[0] - net.forward(x0[None])[0]
+    order = sorted(((abs(d0[j]), j, 1.0 if d0[j] >= 0 else -1.0) for j in sel), reverse=True)[:targets]
+    free = np.flatnonzero(hi > lo)
+    if free.size == 0:
+        return x0
+    t_end = time.perf_counter() + budget
+    best_x, best_v = x0, -np.inf
+    for n_t, (_, j, sgn) in enumerate(order):
+        x = x0.copy()
+        hq, hf = (a[0] for a in _first_inputs(model, x[None]))
+        aq, af = Wq @ hq, Wf @ hf
+        cur = sgn * d0[j]
+        stop = time.perf_counter() + (t_end - time.perf_counter()) / (len(order) - n_t)
+        while time.perf_counter() < stop:
+            idx = rng.choice(free, size=min(coords, free.size), replace=False)
+            cand_i = np.repeat(idx, 4)
+            v = np.stack([x[idx] - step[idx], x[idx] + step[idx], lo[idx], hi[idx]], axis=1).reshape(-1)
+            v = np.clip(v, lo[cand_i], hi[cand_i])
+            Xc = np.repeat(x[None], 1, axis=0)
+            hq_c, hf_c = _first_inputs(model, np.where(np.arange(net.n_in)[None] == cand_i[:, None], v[:, None], Xc))
+            dq = hq_c[np.arange(cand_i.size), cand_i] - hq[cand_i]
+            df = hf_c[np.arange(cand_i.size), cand_i] - hf[cand_i]
+            Aq = aq[None] + dq[:, None] * Wq.T[cand_i]
+            Af = af[None] + df[:, None] * Wf.T[cand_i]
+            val = sgn * (model.forward(None, acc1=Aq)[:, j] - _float_rest(net, Af)[:, j])
+            k = int(np.argmax(val))
+            if not val[k] > cur:
+                continue
+            top = [i for i in np.argsort(-val) if val[i] > cur]
+            moves, used = [], set()
+            for i in top:
+                if cand_i[i] not in used:
+                    used.add(cand_i[i])
+                    moves.append(i)
+                if len(moves) == 8:
+                    break
+            xm = x.copy()
+            xm[cand_i[moves]] = v[moves]
+            vm = sgn * (model.forward(xm[None])[0, j] - net.forward(xm[None])[0, j])
+            if vm > val[k]:
+                x, cur = xm, vm
+            else:
+                x, cur = x.copy(), val[k]
+                x[cand_i[k]] = v[k]
+            hq, hf = (a[0] for a in _first_inputs(model, x[None]))
+            aq, af = Wq @ hq, Wf @ hf
+        if cur > best_v:
+            best_x, best_v = x, cur
+    return best_x
 
 
 def _float32_inside(x, box):
@@ -428,6 +547,8 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
         return res
     cx = res.counterexample
     cands = [cx.x, search_rounded(model, box, prop)[0]]
+    if isinstance(prop, Deviation) and not box.is_point and model.network.is_piecewise_linear:
+        cands.append(climb_rounded(model, box, prop, cands[0], 3.0))  # the real rounding's own landscape
     cands = [y for y in (_float32_inside(c, box) for c in cands) if y is not None] + cands  # runtime inputs first
     # the original layers' parameters of the witness (a clamp folded into a layer adds columns after
     # its own: the first n_in columns are the layer's weights)
@@ -471,12 +592,16 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
 
 
 def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *, tol: float = 0.1,
-                       method: str = "linear", config=None, progress=None, expanded=None, **options) -> Quantity:
+                       method: str = "linear", config=None, progress=None, expanded=None, search: float | None = None,
+                       **options) -> Quantity:
     """The maximum deviation of the rounded deployed network from the float one, ``[witnessed, proved]``.
 
     ``proved`` is certified for the noise model (so for the rounded network); ``witnessed`` is the
-    exact deviation of the rounded network at the best input found (rounded toward zero).
-    ``expanded``: as for :func:`verify_deployed`.
+    exact deviation of the rounded network at the best input found (rounded toward zero): the best
+    of :func:`search_rounded`, the noise model's own witness, and :func:`climb_rounded` from the
+    best of those for ``search`` seconds (default: 15 % of the timeout, at most 10 s, taken from
+    the branch and bound's share; 3 s without a timeout).  ``expanded``: as for
+    :func:`verify_deployed`.
 
     Raises
     ------
@@ -490,11 +615,19 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     if (pt := _point_deviation(model, box, prop)) is not None:
         return pt
     exp = model.expand(box, method) if expanded is None else expanded
+    total = options.get("timeout", getattr(config, "timeout", None))
+    climb = search if search is not None else (min(0.15 * float(total), 10.0) if total else 3.0)
+    if total and not box.is_point:
+        options = {**options, "timeout": max(float(total) - climb, 0.5 * float(total))}
     q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
                  **options)
     cands = [search_rounded(model, box, prop)[0]]
     if q.witness is not None:
         cands.append(q.witness.x)
+    if climb > 0 and not box.is_point and model.network.is_piecewise_linear:
+        net = model.network
+        sims = [float(np.max(np.abs(model.forward(c[None]) - net.forward(c[None])))) for c in cands]
+        cands.append(climb_rounded(model, box, prop, cands[int(np.argmax(sims))], climb))
     cands += [y for y in (_float32_inside(c, box) for c in cands) if y is not None]  # inputs a runtime takes
     best, bx = Fraction(-1), None
     for x in cands:

@@ -123,3 +123,19 @@ def test_point_deviation_is_tight_and_contains_the_runtime(files):
     r = verify_deployed(model, InputBox.point(x), Deviation(q.lower / 2), onnx_path=files[1])
     assert r.verdict == "not_robust" and r.counterexample.kind == "rounded network"
     assert "onnxruntime shows the violation too" in r.counterexample.note
+
+
+def test_climb_on_the_rounded_network_never_loses_ground(files):
+    from hybridq.deployed import _exact_deviation, climb_rounded, search_rounded
+
+    model = load_against(*files)
+    prop = Deviation(0.0)
+    x0 = np.full(3, 0.05)
+    x = climb_rounded(model, BOX, prop, x0, budget=1.0)
+    assert BOX.contains(x)
+    sim = lambda v: np.max(np.abs(model.forward(v[None]) - model.network.forward(v[None])))  # noqa: E731
+    assert sim(x) >= sim(x0)
+    # the simulated rounding is the exact rounded network (away from ties): the climb's gain is real
+    assert abs(float(_exact_deviation(model, prop, x)) - sim(x)) < 1e-9
+    xs, _ = search_rounded(model, BOX, prop)
+    assert sim(climb_rounded(model, BOX, prop, xs, budget=1.0)) >= sim(xs)
