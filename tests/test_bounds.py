@@ -320,3 +320,68 @@ def test_acasxu_real_network(networks_dir):
     assert B.logit_hi[0, 0] - B.logit_lo[0, 0] < 0.0631
     y = onnx_net.forward(x)
     assert B.logit_lo[0, 0] <= y[0] <= B.logit_hi[0, 0]
+
+
+def test_dh_lines_enclose_activation_differences():
+    """NeuroDiff's lines ``al dz + bl <= f(z') - f(z) <= au dz + bu`` (kernel helper
+    ``_dh_lines``) hold exactly at random pairs ``z, z'`` of ``[a, b]`` with ``z' - z`` in
+    ``[dl, du]``, for the piecewise-linear activations (Fractions), including the kink at 0."""
+    from hybridq.kernels import ACT_CODES
+    from hybridq.kernels.linear import _dh_lines
+    from hybridq.network import _act_fraction
+
+    rng = np.random.default_rng(21)
+    checked = 0
+    for act in ("relu", "leaky_relu", "hardtanh", "identity"):
+        code = ACT_CODES[act]
+        for _ in range(60):
+            a = float(rng.uniform(-3, 1))
+            b = a + float(rng.choice([0.0, rng.uniform(0, 4)]))
+            dl = float(rng.uniform(-1, 0.3)) * float(rng.choice([1.0, 1e-4]))
+            du = dl + float(rng.uniform(0, 1)) * float(rng.choice([1.0, 1e-4]))
+            au, bu, al, bl, gu, gl = _dh_lines(code, 0.1, dl, du, a, b)
+            assert gu >= 0.0 and gl >= 0.0
+            for _ in range(40):
+                z = Fraction(float(rng.uniform(a, b)))
+                d = Fraction(float(rng.choice([dl, du, 0.0, rng.uniform(dl, du)])))
+                zp = z + d
+                if not (Fraction(a) <= zp <= Fraction(b)) or not (Fraction(dl) <= d <= Fraction(du)):
+                    continue
+                dh = _act_fraction(zp, act, 0.1) - _act_fraction(z, act, 0.1)
+                assert Fraction(al) * d + Fraction(bl) <= dh <= Fraction(au) * d + Fraction(bu), (act, a, b, dl, du)
+                checked += 1
+        # an unstable relu difference: the chord slopes of max(0, dz) and min(0, dz)
+    au, bu, al, bl, _, _ = _dh_lines(ACT_CODES["relu"], 0.0, -1.0, 3.0, -5.0, 5.0)
+    assert au == pytest.approx(0.75) and bu == pytest.approx(0.75) and al == pytest.approx(0.25)
+    assert bl == pytest.approx(-0.75)
+    assert _dh_lines(ACT_CODES["relu"], 0.0, -np.inf, 1.0, -1.0, 1.0)[4] == np.inf
+    assert checked > 1000
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_symbolic_difference_point_perturbation_sound(seed):
+    """``point:fp16`` copies (the NeuroDiff question): the linear pass's deviation bounds (every
+    ``inter``) contain the exact deviation ``y(x; fp16) - y(x)`` (Fractions) at box vertices and
+    random points of wide boxes, where many neurons are unstable and the ``dz``-line relaxation
+    of the difference neurons is chosen."""
+    from hybridq.perturbation import perturbation
+
+    rng = np.random.default_rng(100 + seed)
+    acts = [rng.choice(["relu", "relu", "leaky_relu", "hardtanh"]) for _ in range(3)] + ["identity"]
+    n_in = int(rng.integers(2, 5))
+    net = _net(rng, acts, [n_in, 8, 8, 6, 2], prep=seed % 2 == 1)
+    pert = perturbation("point:fp16", net)
+    lo = rng.uniform(-1, 0, n_in)
+    hi = lo + rng.uniform(0.2, 1.5, n_in)
+    res = {inter: bounds(net, pert, (lo, hi), method="linear", inter=inter) for inter in (0, 1, 2)}
+    xs = [np.where(rng.random(n_in) < 0.5, lo, hi) for _ in range(6)] + [rng.uniform(lo, hi) for _ in range(14)]
+    for x in xs:
+        y = net.exact_logits(x, pert.center)
+        y0 = net.exact_logits(x)
+        for inter, B in res.items():
+            for j in range(2):
+                assert _contains(B.dev_logit_lo[0, j], B.dev_logit_hi[0, j], y[j] - y0[j]), (inter, j)
+    # the difference bound stays far below the nominal output range (bounding both networks
+    # separately gives widths of the order of the output range)
+    B = res[2]
+    assert np.all(B.dev_logit_hi[0] - B.dev_logit_lo[0] < 0.05 * (B.logit_hi[0] - B.logit_lo[0]))

@@ -7,21 +7,81 @@ from numba import prange
 
 from hybridq.kernels.common import _A, _M, _NET_SIG, ETA, HARDTANH, IDENTITY, INF, LEAKY, RELU, U, _jit
 from hybridq.kernels.interval import _act_step, _affine_step, _alloc_out, _combine
-from hybridq.kernels.scalar import _abs_line, dn, gam, relax, up
+from hybridq.kernels.scalar import _abs_line, dn, dprime_range, gam, relax, up
 
 
 # --------------------------------------------------------------- linear relaxation (CROWN)
-# Per-cell work arrays: Zs (17, N) at z-level, Hs (4, n0 + N) at h-level (h^(0) = x first).
-_ZMAXN, _ZMAXP, _SLN, _TLN, _SUN, _TUN, _GAPN, _SLP, _TLP, _SUP, _TUP, _GAPP, _DHL, _DHH, _VN, _VP, _RP = range(17)
+# Per-cell work arrays: Zs (23, N) at z-level, Hs (4, n0 + N) at h-level (h^(0) = x first).
+# Rows _AU.._GDL: the lines of the difference ``dh = h' - h`` in ``dz = z' - z`` (see _store_dlines).
+(_ZMAXN, _ZMAXP, _SLN, _TLN, _SUN, _TUN, _GAPN, _SLP, _TLP, _SUP, _TUP, _GAPP, _DHL, _DHH, _VN, _VP, _RP,
+ _AU, _BU, _AL, _BL, _GDU, _GDL) = range(23)
+_NZS = 23
 _HMAXN, _HMAXP, _ABSA, _ABSB = range(4)
+
+
+@_jit("UniTuple(f8, 6)(i8, f8, f8, f8, f8, f8)")
+def _dh_lines(code, alpha, dl, du, a, b):
+    """Lines ``al dz + bl <= dh <= au dz + bu`` of the activation difference ``dh = f(z') - f(z)``
+    for ``dz = z' - z`` in ``[dl, du]`` and ``z, z'`` in ``[a, b]``; returns ``(au, bu, al, bl,
+    gap_u, gap_l)`` (the gaps: the largest vertical distance of each line to the envelope, a
+    heuristic for choosing the relaxation).
+
+    By the mean value theorem ``dh = c dz`` with ``c`` in ``[dmin, dmax]``
+    (:func:`~hybridq.kernels.scalar.dprime_range`), so ``dh <= max(dmin dz, dmax dz)`` (convex)
+    and ``dh >= min(dmin dz, dmax dz)`` (concave).  The chords over ``[dl, du]`` bound these
+    envelopes (a line above a convex function at both ends is above it between them), the
+    intercepts are rounded outward at both ends, so the lines hold for the floats returned.  This
+    is NeuroDiff's linear relaxation of unstable difference neurons (Paulsen, Wang et al., ASE
+    2020, §4), written for any activation with a derivative range.  Unbounded ``[dl, du]``: zero
+    slopes, infinite gaps (never chosen)."""
+    if not (dl > -INF and du < INF and dl <= du):
+        return 0.0, 0.0, 0.0, 0.0, INF, INF
+    dmin, dmax = dprime_range(code, alpha, a, b)
+    gul = max(up(dmin * dl), up(dmax * dl))
+    guu = max(up(dmin * du), up(dmax * du))
+    gll = min(dn(dmin * dl), dn(dmax * dl))
+    glu = min(dn(dmin * du), dn(dmax * du))
+    w = du - dl
+    au = 0.0
+    al = 0.0
+    if w > 0.0 and w < INF:
+        au = (guu - gul) / w
+        al = (glu - gll) / w
+        if not (abs(au) < INF):
+            au = 0.0
+        if not (abs(al) < INF):
+            al = 0.0
+    bu = max(up(gul - dn(au * dl)), up(guu - dn(au * du)))
+    bl = min(dn(gll - up(al * dl)), dn(glu - up(al * du)))
+    if not (abs(bu) < INF and abs(bl) < INF):
+        return 0.0, 0.0, 0.0, 0.0, INF, INF
+    gap_u = max(au * dl + bu - gul, au * du + bu - guu)
+    gap_l = max(gll - al * dl - bl, glu - al * du - bl)
+    if dl < 0.0 < du:  # the envelopes' kink
+        gap_u = max(gap_u, bu)
+        gap_l = max(gap_l, -bl)
+    return au, bu, al, bl, max(gap_u, 0.0), max(gap_l, 0.0)
+
+
+@_jit(f"void(i8, {_M}, {_M}, {_M}, {_M}, {_M}, {_M}, {_M}, i8[::1], f8[::1], i8[::1])")
+def _store_dlines(k, ZNl, ZNh, ZPl, ZPh, DZl, DZh, Zs, acts, alphas, noff):
+    """The ``dh``-in-``dz`` lines of layer k (:func:`_dh_lines`) into ``Zs``."""
+    zo = noff[k]
+    for j in range(ZNl.shape[1]):
+        J = zo + j
+        au, bu, al, bl, gu, gl = _dh_lines(acts[k], alphas[k], DZl[0, j], DZh[0, j], min(ZNl[0, j], ZPl[0, j]),
+                                           max(ZNh[0, j], ZPh[0, j]))
+        Zs[_AU, J], Zs[_BU, J], Zs[_AL, J], Zs[_BL, J], Zs[_GDU, J], Zs[_GDL, J] = au, bu, al, bl, gu, gl
 
 
 @_jit(f"UniTuple({_M}, 2)(i8, {_M}, {_M}, b1, b1, b1, f8[::1], f8[::1], {_M}, {_M}, i8, i8[::1])")
 def _act_back(k, GP, GN, use_p, use_n, mix, const, slack, Zs, Hs, n0, noff):
     """Coefficients on ``h'^(k+1), h^(k+1)`` -> on ``z'^(k), z^(k)`` through the relaxations of
     layer k's activation (upper bound of the objective).  Per neuron: relax both networks
-    (option A), or write ``gp h' + gn h = (gp+gn) h + gp dh`` (B) / ``(gp+gn) h' - gn dh`` (C) and
-    bound the ``dh`` term by its interval, whichever has the smaller estimated slack."""
+    (option A), or write ``gp h' + gn h = (gp+gn) h + gp dh`` (B, D) / ``(gp+gn) h' - gn dh``
+    (C, E) and bound the ``dh`` term by its interval (B, C) or by a line in ``dz = z' - z``
+    (D, E: NeuroDiff's symbolic difference, :func:`_dh_lines`, kept symbolic down to ``x``),
+    whichever has the smallest estimated slack."""
     rows, n = GP.shape
     FP = np.zeros((rows, n))
     FN = np.zeros((rows, n))
@@ -45,10 +105,17 @@ def _act_back(k, GP, GN, use_p, use_n, mix, const, slack, Zs, Hs, n0, noff):
                 cA = abs(gp) * Zs[_GAPP, J] + abs(gn) * Zs[_GAPN, J]
                 cB = abs(sg) * Zs[_GAPN, J] + abs(gp) * wd
                 cC = abs(sg) * Zs[_GAPP, J] + abs(gn) * wd
-                if cB < cA and cB <= cC:
-                    opt = 1
-                elif cC < cA:
-                    opt = 2
+                cD = abs(sg) * Zs[_GAPN, J] + abs(gp) * (Zs[_GDU, J] if gp > 0.0 else Zs[_GDL, J])
+                cE = abs(sg) * Zs[_GAPP, J] + abs(gn) * (Zs[_GDU, J] if gn < 0.0 else Zs[_GDL, J])
+                best = cA
+                if cB < best:
+                    opt, best = 1, cB
+                if cC < best:
+                    opt, best = 2, cC
+                if cD < best:
+                    opt, best = 3, cD
+                if cE < best:
+                    opt, best = 4, cE
             if opt == 0:
                 if gp != 0.0:
                     if gp > 0.0:
@@ -78,16 +145,28 @@ def _act_back(k, GP, GN, use_p, use_n, mix, const, slack, Zs, Hs, n0, noff):
                         cabs += abs(cv)
             else:
                 sg = gp + gn
-                if opt == 1:
+                if opt == 1 or opt == 3:
                     w = gp
                     net = 0
                 else:
                     w = -gn
                     net = 1
+                fd = 0.0
                 if w != 0.0:
-                    cv = max(w * Zs[_DHL, J], w * Zs[_DHH, J])
+                    if opt <= 2:  # the dh term by its interval
+                        cv = max(w * Zs[_DHL, J], w * Zs[_DHH, J])
+                    else:  # w dh <= w (a dz + b), dz = z' - z
+                        if w > 0.0:
+                            a, bb = Zs[_AU, J], Zs[_BU, J]
+                        else:
+                            a, bb = Zs[_AL, J], Zs[_BL, J]
+                        fd = w * a
+                        cv = w * bb
+                        if fd != 0.0:
+                            E += abs(fd) * (Zs[_ZMAXP, J] + Zs[_ZMAXN, J])
                     cval += cv
                     cabs += abs(cv)
+                f = 0.0
                 if sg != 0.0:
                     E += abs(sg) * Hs[_HMAXN + net, ho + j]
                     if net == 0:
@@ -103,14 +182,18 @@ def _act_back(k, GP, GN, use_p, use_n, mix, const, slack, Zs, Hs, n0, noff):
                     f = sg * s
                     if f != 0.0:
                         E += abs(f) * Zs[_ZMAXN + net, J]
-                    if net == 0:
-                        FN[i, j] = f
-                    else:
-                        FP[i, j] = f
                     if t != 0.0:
                         cv = sg * t
                         cval += cv
                         cabs += abs(cv)
+                if net == 0:
+                    FN[i, j] = f - fd
+                    FP[i, j] = fd
+                else:
+                    FP[i, j] = f + fd
+                    FN[i, j] = -fd
+                if fd != 0.0:  # rounding of the sum f -+ fd
+                    E += abs(FP[i, j]) * Zs[_ZMAXP, J] + abs(FN[i, j]) * Zs[_ZMAXN, J]
         err = up(up(up(E * (1.0 + g)) * (2.0 * U)) + up(up(cabs * (1.0 + g)) * (2.0 * g)))
         slack[i] = up(slack[i] + err)
         const[i] = up(const[i] + cval)
@@ -356,7 +439,7 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
     n0 = widths[0]
     nL = widths[L]
     m = A.shape[0]
-    Zs = np.zeros((17, N))
+    Zs = np.zeros((_NZS, N))
     Hs = np.zeros((4, n0 + N))
     l0 = XL[c].copy()
     u0 = XH[c].copy()
@@ -424,6 +507,8 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
         for j in range(nk):
             Zs[_DHL, o0 + j] = DHl[0, j]
             Zs[_DHH, o0 + j] = DHh[0, j]
+        if mix:
+            _store_dlines(k, ZNl, ZNh, ZPl, ZPh, DZl, DZh, Zs, acts, alphas, noff)
         if k == L - 1:
             for j in range(nk):
                 Hs[_HMAXN, n0 + o0 + j] = max(abs(HNl[0, j]), abs(HNh[0, j]))
