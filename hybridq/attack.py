@@ -367,20 +367,28 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
         score, _, _ = _first_order(network, perturbation, prop, X, C, mg0, info)
         X = X[np.argsort(-score, kind="stable")[:n]]
     mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
-    _, gyp, gyn = _first_order(network, perturbation, prop, X, C, mg0, info)
-    _, gW, gb = _grads(network, X, C, info[:4] + (gyp, gyn), nominal)
-    Ws = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
-    bs = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
-    # half of the samples also get a random vertex
-    h = n // 2
-    for k in range(len(Ws)):
-        Ws[k][h:] = np.clip(C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape),
-                            lo_W[k], hi_W[k])
-        bs[k][h:] = np.clip(Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape),
-                            lo_b[k], hi_b[k])
-    mg, info = _evaluate(network, prop, X, Ws, bs, nominal)
-    best_i = int(np.argmax(mg))
-    best = (float(mg[best_i]), X[best_i].copy(), [W[best_i].copy() for W in Ws], [b[best_i].copy() for b in bs])
+    # a point perturbation (every radius 0, e.g. point:fp16): the parameters are fixed, so the
+    # search runs over the inputs alone with the shared weights (no per-sample weight arrays)
+    point = not any(np.any(r) for r in R + Rb)
+    if point:
+        Ws, bs, mg = C, Cb, mg0
+        best_i = int(np.argmax(mg))
+        best = (float(mg[best_i]), X[best_i].copy(), [c.copy() for c in C], [c.copy() for c in Cb])
+    else:
+        _, gyp, gyn = _first_order(network, perturbation, prop, X, C, mg0, info)
+        _, gW, gb = _grads(network, X, C, info[:4] + (gyp, gyn), nominal)
+        Ws = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
+        bs = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
+        # half of the samples also get a random vertex
+        h = n // 2
+        for k in range(len(Ws)):
+            Ws[k][h:] = np.clip(C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape),
+                                lo_W[k], hi_W[k])
+            bs[k][h:] = np.clip(Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape),
+                                lo_b[k], hi_b[k])
+        mg, info = _evaluate(network, prop, X, Ws, bs, nominal)
+        best_i = int(np.argmax(mg))
+        best = (float(mg[best_i]), X[best_i].copy(), [W[best_i].copy() for W in Ws], [b[best_i].copy() for b in bs])
     if mg0.max() > best[0]:
         i = int(np.argmax(mg0))
         best = (float(mg0[i]), X[i].copy(), [c.copy() for c in C], [c.copy() for c in Cb])
@@ -391,25 +399,34 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
     if steps > 0 and restarts > 0:
         order = np.argsort(-mg, kind="stable")[:restarts]
         x = X[order].copy()
-        Ws = [W[order].copy() for W in Ws]
-        bs = [b[order].copy() for b in bs]
+        if not point:
+            Ws = [W[order].copy() for W in Ws]
+            bs = [b[order].copy() for b in bs]
         mg, info = _evaluate(network, prop, x, Ws, bs, nominal)
         ax = np.full(x.shape[0], 0.25)
         for t in range(steps):
             at = 1.0 if t == 0 else 0.5 * (1.0 - t / steps) + 0.05
-            gx, gW, gb = _grads(network, x, Ws, info, nominal)
+            gx, gW, gb = _grads(network, x, Ws, info, nominal, want_params=not point)
             xn = np.clip(x + ax[:, None] * width * _sign(gx), lower, upper)
-            Wn = [np.clip(W + at * 2.0 * r * _sign(g), lo, hi) for W, r, g, lo, hi in zip(Ws, R, gW, lo_W, hi_W)]
-            bn = [np.clip(b + at * 2.0 * r * _sign(g), lo, hi) for b, r, g, lo, hi in zip(bs, Rb, gb, lo_b, hi_b)]
+            if point:
+                Wn, bn = Ws, bs
+            else:
+                Wn = [np.clip(W + at * 2.0 * r * _sign(g), lo, hi) for W, r, g, lo, hi in zip(Ws, R, gW, lo_W, hi_W)]
+                bn = [np.clip(b + at * 2.0 * r * _sign(g), lo, hi) for b, r, g, lo, hi in zip(bs, Rb, gb, lo_b, hi_b)]
             mgn, infon = _evaluate(network, prop, xn, Wn, bn, nominal)
             ok = mgn > mg
             ax = np.where(ok, np.minimum(1.5 * ax, 0.5), 0.4 * ax)
             if not ok.any():
                 continue
-            x, Ws, bs, mg, info = _rows(ok, (xn, Wn, bn, mgn, infon), (x, Ws, bs, mg, info))
+            if point:
+                x, mg, info = _rows(ok, (xn, mgn, infon), (x, mg, info))
+            else:
+                x, Ws, bs, mg, info = _rows(ok, (xn, Wn, bn, mgn, infon), (x, Ws, bs, mg, info))
             i = int(np.argmax(mg))
             if mg[i] > best[0]:
-                best = (float(mg[i]), x[i].copy(), [W[i].copy() for W in Ws], [b[i].copy() for b in bs])
+                Wi = [c.copy() for c in C] if point else [W[i].copy() for W in Ws]
+                bi = [c.copy() for c in Cb] if point else [b[i].copy() for b in bs]
+                best = (float(mg[i]), x[i].copy(), Wi, bi)
 
     margin, xb, Wb, bb = best
     params = tuple(zip(Wb, bb))

@@ -232,3 +232,20 @@ def test_screened_root_attack_on_acas_finds_a_larger_deviation(networks_dir):
                       screen=2048)
     assert screened.value > 2.0 * plain.value
     assert screened.value < 1.1e-3  # a witness, never above the true maximum (about 1.05e-3)
+
+
+def test_point_perturbation_searches_inputs_only():
+    """A point perturbation (every radius 0: ``point:fp16``) is attacked over the inputs with the
+    shared weights: the witness's parameters are exactly the copy, and on ``y = x`` against the copy
+    ``y = (1 + e) x`` the largest deviation ``e`` at ``x = 1`` is found and re-checked exactly."""
+    e = 2.0 ** -10
+    net = Network([Layer(np.array([[1.0]]), np.array([0.0]), "identity")], "identity")
+    pert = Perturbation(((np.array([[1.0 + e]]), np.array([0.0])),), ((np.zeros((1, 1)), np.zeros(1)),))
+    rng = np.random.default_rng(0)
+    res = attack(net, pert, Deviation(0.5 * e), np.array([-0.25]), np.array([1.0]), rng, samples=4, steps=4)
+    assert res.counterexample is not None
+    assert res.value == pytest.approx(e)
+    assert abs(float(res.x[0])) == 1.0
+    assert res.params[0][0][0, 0] == 1.0 + e and res.params[0][1][0] == 0.0
+    none = attack(net, pert, Deviation(2 * e), np.array([-0.25]), np.array([1.0]), rng, samples=4, steps=4)
+    assert none.counterexample is None and none.value <= e
