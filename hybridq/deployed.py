@@ -480,7 +480,7 @@ def _same_decision(model: ActModel, box, prop: SameDecision, onnx_path, method, 
     """Decision equivalence of the rounded deployed network and the float one on ``box``
     (:func:`hybridq.equivalence.decide_same_decision` on the noise-layer network; counterexamples
     of the exactly rounded network only)."""
-    from hybridq.equivalence import decide_same_decision, disagreement_candidates
+    from hybridq.equivalence import class_walks, decide_same_decision, disagreement_candidates
 
     if (quick := _same_decision_point(model, box, prop, onnx_path)) is not None:
         return quick
@@ -491,6 +491,7 @@ def _same_decision(model: ActModel, box, prop: SameDecision, onnx_path, method, 
         return _same_decision_cx(model, box, prop, x, onnx_path)
 
     def more(xs):
+        xs = list(xs) + (class_walks(net, prop, box) if net.is_piecewise_linear else [])
         return disagreement_candidates(net.forward, model.forward, prop, box, xs)
 
     res = decide_same_decision(prop, net, exp.network, exp.perturbation, box, confirm, extra_candidates=more,

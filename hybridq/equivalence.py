@@ -19,7 +19,9 @@ that cannot exist):
 
 1. *Pair filter.*  One bound pass on each network with the rows ``g_c - g_k``: a class ``c`` with
    ``max_X (g f_c - g f_k) <= kappa`` for some ``k`` is never the nominal class; a pair ``(c, j)``
-   with ``min_X (g q_c - g q_j) > 0`` never flips.
+   with ``min_X (g q_c - g q_j) > 0`` never flips.  Then a cheap search for a counterexample
+   (:func:`disagreement_candidates`: samples, and bisection for both networks' class switches
+   on segments between inputs of different classes).
 2. *One nominal class left* (the usual case on a small box): the perturbed network keeping ``c``
    strictly on all of ``X`` (:class:`~hybridq.properties.Decision` ``(c, 0)``) proves it.
 3. *Otherwise* the product network ``P(x) = [y(x; theta0); y(x; theta)]`` (block-diagonal layers,
@@ -48,7 +50,7 @@ from hybridq.network import Layer, Network, as_interval, iv_precision
 from hybridq.properties import Decision, OutputConstraint, _exact_nonneg
 
 __all__ = ["SameDecision", "product_network", "branch_params", "decide_same_decision", "verify_same_decision",
-           "disagreement_candidates"]
+           "disagreement_candidates", "class_walks", "logit_gradient"]
 
 
 @dataclass(frozen=True)
@@ -243,11 +245,60 @@ def branch_params(network: Network, params) -> tuple:
 
 
 # ------------------------------------------------------------------------------ search
+def logit_gradient(network: Network, x: np.ndarray, row: np.ndarray, params=None) -> np.ndarray:
+    """Gradient in ``x`` of ``row . y(x; params)`` (one input ``(n_in,)``; relu-like and smooth
+    activations; the input clamp is ignored).  For steering searches, not for proofs."""
+    from hybridq.network import activate
+
+    p = network.params if params is None else params
+    h = network.normalize(np.asarray(x, dtype=np.float64)[None])[0]
+    masks = []
+    for l, (W, b) in zip(network.layers, p):
+        z = np.asarray(W) @ h + b
+        if l.activation == "relu":
+            m = (z > 0).astype(float)
+        elif l.activation == "leaky_relu":
+            m = np.where(z >= 0, 1.0, l.alpha)
+        elif l.activation == "hardtanh":
+            m = ((z > -1) & (z < 1)).astype(float)
+        elif l.activation == "identity":
+            m = np.ones_like(z)
+        else:
+            t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
+            m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
+        masks.append(m)
+        h = activate(z, l.activation, l.alpha)
+    v = np.asarray(row, dtype=np.float64) * network.output_std
+    for (W, _), m in zip(reversed(p), reversed(masks)):
+        v = np.asarray(W).T @ (v * m)
+    return v / network.input_std
+
+
+def class_walks(network: Network, prop: SameDecision, box, steps: int = 16) -> list[np.ndarray]:
+    """For every class ``c``: signed-gradient steps from the box centre that raise ``g_c`` over the
+    best other class of ``network`` (inputs of as many nominal classes as the box holds, the ends
+    of the segments :func:`disagreement_candidates` bisects)."""
+    G = prop.class_matrix(network.n_out)
+    lo, hi = box.lower, box.upper
+    width = 2 * (hi - lo) / steps
+    out = []
+    for c in range(G.shape[0]):
+        x = box.center.copy()
+        for t in range(steps):
+            g = G @ network.forward(x[None])[0]
+            g[c] = -np.inf
+            k = int(np.argmax(g))
+            x = np.clip(x + width * 0.9**t * np.sign(logit_gradient(network, x, G[c] - G[k])), lo, hi)
+        out.append(x)
+    return out
+
+
 def disagreement_candidates(f_nom, f_pert, prop: SameDecision, box, extra=(), rng=None, samples: int = 256,
                             pairs: int = 12, steps: int = 48) -> list[np.ndarray]:
     """Inputs of ``box`` where the two networks may decide differently (float64, not a proof).
 
-    Candidates: ``extra``, the centre, both corners and ``samples`` uniform points, ranked by
+    Candidates: ``extra`` (e.g. :func:`class_walks`), the centre, both corners and ``samples``
+    uniform points, ranked by
     ``prop.margin``; then, for up to ``pairs`` segments between sampled points whose nominal (or
     perturbed) classes differ, bisection for the switch points ``t_f`` (nominal) and ``t_q``
     (perturbed) and the segment's points between them: a decision boundary of one network that
@@ -400,6 +451,11 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     classes = sorted({c for c, _ in pairs})
     msgs = []
     stages = []
+    if extra_candidates is not None:  # a cheap search first: boundaries of the two networks that differ
+        found = try_inputs(extra_candidates([]), None)
+        if found is not None:
+            stats.open, stats.refuted = 0, 1
+            return done("not_robust", found)
     if len(classes) == 1:  # step 2: the perturbed network keeps the one possible nominal class
         c = classes[0]
         dec = Decision(c, 0, prop.sense if nominal.n_out > 1 else "max")  # one output: label 1 iff y > 0
@@ -498,6 +554,7 @@ def verify_same_decision(network: Network, perturbation, inputs, prop: SameDecis
         return Counterexample(xf, p, m if m > 0 else 0.0, None, kind="", x_exact=x_exact)
 
     def more(xs):
+        xs = list(xs) + (class_walks(network, prop, box) if network.is_piecewise_linear else [])
         return disagreement_candidates(network.forward, lambda X: network.forward(X, pert.center), prop, box, xs)
 
     return decide_same_decision(prop, network, network, pert, box, confirm, extra_candidates=more, config=config,
