@@ -80,10 +80,16 @@ FAKE_DREAL = textwrap.dedent('''
 
 @pytest.fixture
 def fake_dreal(tmp_path, monkeypatch):
+    from hybridq.smt import dreal as mod
+
+    # the shared worker may have loaded the real dReal (tests/test_smt.py): start a fresh one that
+    # imports the stand-in, and leave none behind that has it
+    mod._WORKER.stop()
     (tmp_path / "dreal.py").write_text(FAKE_DREAL)
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "dreal", raising=False)
     yield
+    mod._WORKER.stop()
     sys.modules.pop("dreal", None)
 
 

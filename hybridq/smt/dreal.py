@@ -18,8 +18,8 @@ with ``python -m`` once and reused; killed and restarted when a query exceeds it
 ``timeout`` is enforced (dReal's API has no timeout) without an interpreter start per query; the
 call returns within ``timeout`` plus the time to kill the worker.  An exception inside the worker
 comes back as ``Unknown`` carrying that error.  Pass ``subprocess=False`` to run in-process
-without a time limit.  ReLU is ``dreal.Max(z, 0)`` and ``|t|`` is ``dreal.abs`` where the module has
-them (several times faster than ``if_then_else`` in dReal's contractors).
+without a time limit.  ReLU is ``dreal.Max(z, 0)`` and ``|t|`` is dReal's ``abs`` (``abs(term)`` in
+its Python API), several times faster than ``if_then_else`` in dReal's contractors.
 """
 
 from __future__ import annotations
@@ -129,8 +129,11 @@ class DrealArith:
         return fs[0] if len(fs) == 1 else self._or(*fs)
 
     def abs(self, t):
-        fn = getattr(self.dr, "abs", None)
-        return fn(t) if fn is not None else self.dr.if_then_else(t >= 0, t, -t)
+        """``|t|``: dReal's ``abs`` function (its Python API exposes it as ``abs(term)``, the
+        ``__abs__`` of an expression; ``if_then_else`` where a term lacks it)."""
+        if hasattr(type(t), "__abs__"):
+            return abs(t)
+        return self.dr.if_then_else(t >= 0, t, -t)
 
     def boolval(self, b: bool):
         v = self.dr.Variable("true_")
