@@ -145,13 +145,17 @@ def test_dreal_glue_child_process_and_bad_delta(fake_dreal):
     assert isinstance(dr.check(net, pert, cell, Deviation(5.0), 20), Unsat)
 
 
-def test_dreal_worker_is_reused_and_unaffected_by_threads(fake_dreal):
+def test_dreal_worker_is_reused_and_unaffected_by_threads(fake_dreal, tmp_path):
     """One worker process serves many queries (no interpreter start per call), also while the
-    caller runs other threads (a progress bar), and ReLU goes to dReal as Max."""
+    caller runs other threads (a progress bar), and ReLU goes to dReal as Max.  A folder on the
+    caller's path with a module named like the standard library's (bench/encodings.py) does not
+    break the worker's start-up."""
     import threading
     import time
 
     from hybridq.smt import dreal as mod
+
+    (tmp_path / "encodings.py").write_text("raise SystemExit('the worker imported a shadowing encodings.py')\n")
 
     net, pert, cell = net_and_box()
     dr = get_backend("dreal", delta=1e-3)

@@ -14,9 +14,11 @@ box, then the driver's retries (input fixed, small margins); otherwise the outco
 ``Unknown(kind="unconfirmed")``.
 
 Each ``check`` runs in a long-lived worker process (:mod:`hybridq.smt.dreal_worker`, started
-with ``python -m`` once and reused; killed and restarted when a query exceeds its limit) so that
+once with ``python -I -c`` and the caller's ``sys.path``, and reused; killed and restarted when a query exceeds its limit) so that
 ``timeout`` is enforced (dReal's API has no timeout) without an interpreter start per query; the
-call returns within ``timeout`` plus the time to kill the worker.  An exception inside the worker
+call returns within ``timeout`` plus the time to send the kill signal (the killed worker is reaped
+later, and the next worker is started at once, so the next query does not pay the interpreter start
+inside its own limit).  An exception inside the worker
 comes back as ``Unknown`` carrying that error.  Pass ``subprocess=False`` to run in-process
 without a time limit.  ReLU is ``dreal.Max(z, 0)`` and ``|t|`` is dReal's ``abs`` (``abs(term)`` in
 its Python API), several times faster than ``if_then_else`` in dReal's contractors.
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import itertools
+import json
 import logging
 import math
 import os
@@ -226,31 +229,54 @@ class DrealBackend(Backend):
         return Unknown(val, "unknown", time.perf_counter() - t0)
 
 
+#: The worker's command (``python -I -c``): isolated start (no PYTHONPATH, no current folder), then
+#: the caller's ``sys.path``, then :func:`hybridq.smt.dreal_worker.main`.
+_WORKER_MAIN = ("import json, os, sys; sys.path[:] = json.loads(os.environ['HYBRIDQ_WORKER_PATH']); "
+                "from hybridq.smt.dreal_worker import main; main()")
+
+
 class _Worker:
     """The shared dReal worker process (see the module docstring)."""
 
     def __init__(self) -> None:
         self.proc: sp.Popen | None = None
+        self._killed: list[sp.Popen] = []  # killed workers not yet reaped (tearing down takes time)
 
     def _start(self) -> None:
+        self._reap()
         root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in sys.path if p] +
-                                            ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        self.proc = sp.Popen([sys.executable, "-m", "hybridq.smt.dreal_worker"], stdin=sp.PIPE, stdout=sp.PIPE,
+        # the caller's import path, set only after the interpreter has started: as PYTHONPATH it
+        # would come before the standard library, and a script folder holding e.g. an encodings.py
+        # (bench/) then broke the child's start-up
+        env["HYBRIDQ_WORKER_PATH"] = json.dumps([root] + [p for p in sys.path if p != root])
+        self.proc = sp.Popen([sys.executable, "-I", "-c", _WORKER_MAIN], stdin=sp.PIPE, stdout=sp.PIPE,
                              env=env, close_fds=True)
 
-    def stop(self) -> None:
+    def _reap(self) -> None:
+        self._killed = [p for p in self._killed if p.poll() is None]
+
+    def stop(self, wait: bool = True) -> None:
+        """Kill the worker; ``wait=False`` returns at once (the process is reaped later: waiting
+        for a killed process to release its memory took up to 0.5 s under load, which a call
+        past its limit must not add)."""
         p, self.proc = self.proc, None
-        if p is not None and p.poll() is None:
-            p.kill()
-            p.wait(5.0)
         if p is not None:
+            if p.poll() is None:
+                p.kill()
             for f in (p.stdin, p.stdout):
                 try:
                     f.close()
                 except OSError:  # pragma: no cover
                     pass
+            self._killed.append(p)
+        if wait:
+            for q in self._killed:
+                try:
+                    q.wait(5.0)
+                except sp.TimeoutExpired:  # pragma: no cover - a kernel that does not reap
+                    pass
+        self._reap()
 
     def ask(self, args, timeout: float):
         """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)``."""
@@ -272,11 +298,17 @@ class _Worker:
             left = t_end - time.perf_counter()
             ready, _, _ = select.select([fd], [], [], max(left, 0.0))
             if not ready:
-                self.stop()
+                # past the limit: kill the worker without waiting for it, and start the next one
+                # now, so that the next query does not spend its own time on the interpreter start
+                self.stop(wait=False)
+                self._start()
                 return "timeout", None
             chunk = os.read(fd, need - len(buf))
             if not chunk:
-                code = self.proc.poll()
+                try:
+                    code = self.proc.wait(2.0)
+                except sp.TimeoutExpired:  # pragma: no cover - closed its output but lives on
+                    code = None
                 self.stop()
                 return "error", f"the dReal worker process died (exit code {code})"
             buf += chunk

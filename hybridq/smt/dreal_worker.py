@@ -1,10 +1,12 @@
-"""The dReal worker process: ``python -m hybridq.smt.dreal_worker``.
+"""The dReal worker process (:func:`main`).
 
 :class:`hybridq.smt.dreal.DrealBackend` runs dReal (whose API has no timeout) in this long-lived
-child so that a query can be stopped by killing it.  It is started with ``python -m`` (not
-:mod:`multiprocessing`), so it never imports the caller's ``__main__`` (library scripts need no
-``__main__`` guard) and costs one interpreter start per run, not per query, whatever threads the
-caller has.  Protocol on stdin / the original stdout: length-prefixed pickles; a request is the
+child so that a query can be stopped by killing it.  It is started as ``python -I -c`` with code
+that sets the caller's ``sys.path`` (after start-up, so a folder on it cannot shadow the standard
+library) and calls :func:`main` -- not through :mod:`multiprocessing` -- so it never imports the
+caller's ``__main__`` (library scripts need no ``__main__`` guard) and costs one interpreter start
+per run, not per query, whatever threads the caller has.  ``python -m hybridq.smt.dreal_worker``
+runs it too.  Protocol on stdin / the original stdout: length-prefixed pickles; a request is the
 argument tuple of ``DrealBackend.check`` (with ``delta`` first), an answer ``("ok", outcome)`` or
 ``("error", message)`` -- an exception inside the worker is reported as itself.  Anything dReal
 prints goes to stderr.
