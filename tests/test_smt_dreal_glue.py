@@ -44,11 +44,14 @@ FAKE_DREAL = textwrap.dedent('''
     def Or(*fs):
         return z3.Or(*fs)
 
-    def exp(t):
-        raise NotImplementedError("the stand-in has no exp")
+    def exp(t):  # uninterpreted: enough for the glue (never used for a verdict)
+        return z3.Function("exp_", z3.RealSort(), z3.RealSort())(t)
 
     def tanh(t):
-        raise NotImplementedError("the stand-in has no tanh")
+        return z3.Function("tanh_", z3.RealSort(), z3.RealSort())(t)
+
+    import os as _os, time as _time
+    _time.sleep(float(_os.environ.get("FAKE_DREAL_IMPORT_SLEEP", "0")))  # a slow interpreter start
 
     class _Interval:
         def __init__(self, v):
@@ -178,3 +181,46 @@ def test_dreal_worker_is_reused_and_unaffected_by_threads(fake_dreal, tmp_path):
     before = dreal.CALLS.get("max", 0)
     get_backend("dreal", delta=1e-3, subprocess=False).check(net, pert, cell, Deviation(5.0), 20)
     assert dreal.CALLS.get("max", 0) > before
+
+
+def test_dreal_worker_start_counts_in_the_limit_and_is_not_wasted(fake_dreal, monkeypatch):
+    """A call that ends while the worker is still starting returns at its limit and leaves the
+    worker starting; the next call uses it (the query's own time does not include the start)."""
+    import time
+
+    from hybridq.smt import dreal as mod
+
+    monkeypatch.setenv("FAKE_DREAL_IMPORT_SLEEP", "2.0")
+    net, pert, cell = net_and_box()
+    dr = get_backend("dreal", delta=1e-3)
+    t0 = time.perf_counter()
+    out = dr.check(net, pert, cell, Deviation(5.0), 0.3)
+    assert isinstance(out, Unknown) and out.kind == "timeout"
+    assert time.perf_counter() - t0 < 0.3 + 1.0
+    pid = mod._WORKER.proc.pid
+    assert isinstance(dr.check(net, pert, cell, Deviation(5.0), 30), Unsat)
+    assert mod._WORKER.proc.pid == pid
+
+
+def test_auto_caps_the_time_dreal_calls_without_an_answer_take(fake_dreal):
+    """``auto`` sends sigmoid cells to dReal, but calls that end without an answer may use only
+    ``dreal_first`` seconds plus ``dreal_share`` of the time since the first call; past that it
+    answers Unknown at once (the scheduler charges it like any call without an answer)."""
+    import time
+
+    net = Network((Layer(np.eye(2), np.zeros(2), "sigmoid"), Layer(np.ones((1, 2)), np.zeros(1), "identity")))
+    pert = Perturbation(net.params, tuple((np.full(W.shape, 0.01), np.full(b.shape, 0.01)) for W, b in net.params))
+    cell = Cell.root([0.0, 0.0], [1.0, 1.0], 3)
+    auto = get_backend("auto", delta=0.125, dreal_share=0.1, dreal_first=0.6)  # the stand-in hangs
+    assert auto.choose(net, Deviation(0.01)) == ("dreal", "z3")
+    get_backend("dreal", delta=1e-3).check(*net_and_box(), Deviation(5.0), 30)  # worker started
+    t0 = time.perf_counter()
+    first = auto.check(net, pert, cell, Deviation(0.01), 10)
+    t1 = time.perf_counter()
+    assert isinstance(first, Unknown) and first.kind == "timeout" and first.stats["backend"] == "dreal"
+    assert 0.5 <= t1 - t0 < 0.6 + 1.0  # cut from 10 s to the allowance
+    outs = [auto.check(net, pert, cell, Deviation(0.01), 10) for _ in range(3)]
+    assert time.perf_counter() - t1 < 1.0  # nothing left: no call is made
+    assert all(isinstance(o, Unknown) for o in outs)
+    with pytest.raises(ValueError, match="dreal_share"):
+        get_backend("auto", dreal_share=2.0)

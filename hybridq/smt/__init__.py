@@ -117,10 +117,22 @@ class AutoBackend:
       reference for transcendental functions), else ``z3`` (which answers ``unsupported`` when the
       query needs them).
 
-    So installing dReal never changes how a piecewise-linear cell is decided.
+    So installing dReal never changes how a piecewise-linear cell is decided.  On the other cells
+    dReal is the only engine that can decide them exactly, but measured on random sigmoid / tanh
+    networks its calls on wide cells mostly ran into their limits (bench/results/dreal.md), time
+    that the bound pass and splitting would have used to decide the run without dReal.  So calls
+    that end without an answer may use at most ``dreal_share`` of the wall time since this
+    object's first dReal call, plus ``dreal_first`` seconds: each call's limit is cut to what is
+    left of that allowance, and no call is made while less than ``DREAL_MIN_CALL`` is left (the
+    answer is then ``Unknown``, charged by the scheduler like any call without an answer).
+    Answered calls (unsat, or a re-checked counterexample) cost nothing against the allowance.
 
     Parameters
     ----------
+    dreal_share : float
+        Share of the wall time that dReal calls without an answer may use (default 0.1).
+    dreal_first : float
+        Seconds of such calls allowed from the start (default 0.5).
     **options
         Each backend gets the options it accepts (see :func:`get_backend`).
 
@@ -132,8 +144,15 @@ class AutoBackend:
 
     name = "auto"
     capabilities = frozenset({"LRA", "NRA", "MILP"})
+    #: dReal calls shorter than this are not made (seconds; below it even an easy cell is not decided).
+    DREAL_MIN_CALL = 0.05
 
-    def __init__(self, **options) -> None:
+    def __init__(self, dreal_share: float = 0.1, dreal_first: float = 0.5, **options) -> None:
+        if not (0.0 <= dreal_share <= 1.0) or not (dreal_first >= 0.0):
+            raise ValueError(f"dreal_share must be in [0, 1] and dreal_first >= 0, got {dreal_share}, {dreal_first}")
+        self.dreal_share, self.dreal_first = float(dreal_share), float(dreal_first)
+        self._dreal_t0: float | None = None  # first dReal call (perf_counter)
+        self._dreal_spent = 0.0  # seconds of dReal calls that ended without an answer
         self.options = options
         self._made: dict = {}
         errors = []
@@ -184,8 +203,23 @@ class AutoBackend:
                 b = self._get(n)
             except BackendUnavailableError:
                 continue
-            out = b.check(network, perturbation, cell, prop, max(0.0, t_end - time.perf_counter()),
-                          neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box)
+            left = max(0.0, t_end - time.perf_counter())
+            if n == "dreal":
+                t = time.perf_counter()
+                if self._dreal_t0 is None:
+                    self._dreal_t0 = t
+                allow = self.dreal_first + self.dreal_share * (t - self._dreal_t0) - self._dreal_spent
+                if allow < self.DREAL_MIN_CALL:
+                    out = Unknown(f"dReal's share of the run ({self.dreal_share:g} of the wall time) is spent",
+                                  "unknown", stats={"backend": "dreal"})
+                    continue
+                out = b.check(network, perturbation, cell, prop, min(left, allow),
+                              neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box)
+                if isinstance(out, Unknown):
+                    self._dreal_spent += time.perf_counter() - t
+            else:
+                out = b.check(network, perturbation, cell, prop, left,
+                              neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box)
             if not (isinstance(out, Unknown) and out.kind != "timeout" and time.perf_counter() < t_end):
                 return out
         if out is None:

@@ -32,7 +32,9 @@ import json
 import logging
 import math
 import os
+import pickle
 import select
+import struct
 import subprocess as sp
 import sys
 import time
@@ -224,9 +226,10 @@ class DrealBackend(Backend):
         kind, val = _WORKER.ask(args, max(float(timeout), 0.0))
         if kind == "ok":
             return val
+        stats = {"backend": self.name, "encoding": encoding}
         if kind == "timeout":
-            return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0)
-        return Unknown(val, "unknown", time.perf_counter() - t0)
+            return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0, stats)
+        return Unknown(val, "unknown", time.perf_counter() - t0, stats)
 
 
 #: The worker's command (``python -I -c``): isolated start (no PYTHONPATH, no current folder), then
@@ -240,6 +243,7 @@ class _Worker:
 
     def __init__(self) -> None:
         self.proc: sp.Popen | None = None
+        self.ready, self._partial = False, b""
         self._killed: list[sp.Popen] = []  # killed workers not yet reaped (tearing down takes time)
 
     def _start(self) -> None:
@@ -252,6 +256,7 @@ class _Worker:
         env["HYBRIDQ_WORKER_PATH"] = json.dumps([root] + [p for p in sys.path if p != root])
         self.proc = sp.Popen([sys.executable, "-I", "-c", _WORKER_MAIN], stdin=sp.PIPE, stdout=sp.PIPE,
                              env=env, close_fds=True)
+        self.ready, self._partial = False, b""  # until its ("ready", None) message
 
     def _reap(self) -> None:
         self._killed = [p for p in self._killed if p.poll() is None]
@@ -278,30 +283,17 @@ class _Worker:
                     pass
         self._reap()
 
-    def ask(self, args, timeout: float):
-        """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)``."""
-        from hybridq.smt.dreal_worker import _write
-
-        if self.proc is None or self.proc.poll() is not None:
-            self.stop()
-            self._start()
-        t_end = time.perf_counter() + timeout
-        try:
-            _write(self.proc.stdin, args)
-        except (BrokenPipeError, OSError) as err:
-            self.stop()
-            return "error", f"the dReal worker process could not be reached ({err})"
+    def _recv(self, t_end: float):
+        """The worker's next message, or ``("timeout", None)`` at ``t_end``, or ``("died", message)``."""
         fd = self.proc.stdout.fileno()
-        buf = b""
-        need = 8
+        buf, need = self._partial, 8
+        if len(buf) >= 8:
+            need = 8 + struct.unpack("<Q", buf[:8])[0]
         while len(buf) < need:
             left = t_end - time.perf_counter()
             ready, _, _ = select.select([fd], [], [], max(left, 0.0))
             if not ready:
-                # past the limit: kill the worker without waiting for it, and start the next one
-                # now, so that the next query does not spend its own time on the interpreter start
-                self.stop(wait=False)
-                self._start()
+                self._partial = buf
                 return "timeout", None
             chunk = os.read(fd, need - len(buf))
             if not chunk:
@@ -309,16 +301,47 @@ class _Worker:
                     code = self.proc.wait(2.0)
                 except sp.TimeoutExpired:  # pragma: no cover - closed its output but lives on
                     code = None
-                self.stop()
-                return "error", f"the dReal worker process died (exit code {code})"
+                return "died", f"the dReal worker process died (exit code {code})"
             buf += chunk
             if need == 8 and len(buf) == 8:
-                import struct
-
                 need = 8 + struct.unpack("<Q", buf)[0]
-        import pickle
+        self._partial = b""
+        return pickle.loads(buf[8:need])
 
-        return pickle.loads(buf[8:])
+    def ask(self, args, timeout: float):
+        """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)`` within ``timeout``
+        seconds, the wait for a worker that is still starting included (a worker that is not ready
+        in time is left starting for the next call, not killed)."""
+        from hybridq.smt.dreal_worker import _write
+
+        t_end = time.perf_counter() + timeout
+        if self.proc is None or self.proc.poll() is not None:
+            self.stop()
+            self._start()
+        if not self.ready:
+            kind, val = self._recv(t_end)
+            if kind == "timeout":
+                return "timeout", None
+            if kind != "ready":  # died, or could not import dReal: report it as it is
+                self.stop()
+                return "error", val
+            self.ready = True
+        try:
+            _write(self.proc.stdin, args)
+        except (BrokenPipeError, OSError) as err:
+            self.stop()
+            return "error", f"the dReal worker process could not be reached ({err})"
+        kind, val = self._recv(t_end)
+        if kind == "timeout":
+            # past the limit: kill the worker without waiting for it, and start the next one now,
+            # so that the next query does not spend its own time on the interpreter start
+            self.stop(wait=False)
+            self._start()
+            return "timeout", None
+        if kind == "died":
+            self.stop()
+            return "error", val
+        return kind, val
 
 
 _WORKER = _Worker()

@@ -8,7 +8,8 @@ caller's ``__main__`` (library scripts need no ``__main__`` guard) and costs one
 per run, not per query, whatever threads the caller has.  ``python -m hybridq.smt.dreal_worker``
 runs it too.  Protocol on stdin / the original stdout: length-prefixed pickles; a request is the
 argument tuple of ``DrealBackend.check`` (with ``delta`` first), an answer ``("ok", outcome)`` or
-``("error", message)`` -- an exception inside the worker is reported as itself.  Anything dReal
+``("error", message)``; the first message, once the imports are done, is ``("ready", None)`` (or
+the import error), so a query's time limit does not include the interpreter start -- an exception inside the worker is reported as itself.  Anything dReal
 prints goes to stderr.
 """
 
@@ -39,8 +40,14 @@ def main() -> None:  # pragma: no cover - runs in the child process (exercised b
     os.dup2(2, 1)  # stray prints (dReal's, ours) must not corrupt the protocol
     sys.stdout = sys.stderr
     inp = sys.stdin.buffer
-    from hybridq.smt.dreal import DrealBackend
+    try:  # the imports (the interpreter start's larger part), then ("ready", None) or the error
+        from hybridq.smt.dreal import DrealBackend, _import_dreal
 
+        _import_dreal()
+    except Exception as err:  # noqa: BLE001 - reported to the parent as the error it is
+        _write(out, ("error", f"{type(err).__name__}: {err}"))
+        return
+    _write(out, ("ready", None))
     while True:
         req = _read(inp)
         if req is None:
