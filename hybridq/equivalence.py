@@ -423,6 +423,9 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     from hybridq.perturbation import Perturbation
     from hybridq.result import Result, Stats
 
+    from hybridq.bounds import load_kernels
+
+    load_kernels(q_net)  # a first run's compilation stays out of the budget (as in hybridq.verify)
     t0 = time.perf_counter()
     zero = Perturbation(nominal.params, tuple((np.zeros_like(W), np.zeros_like(b)) for W, b in nominal.params), "none")
     pairs = _pair_filter(prop, nominal, zero, q_net, q_pert, box)
