@@ -294,7 +294,7 @@ def _grads(network, x, Ws, info, nominal, want_params=True):
 
 
 def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, restarts=2,
-           confirm_exact=True, screen=0, box=None) -> AttackResult:
+           confirm_exact=True, screen=0, box=None, starts=()) -> AttackResult:
     """Search a cell for a violation.
 
     Parameters
@@ -320,6 +320,10 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
         weights: cheap) and keep the best as the starts.
     box : InputBox, optional
         The problem's exact input box (see :func:`confirm`); default: ``[lower, upper]`` exactly.
+    starts : sequence of (x, params)
+        Extra starting pairs (e.g. the MILP stage's best point, :meth:`hybridq.smt.milp.MilpBackend.check`):
+        ``x`` is clipped into ``[lower, upper]`` and ``params`` into the parameter box; they compete
+        with the sampled starts for the gradient restarts.
 
     Returns
     -------
@@ -334,10 +338,11 @@ def attack(network, perturbation, prop, lower, upper, rng, samples=16, steps=8, 
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
         return _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen,
-                       box)
+                       box, starts)
 
 
-def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen, box):
+def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, restarts, confirm_exact, screen, box,
+            starts=()):
     if isinstance(prop, Decision):  # sense None: the network's
         prop = prop.resolve(network)
     lower = np.asarray(lower, dtype=np.float64)
@@ -371,6 +376,9 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
     # search runs over the inputs alone with the shared weights (no per-sample weight arrays)
     point = not any(np.any(r) for r in R + Rb)
     if point:
+        if starts:  # given inputs join the starts (the parameters are the fixed ones anyway)
+            X = np.concatenate([X, np.clip(np.array([np.asarray(x, dtype=np.float64) for x, _ in starts]), lower, upper)])
+            mg0, info = _evaluate(network, prop, X, C, Cb, nominal)
         Ws, bs, mg = C, Cb, mg0
         best_i = int(np.argmax(mg))
         best = (float(mg[best_i]), X[best_i].copy(), [c.copy() for c in C], [c.copy() for c in Cb])
@@ -386,6 +394,13 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
                                 lo_W[k], hi_W[k])
             bs[k][h:] = np.clip(Cb[k][None] + Rb[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + Cb[k].shape),
                                 lo_b[k], hi_b[k])
+        if starts:  # given pairs join the starts (after the random draws: the same draws with or without them)
+            X = np.concatenate([X, np.clip(np.array([np.asarray(x, dtype=np.float64) for x, _ in starts]), lower, upper)])
+            for k in range(len(Ws)):
+                Ws[k] = np.concatenate([Ws[k], np.clip(np.array([np.asarray(p[k][0], dtype=np.float64)
+                                                                 for _, p in starts]), lo_W[k], hi_W[k])])
+                bs[k] = np.concatenate([bs[k], np.clip(np.array([np.asarray(p[k][1], dtype=np.float64)
+                                                                 for _, p in starts]), lo_b[k], hi_b[k])])
         mg, info = _evaluate(network, prop, X, Ws, bs, nominal)
         best_i = int(np.argmax(mg))
         best = (float(mg[best_i]), X[best_i].copy(), [W[best_i].copy() for W in Ws], [b[best_i].copy() for b in bs])

@@ -66,6 +66,7 @@ class Outcome:
     smt_charge: float = 0.0  # time limit of an SMT call that ended without an answer
     split: str = ""
     gain: float = float("nan")  # relative drop of the bound from the parent's (input-split children)
+    seed: tuple | None = None  # the milp stage's best point (value, x, params): a start for later attacks
 
 
 def problem_width(problem: Problem) -> np.ndarray:
@@ -202,13 +203,15 @@ class CellEngine:
 
     # ---------------------------------------------------------------- one chunk
     def process(self, items, threshold: float, witnessed: float, deadline: float | None,
-                smt_allow: tuple = (1 << 30, float("inf")), dim_weight: np.ndarray | None = None) -> list[Outcome]:
+                smt_allow: tuple = (1 << 30, float("inf")), dim_weight: np.ndarray | None = None,
+                seeds: tuple = ()) -> list[Outcome]:
         """Decide or split each ``(cell_id, Cell)`` of a chunk (independently of the others).
 
         ``smt_allow = (calls, seconds)``: the chunk's share of the run's budget for SMT calls that
         end without an answer (counted, and charged their time limit, which is deterministic,
         not the time they took); ``dim_weight`` scales the smear of each input dimension (see
-        :func:`hybridq.bab.splitting.dim_weight`)."""
+        :func:`hybridq.bab.splitting.dim_weight`); ``seeds``: the milp stage's best points so far
+        ``(value, x, params)``, extra starts for the attacks of the cells that contain them."""
         from hybridq.bounds import bounds
 
         self.dim_weight = dim_weight
@@ -243,18 +246,31 @@ class CellEngine:
                 outs.append(Outcome(cid, "bounds", u, times=times))
                 continue
             out = Outcome(cid, "open", u, times=times)
-            if self._attack(out, cell, cid, witnessed):
+            res = self._attack(out, cell, cid, witnessed, seeds)
+            if out.status == "counterexample":
                 outs.append(out)
                 continue
+            start = None if res is None else (res.x, res.params)
             plo, phi = self._clipped(ob, i, cell)
             exact = self.exact.enabled
             first, max_unstable = self.exact.limits(cell)
-            if exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first and (
+            budget = exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first
+            if budget and (
                 n_unstable(net, plo, phi) <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
-                                   threshold=threshold):
+                                   threshold=threshold, start=start):
+                    outs.append(out)
+                    continue
+                smt_unknown += out.smt_unknown
+                smt_charged += out.smt_charge
+            elif budget and res is not None and (cell.depth == 0 or cell.split_dim >= 0) and self.exact.worth_polish(
+                    self._margin(res, threshold), self._margin_ub(u, threshold)):
+                # too large for a proof, but the attack came close: the milp stage's search around its
+                # point (not again on phase-split children: the same point, mostly the same neighbourhood)
+                if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
+                                   threshold=threshold, start=start, prove_it=False):
                     outs.append(out)
                     continue
                 smt_unknown += out.smt_unknown
@@ -272,14 +288,26 @@ class CellEngine:
                 o.gain = float(g)
         return outs
 
-    def _attack(self, out: Outcome, cell: Cell, cid: int, witnessed: float) -> bool:
-        """Attack the cell where due; True when it found an exactly re-checked counterexample."""
+    def _margin(self, res, threshold: float) -> float:
+        """The attack's violation margin (``maximize``: its deviation minus the threshold)."""
+        return res.value - threshold if self.p.mode == "maximize" else res.margin
+
+    def _margin_ub(self, u: float, threshold: float) -> float:
+        """The cell's certified bound of the same margin."""
+        if self.p.mode == "maximize":
+            return u - threshold
+        return u - self.p.prop.delta if isinstance(self.p.prop, Deviation) else u
+
+    def _attack(self, out: Outcome, cell: Cell, cid: int, witnessed: float, seeds=()):
+        """Attack the cell where due (``seeds``: extra ``(value, x, params)`` starts whose input
+        lies in the cell); its :class:`~hybridq.attack.AttackResult`, or None when not due.  An
+        exactly re-checked counterexample sets ``out.status``."""
         p, cfg = self.p, self.p.config
         root = cell.depth == 0
         # maximize: attacks only raise the witness, which is found early; attack 3x less often
         every = cfg.attack_every * (3 if p.mode == "maximize" else 1)
         if not (root or cell.depth % every == 0):
-            return False
+            return None
         rng = np.random.default_rng([cfg.seed, cid])
         ta = time.perf_counter()
         aprop = self.max_prop if p.mode == "maximize" else p.prop
@@ -289,15 +317,16 @@ class CellEngine:
         else:
             samples, steps, restarts = cfg.attack_samples, cfg.attack_steps, cfg.attack_restarts
             screen = 0
+        starts = [(x, params) for _, x, params in seeds or ()
+                  if np.all(np.asarray(x) >= cell.lower) and np.all(np.asarray(x) <= cell.upper)]
         res = attack(p.network, p.perturbation, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
-                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen, box=p.box)
+                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen, box=p.box, starts=starts)
         if p.mode == "maximize" and res.value > witnessed:
             out.candidate = (res.value, res.x, res.params)
         out.times["attack"] = time.perf_counter() - ta
         if res.counterexample is not None:
             out.status, out.counterexample = "counterexample", res.counterexample
-            return True
-        return False
+        return res
 
     def root_attack(self):
         """The strong attack of the whole input box (4x the samples and restarts, 2x the steps,

@@ -20,7 +20,13 @@ from hybridq.cell import Cell
 from hybridq.config import RunConfig
 from hybridq.properties import Deviation
 
-__all__ = ["ExactStage", "uses_milp", "exact_budget", "ob_row", "float_margin"]
+__all__ = ["ExactStage", "uses_milp", "exact_budget", "ob_row", "float_margin", "POLISH_GAP"]
+
+#: A cell too large for the exact call still gets the milp stage's neighbourhood search around
+#: the attack's best point when the attack came this close to the threshold: its margin's
+#: shortfall is at most this share of the gap between the attack's margin and the cell's certified
+#: margin bound.
+POLISH_GAP = 0.1
 
 
 def uses_milp(config: RunConfig, network, prop) -> bool:
@@ -97,6 +103,15 @@ class ExactStage:
         point above it."""
         return self.p.config.backend != "none" and (self.p.mode == "verify" or self.milp)
 
+    def worth_polish(self, attack_margin: float, margin_ub: float) -> bool:
+        """Whether a cell too large for the exact call gets the neighbourhood search
+        (:meth:`call` with ``prove_it=False``): a milp run whose attack came within
+        :data:`POLISH_GAP` of the threshold (margins as :func:`hybridq.attack.attack`'s, ``>= 0``
+        violates; ``margin_ub`` the cell's certified bound of it)."""
+        if not (self.enabled and self.milp) or not np.isfinite(attack_margin) or not np.isfinite(margin_ub):
+            return False
+        return -attack_margin <= POLISH_GAP * (margin_ub - attack_margin)
+
     def limits(self, cell: Cell) -> tuple[float, int]:
         """``(first call's seconds, most unstable neurons)`` of the exact stage for this cell."""
         cfg = self.p.config
@@ -107,7 +122,7 @@ class ExactStage:
         return cfg.milp_first_timeout, cfg.milp_max_unstable
 
     def call(self, out, cell: Cell, row, deadline, seconds_left: float, last: bool = False,
-             threshold: float = 0.0) -> bool:
+             threshold: float = 0.0, start=None, prove_it: bool = True) -> bool:
         """One exact call on the cell; True when it decided it (unsat, or a re-checked
         counterexample), else the call is marked unknown and charged its time limit.
 
@@ -129,6 +144,11 @@ class ExactStage:
             ``maximize`` mode: the query is "deviation above ``threshold``"; unsat closes the cell
             with the stage's certified bound, a violation becomes a candidate witness (the cell is
             still split).
+        start : (x, params) or None
+            The attack's best point of the cell: the milp stage searches around it first.
+        prove_it : bool
+            False: the milp stage's search only (root bounds and the neighbourhood of ``start``),
+            for cells too large for a proof.  Its best point becomes ``out.seed``.
         """
         p, cfg = self.p, self.p.config
         net, pert = p.network, p.perturbation
@@ -148,10 +168,13 @@ class ExactStage:
         prop = p.prop
         if p.mode == "maximize":
             prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)
-        ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=row, box=p.box)
+        kw = {"start": start, "prove_it": prove_it} if self.milp else {}
+        ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=row, box=p.box, **kw)
         out.times["smt"] = time.perf_counter() - ts
         out.smt_called = True
         kind = type(ans).__name__
+        if kind == "Unknown" and "seed" in ans.stats:
+            out.seed = ans.stats["seed"]
         if p.mode == "maximize":
             if kind == "Unsat":
                 b = [v for v in ans.stats.get("bounds", []) if v == v]

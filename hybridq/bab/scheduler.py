@@ -46,6 +46,8 @@ CHUNKS = 8
 POOL_AFTER = 3.0
 #: ``verify``: cells examined before the strong attack of the whole box (:meth:`CellEngine.root_attack`).
 STRONG_ATTACK_CELLS = 32
+#: The milp stage's best points kept as extra attack starts (:meth:`CellEngine.process`'s ``seeds``).
+SEEDS = 4
 #: No worker pool is started when less than this many seconds are left before the deadline.
 POOL_MIN_SECONDS = 10.0
 
@@ -93,6 +95,7 @@ class RoundMerger:
         self.max_closed = -np.inf  # largest bound of a closed (proved / pruned / refuted) cell
         self.smt_charged = 0.0  # seconds charged to the SMT budget by calls without an answer
         self.cex: Counterexample | None = None  # the first counterexample, in merge order
+        self.seeds: tuple = ()  # the milp stage's best points (value, x, params), best first: attack starts
 
     def merge(self, results: list, batch: list):
         """Merge the outcome lists ``results`` (a prefix of the round's chunks, in order) of the
@@ -118,6 +121,8 @@ class RoundMerger:
                     self.gain_n[cell.split_dim] += 1
                 if o.candidate is not None and (best_cand is None or o.candidate[0] > best_cand[0]):
                     best_cand = o.candidate
+                if o.seed is not None:
+                    self.seeds = tuple(sorted(self.seeds + (o.seed,), key=lambda t: -t[0])[:SEEDS])
                 if o.status in ("bounds", "smt"):
                     stats.proved_bounds += o.status == "bounds"
                     stats.proved_smt += o.status == "smt"
@@ -232,7 +237,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             smt_allow = (-(-max(0, max_unknown - stats.smt_unknown) // len(chunks)),
                          max(0.0, budget_s - tally.smt_charged) / len(chunks))
             dw = dim_weight(tally.gain_sum, tally.gain_n) if tally.gain_n is not None else None
-            args = [(c, threshold, witnessed, deadline, smt_allow, dw) for c in chunks]
+            args = [(c, threshold, witnessed, deadline, smt_allow, dw, tally.seeds) for c in chunks]
             # small rounds stay in-process; workers start in the background once the run has lasted
             # POOL_AFTER s (or at once when a batch's workers are already up) and take the big rounds
             # when they are ready; the result is the same either way
@@ -266,7 +271,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                     and not should_stop():
                 strong_done = True
                 ta = time.perf_counter()
-                res = engine.root_attack()
+                res = engine.root_attack(tally.seeds)
                 stats.time["attack"] = stats.time.get("attack", 0.0) + time.perf_counter() - ta
                 if res.counterexample is not None:
                     cex = tally.cex = res.counterexample

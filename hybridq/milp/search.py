@@ -8,6 +8,14 @@ prove anything:
     prunes everything else; it stops at the first such point).  Its answer is a *candidate*: the
     caller maps it back to concrete weights and re-checks it exactly.  Its "infeasible" is only a
     hint that a proof may be cheap.
+:func:`neighbourhood`
+    A local search around a good point (the attack's best, mapped to the columns by
+    :func:`hybridq.milp.model.assignment`): every ReLU phase is fixed to the point's except the
+    ``k`` whose pre-activations are closest to zero, and HiGHS maximises over that small MILP;
+    ``k`` grows and the search recentres on each better point (the "local branching" /
+    RINS idea of Fischetti and Lodi, Math. Programming 98 (2003), and Danna, Rothberg and Le Pape,
+    Math. Programming 102 (2005)).  Its points are candidates too, and its best point, violating
+    or not, is what the caller hands back to the attacks as a seed.
 :func:`prove`
     Our own best-first branch and bound over the binaries (ReLU phases).  At each node HiGHS
     solves the LP relaxation (warm-started dual simplex) and its duals are turned into a rigorous
@@ -34,7 +42,7 @@ from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, Objective
 
-__all__ = ["find", "prove", "root_bound", "ProofResult", "highs_available"]
+__all__ = ["find", "neighbourhood", "prove", "root_bound", "ProofResult", "highs_available"]
 
 logger = logging.getLogger(__name__)
 
@@ -159,6 +167,80 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
     if float(c @ v) + float(obj.const) < float(obj.threshold) - 1e-9 * (1 + abs(float(obj.threshold))):
         return None
     return v
+
+
+#: Phases left free by the successive rounds of :func:`neighbourhood`.
+NEIGHBOURHOODS = (10, 20, 40)
+
+
+def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline: float, on_candidate=None,
+                  sizes: tuple = NEIGHBOURHOODS) -> tuple[float, np.ndarray]:
+    """Maximise ``obj`` over neighbourhoods of ``start`` in phase space (see the module docstring).
+
+    Parameters
+    ----------
+    model : MilpModel
+    obj : Objective
+    start : (n,) float64
+        A feasible assignment (:func:`hybridq.milp.model.assignment` of a point of the cell).
+    deadline : float
+        ``time.perf_counter()`` value to stop at; the rounds share the time left equally.
+    on_candidate : callable, optional
+        ``on_candidate(v) -> bool``, called with each solution whose float objective beats the
+        threshold; True (the caller confirmed it exactly) ends the search.
+    sizes : tuple of int
+        Phases left free per round.
+
+    Returns
+    -------
+    (value, v) : (float, (n,) float64)
+        The best float objective (with ``obj.const``) and its solution; ``value`` is ``inf``
+        when ``on_candidate`` accepted ``v``.  Nothing here is a proof.
+    """
+    hs = _highspy()
+    c = obj.vector(model.n)
+    const = float(obj.const)
+    thr = float(obj.threshold)
+    best = np.clip(np.asarray(start, dtype=np.float64), model.lb, model.ub)
+    best_val = float(c @ best) + const
+    relus = model.relus
+    if not relus:
+        return best_val, best
+    sizes = sorted({min(int(k), len(relus)) for k in sizes})
+    for i, k in enumerate(sizes):
+        left = deadline - time.perf_counter()
+        if left <= 0.05:
+            break
+        # free the k phases whose pre-activations lie closest to the kink (relative to their range)
+        scale = np.array([max(model.ub[v] - model.lb[v], 1e-300) for v, _, _ in relus])
+        near = np.array([abs(best[v]) for v, _, _ in relus]) / scale
+        free = set(np.argsort(near, kind="stable")[:k].tolist())
+        lb, ub = model.lb.copy(), model.ub.copy()
+        for t, (_, _, d) in enumerate(relus):
+            if t not in free:
+                lb[d] = ub[d] = 1.0 if best[d] > 0.5 else 0.0
+        h = _new_highs()
+        _pass(h, model, -c, integer=True)
+        h.changeColsBounds(model.n, np.arange(model.n, dtype=np.int32), lb, ub)
+        h.setOptionValue("time_limit", max(1e-3, left / (len(sizes) - i)))
+        h.setOptionValue("mip_feasibility_tolerance", 1e-9)
+        h.setOptionValue("primal_feasibility_tolerance", 1e-9)
+        sol = hs.HighsSolution()
+        sol.col_value = best
+        sol.value_valid = True
+        h.setSolution(sol)
+        h.run()
+        if h.getInfo().primal_solution_status < 1:
+            continue
+        v = np.array(h.getSolution().col_value, dtype=np.float64)
+        if v.shape != (model.n,) or not np.all(np.isfinite(v)):
+            continue
+        val = float(c @ v) + const
+        if on_candidate is not None and (val > thr or (val >= thr and not obj.strict)) and on_candidate(v):
+            return math.inf, v
+        if val > best_val:
+            best, best_val = v, val
+    return best_val, best
 
 
 def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None, timeout: float = math.inf) -> float:

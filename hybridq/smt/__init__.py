@@ -189,10 +189,11 @@ class AutoBackend:
         return ("dreal", "z3")
 
     def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
-              box=None):
+              box=None, start=None, prove_it=True):
         """See :meth:`hybridq.smt.base.Backend.check`; the answer's ``stats["backend"]`` names the
-        backend that gave it.  A backend that ends without an answer before the time is up (not a
-        timeout: e.g. the MILP stage's float bound cannot beat a threshold that only exact
+        backend that gave it; ``start`` and ``prove_it`` go to the milp stage (see
+        :meth:`hybridq.smt.milp.MilpBackend.check`; without ``prove_it`` no other backend runs).
+        A backend that ends without an answer before the time is up (not a timeout: e.g. the MILP stage's float bound cannot beat a threshold that only exact
         arithmetic separates, a decimal constant of the spec) hands the rest of the time to the next."""
         import time
 
@@ -204,6 +205,8 @@ class AutoBackend:
             except BackendUnavailableError:
                 continue
             left = max(0.0, t_end - time.perf_counter())
+            if not prove_it and n != "milp":  # a search-only call is the milp stage's alone
+                continue
             if n == "dreal":
                 t = time.perf_counter()
                 if self._dreal_t0 is None:
@@ -218,8 +221,11 @@ class AutoBackend:
                 if isinstance(out, Unknown):
                     self._dreal_spent += time.perf_counter() - t
             else:
+                kw = {"start": start, "prove_it": prove_it} if n == "milp" else {}
                 out = b.check(network, perturbation, cell, prop, left,
-                              neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box)
+                              neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box, **kw)
+                if not prove_it:
+                    return out
             if not (isinstance(out, Unknown) and out.kind != "timeout" and time.perf_counter() < t_end):
                 return out
         if out is None:

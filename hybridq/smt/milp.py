@@ -28,7 +28,12 @@ import numpy as np
 from hybridq.smt import encode as enc
 from hybridq.smt.base import Backend, Sat, Unknown, Unsat
 
-__all__ = ["MilpBackend"]
+__all__ = ["MilpBackend", "NEAR"]
+
+#: A search-only call (``prove_it=False``) searches around its start for the objectives the start
+#: comes within this share of the gap between its value and the objective's root bound (at least
+#: for the closest one).
+NEAR = 0.1
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +132,26 @@ class MilpBackend(Backend):
         self.find_share = float(find_share)
 
     def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
-              box=None):
+              box=None, start=None, prove_it: bool = True):
         """See :meth:`hybridq.smt.base.Backend.check`; ``encoding`` must be ``reduced`` (the pure
-        encoding is bilinear, not a MILP)."""
+        encoding is bilinear, not a MILP).
+
+        Extra parameters
+        ----------------
+        start : (x, params) or None
+            A good point of the cell (the attack's best): HiGHS's searches start from it, and a
+            neighbourhood search around it (:func:`hybridq.milp.search.neighbourhood`) runs first.
+        prove_it : bool
+            False: search only (root bounds, the neighbourhood search, no global search and no
+            branch and bound), for cells too large for a proof.
+
+        An answer without a verdict carries the best point the searches saw in
+        ``stats["seed"] = (float value, x, params)`` (weights inside the box, not re-checked):
+        a start for later attacks, not a witness.
+        """
         from hybridq.milp.certify import LpData
-        from hybridq.milp.model import ModelUnsupported, build_model
-        from hybridq.milp.search import find, prove, root_bound
+        from hybridq.milp.model import ModelUnsupported, assignment, build_model
+        from hybridq.milp.search import find, neighbourhood, prove, root_bound
 
         t0 = time.perf_counter()
         deadline = t0 + max(float(timeout), 0.0)
@@ -141,10 +160,18 @@ class MilpBackend(Backend):
                            "unsupported", 0.0, {"backend": self.name})
         q = enc.Query.build(network, perturbation, cell, prop, neuron_bounds, "reduced", True, box)
         stats = {"backend": self.name, "encoding": "milp", "nodes": 0}
+        seed = None  # (value, v) of the best float point seen by the searches
 
         def done(out):
             object.__setattr__(out, "time_s", time.perf_counter() - t0)
             out.stats.update(stats)
+            if isinstance(out, Unknown) and seed is not None and np.isfinite(seed[0]):
+                try:
+                    x, params = _pullback_float(q, *model.point_model(seed[1]))
+                    stats["seed"] = (seed[0], np.array([float(v) for v in x]), params)
+                    out.stats["seed"] = stats["seed"]
+                except (ValueError, OverflowError, ZeroDivisionError):  # pragma: no cover - no seed then
+                    pass
             return out
 
         try:
@@ -192,16 +219,49 @@ class MilpBackend(Backend):
             elif ub == -np.inf:
                 proved_bounds.append(-np.inf)
             else:
-                objs.append((ub - float(obj.threshold - obj.const), obj))
-        objs = [o for _, o in sorted(objs, key=lambda t: -t[0])]
+                objs.append((ub - float(obj.threshold - obj.const), obj, ub + float(obj.const)))
+        objs.sort(key=lambda t: -t[0])
         stats["bounds"] = proved_bounds
-        # 1. HiGHS's MILP search for a violation of each objective (a share of the time each)
+        if not objs:
+            return done(Unsat())
+        v0 = None
+        if start is not None:
+            try:
+                v0 = assignment(model, q, np.asarray(start[0], dtype=np.float64), start[1])
+            except (ValueError, IndexError):  # pragma: no cover - a start that does not fit: none
+                v0 = None
+        if v0 is not None:
+            # 1a. the neighbourhood of the start, the objectives it comes closest to violating
+            #     (relative to the gap up to their root bound) first; search-only calls take those
+            #     within NEAR of it (at least the closest)
+            near = []
+            for _, obj, ub in objs:
+                val = float(obj.vector(model.n) @ v0) + float(obj.const)
+                near.append((float(obj.threshold) - val) / max(ub - val, 1e-300))
+            order = [int(i) for i in np.argsort(near, kind="stable")]
+            if not prove_it:
+                order = [i for i in order if near[i] <= NEAR] or order[:1]
+            share = 1.0 if not prove_it else self.find_share
+            search_end = time.perf_counter() + share * (deadline - time.perf_counter())
+            for i, oi in enumerate(order):
+                obj = objs[oi][1]
+                end = time.perf_counter() + (search_end - time.perf_counter()) / (len(order) - i)
+                val, v = neighbourhood(model, obj, v0, end, on_candidate)
+                if val == np.inf:
+                    stats["found_by"] = "neighbourhood"
+                    return done(Sat(hit[0], hit[1]))
+                if seed is None or val > seed[0]:
+                    seed = (val, v)
+        objs = [o for _, o, _ in objs]
+        if not prove_it:
+            return done(Unknown("MILP search: no violation found near the start", "unknown"))
+        # 1b. HiGHS's MILP search for a violation of each objective (a share of the time each)
         search_end = time.perf_counter() + self.find_share * (deadline - time.perf_counter())
         for i, obj in enumerate(objs):
             scale = 1.0 + abs(float(obj.threshold))
             for margin in (0.0, 1e-9 * scale, 1e-6 * scale):
                 left = (search_end - time.perf_counter()) / (len(objs) - i)
-                v = find(model, obj, left, margin) if left > 0 else None
+                v = find(model, obj, left, margin, start=v0) if left > 0 else None
                 if v is None:
                     break
                 if on_candidate(v):
