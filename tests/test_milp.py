@@ -394,3 +394,59 @@ def test_quantify_uses_the_milp_stage_and_brackets_the_true_maximum():
     assert q.lower <= dmax + 1e-9 and dmax <= q.upper + 1e-9
     assert q.upper <= q.lower * 1.01 + 1e-12  # the tolerance was reached
     assert q.witness is not None and q.witness.value == q.lower
+
+
+# ------------------------------------------------------------------ neighbourhood search and seeds
+def _deep_net(seed, dims=(4, 24, 24, 24, 1)):
+    rng = np.random.default_rng(seed)
+    return Network(tuple(Layer(rng.normal(size=(dims[i + 1], dims[i])) / np.sqrt(dims[i]), rng.normal(size=dims[i + 1]) * 0.3,
+                               "relu" if i < len(dims) - 2 else "identity") for i in range(len(dims) - 1)))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_neighbourhood_search_seeds_an_attack_that_finds_what_the_unseeded_one_misses(seed):
+    """A weak attack's best point starts the milp stage's search-only call (the neighbourhood of its
+    ReLU phases); the call's best point (a seed, not a witness) beats the attack's, and an attack
+    seeded with it finds an exactly re-checked counterexample at a threshold between the two, which
+    the same attack without the seed misses.  Between the attack's value and 1.02x it, the search
+    itself returns a violation that re-checks exactly."""
+    from hybridq.attack import attack
+
+    net = _deep_net(seed)
+    pert = perturbation("abs:0.05", net)
+    x = np.random.default_rng(100 + seed).uniform(-1, 1, 4)
+    weak = dict(samples=4, steps=2, restarts=1)
+    a = attack(net, pert, Deviation(0.0), x, x, np.random.default_rng(0), **weak)
+    cell = Cell.root(x, x, sum(l.n_out for l in net.layers))
+    mb = get_backend("milp")
+    out = mb.check(net, pert, cell, Deviation(1.5 * a.value), 20, start=(a.x, a.params), prove_it=False)
+    assert isinstance(out, Unknown) and "seed" in out.stats
+    s_val, s_x, s_params = out.stats["seed"]
+    assert s_val > 1.05 * a.value and pert.contains(s_params) and np.array_equal(s_x, x)
+    prop = Deviation(0.5 * (a.value + s_val))
+    plain = attack(net, pert, prop, x, x, np.random.default_rng(0), **weak)
+    assert plain.counterexample is None
+    seeded = attack(net, pert, prop, x, x, np.random.default_rng(0), **weak, starts=[(s_x, s_params)])
+    cx = seeded.counterexample
+    assert cx is not None and pert.contains(cx.params) and prop.check_exact(net, cx.x, cx.params)
+    # just above the attack's value: the neighbourhood search finds a violation itself
+    prop = Deviation(1.02 * a.value)
+    found = mb.check(net, pert, cell, prop, 20, start=(a.x, a.params), prove_it=False)
+    assert isinstance(found, Sat) and found.stats["found_by"] == "neighbourhood"
+    assert pert.contains(found.params) and prop.check_exact(net, found.x, found.params)
+
+
+def test_search_only_call_never_claims_more_than_its_root_bound():
+    """``prove_it=False`` proves only what the certified root bound proves (Unsat where the
+    threshold is above it), and never runs the branch and bound (no nodes)."""
+    net = _deep_net(1)
+    pert = perturbation("abs:0.05", net)
+    x = np.random.default_rng(101).uniform(-1, 1, 4)
+    cell = Cell.root(x, x, sum(l.n_out for l in net.layers))
+    mb = get_backend("milp")
+    full = mb.check(net, pert, cell, Deviation(0.0), 20)
+    assert isinstance(full, Sat)
+    out = mb.check(net, pert, cell, Deviation(1e6), 20, prove_it=False)
+    assert isinstance(out, Unsat) and max(out.stats["bounds"]) < 1e6
+    out = mb.check(net, pert, cell, Deviation(1.0), 20, prove_it=False)  # no start: no search, no proof
+    assert isinstance(out, Unknown) and out.stats["nodes"] == 0

@@ -265,12 +265,13 @@ class CellEngine:
                     continue
                 smt_unknown += out.smt_unknown
                 smt_charged += out.smt_charge
-            elif budget and res is not None and (cell.depth == 0 or cell.split_dim >= 0) and self.exact.worth_polish(
+            elif budget and res is not None and self._polish_due(cell) and self.exact.worth_polish(
                     self._margin(res, threshold), self._margin_ub(u, threshold)):
                 # too large for a proof, but the attack came close: the milp stage's search around its
-                # point (not again on phase-split children: the same point, mostly the same neighbourhood)
+                # point (maximize: for a point above the attack's, which raises the witness)
+                thr = max(threshold, res.value) if p.mode == "maximize" else threshold
                 if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
-                                   threshold=threshold, start=start, prove_it=False):
+                                   threshold=thr, start=start, prove_it=False):
                     outs.append(out)
                     continue
                 smt_unknown += out.smt_unknown
@@ -287,6 +288,12 @@ class CellEngine:
             if cell.split_dim >= 0 and np.isfinite(g):
                 o.gain = float(g)
         return outs
+
+    def _polish_due(self, cell: Cell) -> bool:
+        """Whether a cell may get the search-only milp call: the root, and in ``verify`` mode the
+        children of input splits (phase-split children hold the same attack point and mostly
+        the same neighbourhood; in ``maximize`` mode the witness needs it only once)."""
+        return cell.depth == 0 or (self.p.mode == "verify" and cell.split_dim >= 0)
 
     def _margin(self, res, threshold: float) -> float:
         """The attack's violation margin (``maximize``: its deviation minus the threshold)."""
@@ -328,18 +335,20 @@ class CellEngine:
             out.status, out.counterexample = "counterexample", res.counterexample
         return res
 
-    def root_attack(self):
+    def root_attack(self, seeds=()):
         """The strong attack of the whole input box (4x the samples and restarts, 2x the steps,
         ``attack_screen`` inputs screened); :func:`hybridq.attack.attack`'s result.
 
         In ``verify`` mode the scheduler calls it once the run has examined ``STRONG_ATTACK_CELLS``
         cells, instead of on the root cell: most runs that hold are proved in a handful of cells,
-        for which this attack (about 0.5 s on ACAS Xu) would be most of the time."""
+        for which this attack (about 0.5 s on ACAS Xu) would be most of the time.  ``seeds``: the
+        milp stage's best points ``(value, x, params)`` so far, extra starts."""
         p, cfg = self.p, self.p.config
         rng = np.random.default_rng([cfg.seed, 1 << 40])
         return attack(p.network, p.perturbation, p.prop, p.root_lower, p.root_upper, rng,
                       samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
-                      confirm_exact=True, screen=cfg.attack_screen, box=p.box)
+                      confirm_exact=True, screen=cfg.attack_screen, box=p.box,
+                      starts=[(x, params) for _, x, params in seeds])
 
     def _split_or_open(self, out, cell, ob, i, times, plo=None, phi=None):
         if cell.depth >= self.p.config.max_depth:
