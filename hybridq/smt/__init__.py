@@ -193,8 +193,8 @@ class AutoBackend:
         """See :meth:`hybridq.smt.base.Backend.check`; the answer's ``stats["backend"]`` names the
         backend that gave it; ``start`` and ``prove_it`` go to the milp stage (see
         :meth:`hybridq.smt.milp.MilpBackend.check`; without ``prove_it`` no other backend runs).
-        A backend that ends without an answer before the time is up (not a timeout: e.g. the MILP stage's float bound cannot beat a threshold that only exact
-        arithmetic separates, a decimal constant of the spec) hands the rest of the time to the next."""
+        A backend that ends without an answer before the time is up (not a timeout: e.g. the MILP
+        stage's float bound cannot beat a threshold that only exact arithmetic separates, a decimal constant of the spec) hands the rest of the time to the next."""
         import time
 
         t_end = time.perf_counter() + max(float(timeout), 0.0)
