@@ -521,7 +521,7 @@ def _outputs_at(net, cex) -> np.ndarray:
 
 
 def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None = None,
-                 cex_dir: Path | None = None, workers=None):
+                 cex_dir: Path | None = None, workers=None, executor=None):
     """Run one instance; returns ``(InstanceResult, Result or None)``.
 
     Errors of the instance (bad files, bad options) become an ``error`` row, never an exception;
@@ -546,9 +546,9 @@ def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None 
             if left is not None and left <= 0:
                 break
             cfg = replace(config, timeout=left)
-            r = verify(net, pert, b, prop, config=cfg, workers=workers)
+            r = verify(net, pert, b, prop, config=cfg, workers=workers, executor=executor)
             if r.stats.interrupted:
-                raise KeyboardInterrupt
+                raise KeyboardInterrupt(r.message)  # e.g. "interrupted: cluster lost (...)"
             results.append(r)
             if r.verdict == "not_robust":
                 break
@@ -588,7 +588,8 @@ def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None 
 
 
 def run_batch(instances: Iterable[Instance], results: str | Path, config=None, defaults: dict | None = None,
-              cex_dir: str | Path | None = None, on_result: Callable | None = None) -> list[InstanceResult]:
+              cex_dir: str | Path | None = None, on_result: Callable | None = None,
+              executor=None) -> list[InstanceResult]:
     """Run every instance not yet in ``results``, appending one row per instance as it finishes.
 
     Parameters
@@ -607,6 +608,9 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
         the results file).
     on_result : callable(InstanceResult) or None
         Called after each instance (progress output).
+    executor : distributed.Client or None
+        Run every instance's branch and bound on this Dask cluster (``--cluster``; no worker
+        processes of this machine are started then).
 
     Returns
     -------
@@ -618,7 +622,8 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     ConfigError
         ``results`` exists but is not a results file; an invalid default.
     KeyboardInterrupt
-        Ctrl-C: the rows written so far stay; the interrupted instance is not recorded.
+        Ctrl-C (or a lost cluster, its message as the argument): the rows written so far stay;
+        the interrupted instance is not recorded.
     """
     from hybridq.config import make_config
 
@@ -632,7 +637,7 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     rows = []
     # one set of worker processes for the whole batch, started by the first run that lasts long enough
     workers = None
-    if config.jobs > 1:
+    if config.jobs > 1 and executor is None:
         from hybridq.bab.executors import WorkerPool
 
         workers = WorkerPool(config.jobs)
@@ -654,7 +659,7 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
             for inst in instances:
                 if inst.id in done:
                     continue
-                row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers)
+                row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers, executor)
                 writer.writerow(row.row())
                 f.flush()
                 done.add(inst.id)

@@ -722,7 +722,7 @@ def run(
     space: Optional[str] = SPACE, prop: Optional[str] = O(None, "--property", help="vnnlib, deviation or decision (default: deviation with --delta, else vnnlib)."),
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS,
     timeout: Optional[float] = O(None, "--timeout", help="Seconds per instance where the list gives none (default 300)."),
-    seed: Optional[int] = SEED, config: Optional[str] = CONFIG,
+    seed: Optional[int] = SEED, config: Optional[str] = CONFIG, cluster: Optional[str] = CLUSTER,
 ):
     """Run a list of instances in one process; results in VNN-COMP's words (unsat/sat/timeout/unknown/error).
 
@@ -754,9 +754,11 @@ def run(
         typer.echo(f"{row.id}  {row.result}  {row.time_s:.2f} s{extra}")
 
     try:
-        run_batch(insts, results, cfg, defaults, cex_dir, on_result=show)
-    except KeyboardInterrupt:
-        typer.echo("hybridq: interrupted; rerun the same command to resume", err=True)
+        with _cluster(cluster) as client:
+            run_batch(insts, results, cfg, defaults, cex_dir, on_result=show, executor=client)
+    except KeyboardInterrupt as e:
+        why = str(e.args[0]) if e.args and e.args[0] else "interrupted"
+        typer.echo(f"hybridq: {why}; rerun the same command to resume", err=True)
         raise typer.Exit(2)
     typer.echo("done: " + (", ".join(f"{counts[w]} {w}" for w in ("unsat", "sat", "timeout", "unknown", "error")
                                      if w in counts) or "nothing to run (all instances already in the results)"))

@@ -1,11 +1,15 @@
-"""Branch and bound on a Dask cluster (``distributed.LocalCluster`` of 2 worker processes):
-identical results to ``jobs=1``, a worker killed mid-run, an unreachable scheduler, a cluster
-shut down mid-run, and the one-line error without the ``dask`` extra."""
+"""Branch and bound on a Dask cluster (``local_cluster(2)``: a ``distributed.LocalCluster`` of 2
+worker processes as ``--cluster local:2`` starts it): identical results to ``jobs=1`` (``verify``,
+``quantify`` and ``hybridq run``), a worker killed mid-run, an unreachable scheduler (refused and
+black-holed), a cluster shut down mid-run, the workers' SIGINT, and the one-line error without the
+``dask`` extra."""
 
 from __future__ import annotations
 
+import csv
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -44,7 +48,10 @@ def _start(n_workers):
 
 @pytest.fixture(scope="module")
 def client():
-    cluster, c = _start(2)
+    from hybridq.bab.cluster import local_cluster
+
+    cluster = local_cluster(2)
+    c = distributed.Client(cluster)
     yield c
     c.close()
     cluster.close()
@@ -91,6 +98,37 @@ def test_same_results_as_one_process(client, name):
     a, b = run(jobs=1), run(executor=client)
     assert a.stats.cells > 16  # several chunks per round, so the cluster really ran some
     assert _fingerprint(a) == _fingerprint(b)
+    assert (a.stats.jobs, b.stats.jobs) == (1, 2)  # the cluster's worker threads
+
+
+def test_batch_runner_on_the_cluster_gives_the_same_rows(client, tmp_path, capsys):
+    net = _net(8, [2, 16, 16, 1])
+    pert = perturbation("abs:0.01", net)
+    box = InputBox(-np.ones(2), np.ones(2))
+    w = _witnessed(net, pert, box)
+    p = tmp_path / "n.npz"
+    net.save(p)
+    lst = tmp_path / "list.csv"
+    lst.write_text("id,network,box,delta\n"
+                   f'robust,{p},"-1:1,-1:1",{1.02 * w!r}\n'
+                   f'violated,{p},"-1:1,-1:1",{0.5 * w!r}\n')
+    rows = {}
+    for name, extra in (("one", ["--jobs", "1"]), ("cluster", ["--cluster", client.scheduler.address])):
+        out = tmp_path / f"{name}.csv"
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(lst), "--results", str(out), "--perturb", "abs:0.01", "--backend", "none",
+                  "--timeout", "300", "--seed", "3", *extra])
+        assert e.value.code == 0, capsys.readouterr().err
+        with out.open() as f:  # timings aside; the counterexample file by its contents
+            rows[name] = [{k: (open(v).read() if k == "counterexample" and v else v) for k, v in r.items()
+                           if k != "time_s"} for r in csv.DictReader(f)]
+    assert [r["result"] for r in rows["one"]] == ["unsat", "sat"] and int(rows["one"][0]["cells"]) > 16
+    assert rows["one"] == rows["cluster"]
+
+
+def test_workers_ignore_sigint(client):
+    """A Ctrl-C reaches the whole process group: the workers must leave the stop to the run."""
+    assert set(client.run(lambda: signal.getsignal(signal.SIGINT)).values()) == {signal.SIG_IGN}
 
 
 def _kill_a_busy_worker(c, how):
@@ -123,19 +161,53 @@ def test_worker_killed_mid_run_gives_the_same_verdict(client):
     assert _fingerprint(out["r"]) == _fingerprint(a)
 
 
-def test_unreachable_scheduler_is_exit_3_at_once(capsys, tmp_path):
+def _verify_on(cluster, tmp_path):
     net = _net(7, [2, 8, 8, 1])
     p = tmp_path / "n.npz"
     net.save(p)
     t0 = time.monotonic()
     with pytest.raises(SystemExit) as e:
-        main(["verify", str(p), "--perturb", "fp16", "--point", "0,0", "--delta", "1", "--cluster", "tcp://127.0.0.1:9"])
-    took = time.monotonic() - t0
+        main(["verify", str(p), "--perturb", "fp16", "--point", "0,0", "--delta", "1", "--cluster", cluster])
+    return e.value.code, time.monotonic() - t0
+
+
+def test_refused_scheduler_address_is_exit_3_at_once(capsys, tmp_path):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: the connection is refused
+    code, took = _verify_on(f"tcp://127.0.0.1:{port}", tmp_path)
     err = capsys.readouterr().err
     lines = [l for l in err.splitlines() if l.strip()]
-    assert e.value.code == 3 and len(lines) == 1 and lines[0].startswith("hybridq: error: ")
-    assert "tcp://127.0.0.1:9" in lines[0] and "Traceback" not in err
-    assert took < 20  # the connect timeout is 5 s
+    assert code == 3 and len(lines) == 1 and lines[0].startswith("hybridq: error: ") and "Traceback" not in err
+    assert f"tcp://127.0.0.1:{port}" in lines[0] and "refused" in lines[0]
+    assert took < 1.0
+
+
+def test_black_holed_scheduler_is_exit_3_after_the_probe_timeout(capsys, tmp_path):
+    from hybridq.bab.cluster import PROBE_TIMEOUT
+
+    s = socket.socket()  # a listener whose backlog is full drops further handshakes, as a firewall does
+    s.bind(("127.0.0.1", 0))
+    s.listen(0)
+    port = s.getsockname()[1]
+    fill = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(("127.0.0.1", port))
+        fill.append(c)
+    time.sleep(0.2)
+    try:
+        code, took = _verify_on(f"tcp://127.0.0.1:{port}", tmp_path)
+    finally:
+        for c in fill + [s]:
+            c.close()
+    err = capsys.readouterr().err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert code == 3 and len(lines) == 1 and lines[0].startswith("hybridq: error: ") and "Traceback" not in err
+    assert f"no answer within {PROBE_TIMEOUT:g} s" in lines[0]
+    assert took < PROBE_TIMEOUT + 2.0
 
 
 def test_without_distributed_one_line_names_the_extra(capsys, tmp_path, monkeypatch):

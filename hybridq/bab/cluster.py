@@ -10,16 +10,36 @@ client is handed to :func:`hybridq.verify` / :func:`hybridq.quantify` as ``execu
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import signal
+import socket
+import threading
 
 from hybridq.errors import ClusterError
 
-__all__ = ["open_cluster", "as_client", "CONNECT_TIMEOUT"]
+__all__ = ["open_cluster", "as_client", "local_cluster", "CONNECT_TIMEOUT", "PROBE_TIMEOUT", "LEAN_CONFIG"]
 
-#: Seconds to reach a scheduler before the address counts as unreachable.
-CONNECT_TIMEOUT = 5.0
+#: Seconds for the TCP handshake with a scheduler's host (a refused connection answers at once, a
+#: host that drops packets is given up after this long).
+PROBE_TIMEOUT = 3.0
+#: Seconds for Dask's own handshake once the scheduler's port answered.
+CONNECT_TIMEOUT = 10.0
 
 EXTRA = "pip install 'hybridq[dask]'"
+
+#: Dask settings of a ``local:N`` cluster.  Dask's defaults suit long task graphs on big machines;
+#: here a round of 8 short tasks is followed by a merge, and every periodic job of the scheduler,
+#: nannies and workers takes CPU from the workers when the machine has few cores (bench/cluster.py:
+#: these settings brought the workers' CPU time from 1.3-1.45x that of the process pool's workers
+#: to 1.05-1.1x on 2 cores).  None of them changes what a task computes.
+LEAN_CONFIG = {
+    "distributed.worker.profile.enabled": False,  # statistical profiler sampling the task thread every 10 ms
+    "distributed.scheduler.work-stealing": False,  # rounds are 8 tasks; the queue decides who runs what
+    "distributed.admin.tick.interval": "1s",  # event-loop health check (20 ms) in every server
+    "distributed.worker.memory.monitor-interval": "1s",  # psutil every 100 ms in workers and nannies
+    "distributed.admin.system-monitor.interval": "5s",  # psutil every 500 ms in every server
+}
 
 
 def _distributed():
@@ -50,54 +70,139 @@ def as_client(executor):
     return executor
 
 
+def local_cluster(n: int):
+    """A ``distributed.LocalCluster`` of ``n`` worker processes for the branch and bound.
+
+    One thread per worker, numba threads ``cores // n`` each, no dashboard, :data:`LEAN_CONFIG`,
+    no ``MALLOC_TRIM_THRESHOLD_`` (Dask sets it to give memory back to the system at every free,
+    which costs the many small NumPy arrays of a cell a system call each), worker logs at error
+    level (hybridq reports a lost worker or cluster itself), and SIGINT ignored by the workers
+    (:func:`dask_setup`).
+
+    Parameters
+    ----------
+    n : int
+        Worker processes (>= 1).
+
+    Returns
+    -------
+    distributed.LocalCluster
+        Started; the caller closes it.
+    """
+    import dask
+
+    distributed = _distributed()
+    environ = {k: v for k, v in dask.config.get("distributed.nanny.pre-spawn-environ", {}).items()
+               if k != "MALLOC_TRIM_THRESHOLD_"}
+    environ["DASK_LOGGING__DISTRIBUTED"] = "error"
+    env = {"NUMBA_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
+    with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
+        return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                        env=env, preload=[__name__])
+
+
+def dask_setup(worker) -> None:
+    """Dask preload hook (``dask worker --preload hybridq.bab.cluster``; :func:`local_cluster`
+    uses it): the worker process ignores SIGINT.  A Ctrl-C reaches the whole process group; the
+    hybridq process then stops the run with its partial result, and the workers, like those of
+    the process pool, must not die printing tracebacks first."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _probe(address: str, timeout: float) -> None:
+    """Open and close a TCP connection to a ``tcp://`` / ``tls://`` scheduler address, so that an
+    unreachable one fails at once (a refused connection) or after ``timeout`` seconds (a host that
+    drops packets), where Dask would retry until its connect timeout.  Other schemes are left to
+    Dask.  Raises :class:`ClusterError`."""
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    try:
+        scheme, _ = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return
+        host, port = get_address_host_port(address)
+        if not 0 < port < 65536:
+            raise ValueError(port)
+    except ValueError as e:
+        raise ClusterError(f"--cluster takes a scheduler address (tcp://HOST:8786) or local:N, got {address!r}") from e
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except socket.timeout as e:
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: no answer within {timeout:g} s") from e
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise ClusterError(f"cannot reach the Dask scheduler at {address}: {why.lower()}") from e
+
+
 @contextlib.contextmanager
-def open_cluster(spec: str, connect_timeout: float = CONNECT_TIMEOUT):
+def _quiet():
+    """Dask's own log lines off on this process's stderr (hybridq reports a lost or unreachable
+    cluster in one line; the library's loggers are restored on exit)."""
+    names = ["distributed"] + [n for n in list(logging.root.manager.loggerDict) if n.startswith("distributed.")]
+    saved = {n: logging.getLogger(n).level for n in names}
+    for n in names:
+        logging.getLogger(n).setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
+@contextlib.contextmanager
+def open_cluster(spec: str, connect_timeout: float = CONNECT_TIMEOUT, probe_timeout: float = PROBE_TIMEOUT):
     """Context manager yielding a connected ``distributed.Client`` for a ``--cluster`` value.
+
+    Dask's log lines are silenced on this process's stderr while the client is open.
 
     Parameters
     ----------
     spec : str
-        ``local:N`` (start a ``LocalCluster`` of ``N`` worker processes, one thread each, numba
-        threads ``cores // N`` each; closed on exit) or a scheduler address such as
-        ``tcp://10.0.0.5:8786`` (the cluster is left running on exit).
+        ``local:N`` (start :func:`local_cluster` of ``N`` worker processes; closed on exit) or a
+        scheduler address such as ``tcp://10.0.0.5:8786`` (the cluster is left running on exit).
     connect_timeout : float
-        Seconds to reach the scheduler.
+        Seconds for Dask's handshake once the scheduler's port answered.
+    probe_timeout : float
+        Seconds for the TCP connection to the scheduler's host (a refused one fails at once).
 
     Raises
     ------
     ClusterError
         ``distributed`` is not installed, ``N`` is not a positive integer, or the scheduler
-        cannot be reached within ``connect_timeout``.
+        cannot be reached.
     """
     distributed = _distributed()
     spec = spec.strip()
     cluster = None
-    if spec.startswith("local:") or spec == "local":
-        n = spec.partition(":")[2] or str(os.cpu_count() or 1)
-        if not n.isdigit() or int(n) < 1:
-            raise ClusterError(f"--cluster local:N needs a positive number of workers, got {spec!r}")
-        n = int(n)
-        env = {"NUMBA_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
+    with _quiet():
+        if spec.startswith("local:") or spec == "local":
+            n = spec.partition(":")[2] or str(os.cpu_count() or 1)
+            if not n.isdigit() or int(n) < 1:
+                raise ClusterError(f"--cluster local:N needs a positive number of workers, got {spec!r}")
+            n = int(n)
+            try:
+                cluster = local_cluster(n)
+                client = distributed.Client(cluster, timeout=connect_timeout)
+            except Exception as e:  # noqa: BLE001 - one line, whatever went wrong
+                if cluster is not None:
+                    cluster.close()
+                raise ClusterError(f"could not start a local Dask cluster of {n} workers: {e}") from e
+        else:
+            if "://" not in spec and ":" not in spec:
+                raise ClusterError(f"--cluster takes a scheduler address (tcp://HOST:8786) or local:N, got {spec!r}")
+            _probe(spec, probe_timeout)
+            try:
+                client = distributed.Client(spec, timeout=connect_timeout)
+            except Exception as e:  # noqa: BLE001 - the port answered, the handshake did not
+                why = (f"no Dask handshake within {connect_timeout:g} s" if isinstance(e, (TimeoutError, OSError))
+                       else f"the port answered, but not as a Dask scheduler ({type(e).__name__})")
+                raise ClusterError(f"cannot reach the Dask scheduler at {spec}: {why}") from e
         try:
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, env=env)
-            client = distributed.Client(cluster, timeout=connect_timeout)
-        except Exception as e:  # noqa: BLE001 - one line, whatever went wrong
-            if cluster is not None:
-                cluster.close()
-            raise ClusterError(f"could not start a local Dask cluster of {n} workers: {e}") from e
-    else:
-        if "://" not in spec and ":" not in spec:
-            raise ClusterError(f"--cluster takes a scheduler address (tcp://HOST:8786) or local:N, got {spec!r}")
-        try:
-            client = distributed.Client(spec, timeout=connect_timeout)
-        except Exception as e:  # noqa: BLE001
-            raise ClusterError(f"cannot reach the Dask scheduler at {spec} within {connect_timeout:g} s") from e
-    try:
-        yield client
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
-        if cluster is not None:
+            yield client
+        finally:
             with contextlib.suppress(Exception):
-                cluster.close()
+                client.close()
+            if cluster is not None:
+                with contextlib.suppress(Exception):
+                    cluster.close()

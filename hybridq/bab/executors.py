@@ -36,7 +36,8 @@ from concurrent import futures
 
 from hybridq.bab.engine import CellEngine, Problem
 
-__all__ = ["InProcessExecutor", "PoolExecutor", "WorkerPool", "DaskExecutor", "ExecutorLost"]
+__all__ = ["InProcessExecutor", "PoolExecutor", "WorkerPool", "DaskExecutor", "ExecutorLost", "EngineCache",
+           "cluster_threads"]
 
 
 class ExecutorLost(RuntimeError):
@@ -279,19 +280,29 @@ class DaskExecutor:
     grace : float
         Seconds without a worker (or a scheduler connection) before the cluster counts as lost.
     poll : float
-        Seconds between checks of ``should_stop`` and of the cluster's health.
+        Seconds between checks of ``should_stop`` (and of the client's connection).
+    check : float
+        Seconds between two questions to the scheduler about its workers while a round waits
+        (each is a round trip; asking at every poll took CPU from the workers on a small machine).
+
+    Attributes
+    ----------
+    workers : int
+        Worker threads of the cluster when the run started (``stats.jobs``).
     """
 
-    def __init__(self, problem: Problem, client, grace: float = 20.0, poll: float = 0.25, retries: int = 1):
+    def __init__(self, problem: Problem, client, grace: float = 20.0, poll: float = 0.25, retries: int = 1,
+                 check: float = 2.0):
         import distributed
 
         self._distributed = distributed
         self.client = client
-        self.grace, self.poll, self.retries = grace, poll, retries
+        self.grace, self.poll, self.retries, self.check = grace, poll, retries, check
         self.run_id = uuid.uuid4().hex[:12]
         self.pending: list = []
         self.rounds = 0
         try:
+            self.workers = cluster_threads(client)
             self.problem = client.scatter(problem, broadcast=True, hash=False)
         except Exception as e:  # noqa: BLE001 - any failure to reach the cluster
             raise ExecutorLost(f"cluster lost: {_why(e)}", []) from e
@@ -303,13 +314,15 @@ class DaskExecutor:
         dd = self._distributed
         self.rounds += 1
         try:
-            futs = [self.client.submit(_dask_work, self.problem, self.problem.key, a, pure=False,
-                                       key=f"hybridq-chunk-{self.run_id}-{self.rounds}-{k}", retries=self.retries)
-                    for k, a in enumerate(args)]
+            # one message to the scheduler for the whole round (``map``, not a ``submit`` per chunk)
+            futs = self.client.map(_dask_work, [self.problem] * len(args), [self.problem.key] * len(args), args,
+                                   key=[f"hybridq-chunk-{self.run_id}-{self.rounds}-{k}" for k in range(len(args))],
+                                   pure=False, retries=self.retries)
         except Exception as e:  # noqa: BLE001
             raise ExecutorLost(f"cluster lost: {_why(e)}", []) from e
         self.pending = futs
         alone_since = None
+        checked = time.monotonic()
         while True:
             try:
                 dd.wait(futs, timeout=self.poll)
@@ -322,7 +335,10 @@ class DaskExecutor:
                 break
             if any(f.status in ("error", "cancelled", "lost") for f in futs):
                 break
-            healthy = self.client.status == "running" and self._n_workers() > 0
+            if self.client.status == "running" and time.monotonic() - checked < self.check:
+                continue
+            checked = time.monotonic()
+            healthy = self.client.status == "running" and self._n_threads() > 0
             if healthy:
                 alone_since = None
             elif alone_since is None:
@@ -361,13 +377,8 @@ class DaskExecutor:
                 break
         return out
 
-    def _n_workers(self) -> int:
-        try:
-            return len(self.client.scheduler_info(n_workers=-1).get("workers", {}))
-        except TypeError:  # pragma: no cover - older distributed without n_workers
-            return len(self.client.scheduler_info().get("workers", {}))
-        except Exception:  # noqa: BLE001 - the scheduler is unreachable
-            return 0
+    def _n_threads(self) -> int:
+        return cluster_threads(self.client)
 
     def _cancel(self) -> None:
         if self.pending:
@@ -384,6 +395,15 @@ class DaskExecutor:
             self.client.cancel([self.problem], force=True)
         except Exception:  # noqa: BLE001
             pass
+
+
+def cluster_threads(client) -> int:
+    """Worker threads (chunks run at once) a Dask cluster has now: one light round trip to the
+    scheduler; 0 when it cannot be reached."""
+    try:
+        return sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - the scheduler is unreachable
+        return 0
 
 
 def _is_lost(err: BaseException) -> bool:

@@ -27,7 +27,7 @@ import numpy as np
 
 from hybridq.bab.engine import CellEngine, Problem
 from hybridq.bab.exact import exact_budget
-from hybridq.bab.executors import DaskExecutor, ExecutorLost, InProcessExecutor, WorkerPool
+from hybridq.bab.executors import DaskExecutor, ExecutorLost, InProcessExecutor, WorkerPool, cluster_threads
 from hybridq.bab.queue import CellQueue
 from hybridq.bab.splitting import dim_weight
 from hybridq.cell import Cell
@@ -188,7 +188,8 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
     inproc = InProcessExecutor(engine)
     record = cfg.record_leaves if cfg.record_leaves is not None else network.n_in <= 2
     with np.errstate(over="ignore"):  # a huge box's volume is inf: no warning (see log10_total_volume)
-        stats = Stats(jobs=cfg.jobs, total_volume=box.volume)
+        # jobs: the chunks that run at once (a cluster's worker threads)
+        stats = Stats(jobs=cfg.jobs if executor is None else max(1, cluster_threads(executor)), total_volume=box.volume)
     queue = CellQueue(cfg.max_queue)
     queue.push(Cell.root(box.lower, box.upper, n_neurons), np.inf, 1.0)
     tally = RoundMerger(stats, queue, network.n_in if cfg.input_split == "smear" else 0, record)
@@ -244,6 +245,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             try:
                 if executor is not None and len(chunks) > 1 and pool is None:
                     pool = DaskExecutor(problem, executor)  # a cluster's workers are up already
+                    stats.jobs = max(1, pool.workers)
                 # (own workers only when the deadline is far enough to repay starting them)
                 elif cfg.jobs > 1 and len(chunks) > 1 and pool is None and (
                         (workers is not None and workers.started and len(batch) >= 4 * cfg.jobs)
