@@ -292,7 +292,8 @@ def bounds(network: Network, perturbation: Perturbation, inputs=None, method: st
         ``linear`` only: allow collapsing unstable neurons of the deviation onto one network.
     inter : {0, 1, 2}
         ``linear`` only: intermediate layers by CROWN for the nominal network (0), also the
-        perturbed one (1), also the difference ``dz`` (2); the rest from ``diff``.
+        perturbed one (1), also the difference ``dz`` (2: of the neurons where the two networks
+        are not in the same linear piece; elsewhere ``dz`` is never used); the rest from ``diff``.
     refine : {"all", "unstable"}
         ``linear`` only: refine every neuron's intermediate bounds by CROWN, or only those whose
         relaxation is not exact (faster; looser difference intervals).

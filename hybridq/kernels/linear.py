@@ -411,6 +411,27 @@ def _unstable(code, lo, hi, refine_all):
     return np.nonzero(keep)[0].astype(np.int64)
 
 
+@_jit("i8[::1](i8, f8[::1], f8[::1], f8[::1], f8[::1])")
+def _dz_rows(code, nl, nh, pl, ph):
+    """Indices of the neurons whose difference ``dz`` is refined by CROWN: all but those on which
+    both networks are in the same linear piece of a piecewise-linear activation (there
+    ``dh = slope * dz`` and every relaxation of the neuron is exact, so its ``dz`` interval is
+    never used)."""
+    m = nl.shape[0]
+    keep = np.ones(m, dtype=np.bool_)
+    if code == RELU or code == LEAKY:
+        for j in range(m):
+            keep[j] = not ((nl[j] >= 0.0 and pl[j] >= 0.0) or (nh[j] <= 0.0 and ph[j] <= 0.0))
+    elif code == HARDTANH:
+        for j in range(m):
+            lo = min(nl[j], pl[j])
+            hi = max(nh[j], ph[j])
+            keep[j] = not ((lo >= -1.0 and hi <= 1.0) or hi <= -1.0 or lo >= 1.0)
+    elif code == IDENTITY:
+        keep[:] = False
+    return np.nonzero(keep)[0].astype(np.int64)
+
+
 @_jit(f"{_M}(i8[::1], i8)")
 def _unit_rows(idx, n):
     """Rows ``[e_idx; -e_idx]``: objectives for the upper and (negated) lower bounds."""
@@ -473,9 +494,9 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
                     j = idx[t]
                     ZNh[0, j] = min(ZNh[0, j], ub[t])
                     ZNl[0, j] = max(ZNl[0, j], -ub[q + t])
+            pl = np.empty(nk)
+            ph = np.empty(nk)
             if inter_mode >= 1:
-                pl = np.empty(nk)
-                ph = np.empty(nk)
                 for j in range(nk):
                     pl[j] = max(ZPl[0, j], dn(ZNl[0, j] + DZl[0, j]), CLO[c, o0 + j])
                     ph[j] = min(ZPh[0, j], up(ZNh[0, j] + DZh[0, j]), CHI[c, o0 + j])
@@ -491,12 +512,19 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
                         ZPh[0, j] = min(ZPh[0, j], ub[t])
                         ZPl[0, j] = max(ZPl[0, j], -ub[q + t])
             if inter_mode >= 2:
-                FP = _unit_rows(np.arange(nk), nk)
-                ub = _backsub(k, FP, -FP, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts,
-                              hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
-                for j in range(nk):
-                    DZh[0, j] = min(DZh[0, j], ub[j])
-                    DZl[0, j] = max(DZl[0, j], -ub[nk + j])
+                for j in range(nk):  # z' after its own refinement
+                    pl[j] = max(pl[j], ZPl[0, j])
+                    ph[j] = min(ph[j], ZPh[0, j])
+                idx = _dz_rows(code, ZNl[0], ZNh[0], pl, ph)
+                q = idx.size
+                if q > 0:
+                    FP = _unit_rows(idx, nk)
+                    ub = _backsub(k, FP, -FP, True, True, mix, noise_mode, l0, u0, Zs, Hs, widths, woff, noff, acts,
+                                  hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
+                    for t in range(q):
+                        j = idx[t]
+                        DZh[0, j] = min(DZh[0, j], ub[t])
+                        DZl[0, j] = max(DZl[0, j], -ub[q + t])
         _combine(ZNl, ZNh, ZPl, ZPh, DZl, DZh, CLO[c:c + 1, o0:o1], CHI[c:c + 1, o0:o1], True, inf_c)
         NL[c, o0:o1] = ZNl[0]
         NH[c, o0:o1] = ZNh[0]
@@ -555,7 +583,8 @@ def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, wi
 
     Per cell and layer: interval and difference images (as :func:`interval_pass`), the nominal
     pre-activations tightened by CROWN back-substitution (layers >= 1); ``inter_mode`` >= 1 also
-    the perturbed ones (noise substituted), >= 2 also the differences ``dz`` (joint); only the
+    the perturbed ones (noise substituted), >= 2 also the differences ``dz`` (joint; only where
+    the two networks are not in the same linear piece, :func:`_dz_rows`); only the
     neurons whose relaxation is not exact unless ``refine_all`` (tighter ``dh`` intervals); then
     ``z' ∩= (z + dz) ∩ clips``.  At the end one joint back-substitution bounds the rows of
     ``A h'_L`` (perturbed, noise substituted) and the deviation ``h'_L - h_L`` (both networks,
