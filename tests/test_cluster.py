@@ -84,7 +84,7 @@ def _runs():
     w2 = _witnessed(net2, pert2, box)
     kw = dict(backend="none", timeout=300, batch_size=16, seed=3)
     return {
-        "verify 2-8-8-1": lambda **e: verify(net, pert, box, Deviation(1.2 * w), **kw, **e),
+        "verify 2-8-8-1": lambda **e: verify(net, pert, box, Deviation(1.05 * w), **kw, **e),
         "verify 2-16-16-1": lambda **e: verify(net2, pert2, box, Deviation(1.02 * w2), **kw, **e),
         "quantify deviation": lambda **e: quantify(net, pert, box, what="deviation", tol=0.05, **kw, **e),
         "quantify epsilon": lambda **e: quantify(net, None, box, Deviation(1.2 * w), what="epsilon", tol=0.5,
