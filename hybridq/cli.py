@@ -256,7 +256,6 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     from hybridq.inputs import InputBox
     from hybridq.io import decision_label, load_network, load_vnnlib
     from hybridq.perturbation import perturbation
-    from hybridq.equivalence import SameDecision
     from hybridq.properties import Decision, Deviation
 
     net = load_network(network)
@@ -288,6 +287,8 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
     jobs = []
     for b, con in zip(boxes, constraints):
         if same_decision:
+            from hybridq.equivalence import SameDecision  # only here: it imports the interval machinery
+
             prop = SameDecision(_number(kappa, "--kappa") or 0, sense)
         elif delta is not None:
             outs = None if outputs is None else tuple(int(v) for v in _vector(outputs, "--outputs"))
