@@ -17,8 +17,10 @@ pair (:class:`PackedNetwork`, cached) and runs one of three numba passes from
     weight perturbation is a per-neuron noise ``|e_k| <= R_k |h'_{k-1}| + rb_k`` (the exact
     reformulation of DESIGN.md §2) substituted linearly through ``h'_{k-1}`` (§3 refinement),
     and the deviation ``y'(x) - y(x)`` is bounded as one linear function of the shared ``x``
-    (unstable neurons may be collapsed onto one network plus the ``dh`` interval, per neuron,
-    whichever is estimated tighter).  Intersected with the ``diff`` bounds, so it is never wider.
+    (an unstable neuron may be collapsed onto one network plus its difference ``dh = h' - h``,
+    bounded by its interval or, as in NeuroDiff (Paulsen, Wang et al., ASE 2020), by a line in
+    ``dz = z' - z`` that stays symbolic down to ``x``; per neuron, whichever is estimated
+    tighter).  Intersected with the ``diff`` bounds, so it is never wider.
 
 Every returned bound encloses the exact real value (see :mod:`hybridq.kernels`).
 """
