@@ -134,7 +134,8 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
     """Search an input where the rounded network does worst on ``prop`` (float64 simulation).
 
     Candidates: the box's centre and corners, ``samples`` uniform points, and ``steps`` signed
-    gradient steps (step ``0.9^t 2 width/steps``, projected on the box) from the ``starts`` best
+    gradient steps (step ``0.9^t 2 width/steps``, and a second walk with ``width/steps``; projected
+    on the box) from the ``starts`` best
     samples for every output and sign, steered by the deployed network's clipping-but-no-rounding
     surrogate (:func:`_grad_logit`) and by each float logit alone (driven up and down: beyond a
     calibrated range the deployed network saturates and the deviation grows with the float logit).
@@ -168,10 +169,11 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
         directions += [lambda x, j=j, sg=sg: sg * _grad_logit(model, x, j, False) for j in outs for sg in (1.0, -1.0)]
         for grad in directions:
             for x0 in best:
-                x = x0.copy()
-                for t in range(steps):
-                    x = np.clip(x + width * 0.9**t * np.sign(grad(x)), lo, hi)
-                    walkers.append(x.copy())
+                for decay in (0.9, 1.0):  # a decaying walk settles, a constant one (width/2) explores
+                    x = x0.copy()
+                    for t in range(steps):
+                        x = np.clip(x + width * (0.9**t if decay < 1 else 0.5) * np.sign(grad(x)), lo, hi)
+                        walkers.append(x.copy())
         if walkers:
             W_ = np.array(walkers)
             X = np.concatenate([X, W_])
