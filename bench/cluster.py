@@ -7,12 +7,14 @@ The run: ACAS Xu 1_1 (ONNX), prop_1's input box, fp16 on every weight and bias, 
 bound kernels dominate, no SMT time limits, so the three runs must agree exactly).  Executors:
 ``jobs=1`` in-process (numba's kernels use every core), the ``spawn`` process pool with
 ``--workers`` processes and a ``distributed.LocalCluster`` of ``--workers`` single-threaded worker
-processes (one numba thread per worker in both).  Reported per run: wall time, cells, rounds, the
-worker time per cell (sum over cells of the bound/attack/split time), the time the scheduler spends
-outside the executor (queue, merge, confirmation of candidates) per cell, the time per round spent
-waiting for the executor, and the peak resident
-memory of this (scheduler) process and the peak queue length.  The cluster's start (seconds) is
-reported apart: ``--cluster local:N`` pays it once per command.
+processes as ``--cluster local:N`` starts it (:func:`hybridq.bab.cluster.local_cluster`; one numba
+thread per worker in both).  The pool and the cluster are started before their run (as a batch's
+pool or a running cluster), and their start times are reported apart.  Reported per run: wall time,
+cells, rounds, the worker time per cell (sum over cells of the bound/attack/split time), the time
+the scheduler spends outside the executor (queue, merge, confirmation of candidates) per cell, the
+time per round spent waiting for the executor, the CPU seconds of this process (hybridq's scheduler,
+and for Dask its scheduler, nannies and client) and of the worker processes, the peak resident
+memory of this process and the peak queue length.
 """
 
 from __future__ import annotations
@@ -51,6 +53,20 @@ def timed_executors():
     return spent
 
 
+def cpu_seconds():
+    """(CPU seconds of this process, of its child processes now alive): user + system."""
+    import psutil
+
+    me = psutil.Process()
+    kids = 0.0
+    for c in me.children(recursive=True):
+        try:
+            kids += sum(c.cpu_times()[:2])
+        except psutil.Error:
+            pass
+    return sum(me.cpu_times()[:2]), kids
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--delta", type=float, default=0.00156)
@@ -61,6 +77,8 @@ def main():
     import distributed
 
     from hybridq import Deviation, load_network, load_vnnlib, perturbation, verify
+    from hybridq.bab.cluster import local_cluster
+    from hybridq.bab.executors import WorkerPool
 
     net = load_network(DATA / "acasxu" / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx")
     box, _ = load_vnnlib(DATA / "acasxu" / "vnnlib" / "prop_1.vnnlib", net.n_in, net.n_out)[0]
@@ -78,22 +96,31 @@ def main():
             peak[0] = max(peak[0], pending)
 
         spent.update(run=0.0, chunks=0)
+        c0 = cpu_seconds()
         t = time.perf_counter()
         r = verify(net, pert, box, prop, backend="none", timeout=args.timeout, progress=prog, **kw)
         wall = time.perf_counter() - t
+        c1 = cpu_seconds()
         work = sum(v for k, v in r.stats.time.items() if k != "total")
         rows.append(dict(name=name, wall=wall, r=r, work=work, sched=wall - spent["run"], chunks=spent["chunks"],
                          queue=peak[0], rss=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                         load=os.getloadavg()[0]))
+                         load=os.getloadavg()[0], cpu_main=c1[0] - c0[0], cpu_workers=c1[1] - c0[1]))
         print(f"{name}: {r.summary()} [wall {wall:.2f} s, scheduler {wall - spent['run']:.2f} s, "
               f"load {os.getloadavg()[0]:.1f}]", flush=True)
         return r
 
     one("jobs=1", jobs=1)
-    one(f"process pool, {args.workers} workers", jobs=args.workers)
     t = time.perf_counter()
-    cluster = distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, env={"NUMBA_NUM_THREADS": "1"})
+    pool = WorkerPool(args.workers)
+    pool.start()
+    pool._thread.join()
+    t_pool = time.perf_counter() - t
+    try:
+        one(f"process pool, {args.workers} workers", jobs=args.workers, workers=pool)
+    finally:
+        pool.close()
+    t = time.perf_counter()
+    cluster = local_cluster(args.workers)
     client = distributed.Client(cluster)
     t_start = time.perf_counter() - t
     try:
@@ -114,21 +141,25 @@ def main():
         f"engineers (load average {load0:.1f} at the start).",
         "",
         "| executor | verdict | cells | rounds | chunks | wall (s) | speed-up vs jobs=1 | worker ms/cell | "
-        "scheduler ms/cell | waiting ms/round | peak queue | peak RSS (MiB) | load after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "scheduler ms/cell | waiting ms/round | CPU s: this process | CPU s: workers | peak queue | "
+        "peak RSS (MiB) | load after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for x in rows:
         r = x["r"]
         lines.append(f"| {x['name']} | {r.verdict} | {r.stats.cells} | {r.stats.rounds} | {x['chunks']} | "
                      f"{x['wall']:.1f} | {base['wall'] / x['wall']:.2f}x | {1e3 * x['work'] / r.stats.cells:.2f} | "
                      f"{1e3 * x['sched'] / r.stats.cells:.3f} | {1e3 * (x['wall'] - x['sched']) / r.stats.rounds:.1f} | "
-                     f"{x['queue']} | {x['rss']:.0f} | {x['load']:.1f} |")
+                     f"{x['cpu_main']:.1f} | {x['cpu_workers']:.1f} | {x['queue']} | {x['rss']:.0f} | {x['load']:.1f} |")
     lines += [
         "",
         f"Identical verdict, cell count, rounds and bound across the three: **{same}**.",
         f"Dask overhead against the process pool: **{100 * (dask['wall'] / pool['wall'] - 1):+.1f} %** "
-        f"(wall {dask['wall']:.1f} s vs {pool['wall']:.1f} s); starting the LocalCluster took {t_start:.1f} s "
-        "(not in the wall time; `--cluster local:N` pays it once per command).",
+        f"(wall {dask['wall']:.1f} s vs {pool['wall']:.1f} s); CPU seconds of all processes "
+        f"{dask['cpu_main'] + dask['cpu_workers']:.1f} vs {pool['cpu_main'] + pool['cpu_workers']:.1f} "
+        f"({100 * ((dask['cpu_main'] + dask['cpu_workers']) / (pool['cpu_main'] + pool['cpu_workers']) - 1):+.1f} %).  "
+        f"Starting the pool took {t_pool:.1f} s and the LocalCluster {t_start:.1f} s (neither in the wall "
+        "times; `--cluster local:N` pays it once per command, a batch once).",
         "",
     ]
     Path(args.out).write_text("\n".join(lines) + "\n")

@@ -256,16 +256,22 @@ class PoolExecutor:
 
 
 # ------------------------------------------------------------------ Dask
-def _dask_work(problem: Problem, key: str, args: tuple) -> list:
-    """A Dask task: one chunk on this worker thread's engine for the scattered problem."""
-    return _ENGINES.get(key, lambda: problem).process(*args)
+def _dask_work(problem: Problem, key: str, group: list) -> list:
+    """A Dask task: consecutive chunks (argument tuples) on this worker thread's engine for the
+    scattered problem; their outcome lists, in order."""
+    engine = _ENGINES.get(key, lambda: problem)
+    return [engine.process(*a) for a in group]
 
 
 class DaskExecutor:
     """Chunks as tasks on a Dask ``distributed`` cluster.
 
     The :class:`Problem` is scattered once to every worker (``broadcast=True``); each task names
-    it, so a chunk carries only its cells.  Each worker thread builds one :class:`CellEngine` per
+    it, so a chunk carries only its cells.  A round's chunks go out as at most ``per_thread``
+    tasks per worker thread, each a run of consecutive chunks (every chunk still gets its own
+    :meth:`CellEngine.process` call, so the outcomes are those of ``jobs = 1``): a Dask task costs
+    a few milliseconds of CPU in the client, scheduler and worker, which a round of 8 one-chunk
+    tasks on 2 workers paid 8 times.  Each worker thread builds one :class:`CellEngine` per
     problem (kernels are compiled or loaded from numba's cache once per worker process).  A worker
     that dies mid-chunk has its task re-run on another worker by the Dask scheduler (a chunk's
     outcomes depend only on its arguments, so the result does not change); ``retries`` re-runs a
@@ -284,6 +290,8 @@ class DaskExecutor:
     check : float
         Seconds between two questions to the scheduler about its workers while a round waits
         (each is a round trip; asking at every poll took CPU from the workers on a small machine).
+    per_thread : int
+        Tasks per worker thread and round (more balance the load, fewer cost less).
 
     Attributes
     ----------
@@ -292,12 +300,12 @@ class DaskExecutor:
     """
 
     def __init__(self, problem: Problem, client, grace: float = 20.0, poll: float = 0.25, retries: int = 1,
-                 check: float = 2.0):
+                 check: float = 2.0, per_thread: int = 2):
         import distributed
 
         self._distributed = distributed
         self.client = client
-        self.grace, self.poll, self.retries, self.check = grace, poll, retries, check
+        self.grace, self.poll, self.retries, self.check, self.per_thread = grace, poll, retries, check, per_thread
         self.run_id = uuid.uuid4().hex[:12]
         self.pending: list = []
         self.rounds = 0
@@ -313,10 +321,13 @@ class DaskExecutor:
         is gone, and re-raises an error a chunk raised on a worker."""
         dd = self._distributed
         self.rounds += 1
+        size = -(-len(args) // max(1, self.per_thread * self.workers))  # chunks per task
+        groups = [args[i:i + size] for i in range(0, len(args), size)]
+        n = len(groups)
         try:
-            # one message to the scheduler for the whole round (``map``, not a ``submit`` per chunk)
-            futs = self.client.map(_dask_work, [self.problem] * len(args), [self.problem.key] * len(args), args,
-                                   key=[f"hybridq-chunk-{self.run_id}-{self.rounds}-{k}" for k in range(len(args))],
+            # one message to the scheduler for the whole round (``map``, not a ``submit`` per task)
+            futs = self.client.map(_dask_work, [self.problem] * n, [self.problem.key] * n, groups,
+                                   key=[f"hybridq-chunk-{self.run_id}-{self.rounds}-{k}" for k in range(n)],
                                    pure=False, retries=self.retries)
         except Exception as e:  # noqa: BLE001
             raise ExecutorLost(f"cluster lost: {_why(e)}", []) from e
@@ -345,17 +356,18 @@ class DaskExecutor:
                 alone_since = time.monotonic()
             elif time.monotonic() - alone_since > self.grace:
                 why = "no scheduler" if self.client.status != "running" else "no workers"
-                raise ExecutorLost(f"cluster lost ({why} for {self.grace:g} s)", self._prefix(futs))
-        results = self._prefix(futs)
-        self.pending = futs[len(results):]
-        if len(results) < len(futs) and not (should_stop is not None and should_stop()):
-            f = futs[len(results)]
+                raise ExecutorLost(f"cluster lost ({why} for {self.grace:g} s)", _flat(self._prefix(futs)))
+        done = self._prefix(futs)
+        self.pending = futs[len(done):]
+        if len(done) < len(futs) and not (should_stop is not None and should_stop()):
+            f = futs[len(done)]
             err = f.exception(timeout=self.grace) if f.status == "error" else None
             if err is not None and not _is_lost(err):
                 raise err
-            raise ExecutorLost(f"cluster lost: {_why(err) if err is not None else 'a chunk was ' + f.status}", results)
+            raise ExecutorLost(f"cluster lost: {_why(err) if err is not None else 'a chunk was ' + f.status}",
+                               _flat(done))
         self._cancel()
-        return results
+        return _flat(done)
 
     def ready(self) -> bool:
         """The cluster's workers take chunks as soon as they are submitted."""
@@ -395,6 +407,11 @@ class DaskExecutor:
             self.client.cancel([self.problem], force=True)
         except Exception:  # noqa: BLE001
             pass
+
+
+def _flat(groups: list) -> list:
+    """The outcome lists of the chunks of consecutive tasks, in order."""
+    return [outs for group in groups for outs in group]
 
 
 def cluster_threads(client) -> int:
