@@ -266,7 +266,8 @@ class CellEngine:
                 smt_unknown += out.smt_unknown
                 smt_charged += out.smt_charge
             elif budget and res is not None and self._polish_due(cell) and self.exact.worth_polish(
-                    self._margin(res, threshold), self._margin_ub(u, threshold)):
+                    self._margin(res, threshold), self._margin_ub(u, threshold),
+                    p.prop.delta if p.mode == "verify" and isinstance(p.prop, Deviation) else float("inf")):
                 # too large for a proof, but the attack came close: the milp stage's search around its
                 # point (maximize: for a point above the attack's, which raises the witness)
                 thr = max(threshold, res.value) if p.mode == "maximize" else threshold

@@ -103,14 +103,16 @@ class ExactStage:
         point above it."""
         return self.p.config.backend != "none" and (self.p.mode == "verify" or self.milp)
 
-    def worth_polish(self, attack_margin: float, margin_ub: float) -> bool:
+    def worth_polish(self, attack_margin: float, margin_ub: float, scale: float = float("inf")) -> bool:
         """Whether a cell too large for the exact call gets the neighbourhood search
         (:meth:`call` with ``prove_it=False``): a milp run whose attack came within
         :data:`POLISH_GAP` of the threshold (margins as :func:`hybridq.attack.attack`'s, ``>= 0``
-        violates; ``margin_ub`` the cell's certified bound of it)."""
+        violates; ``margin_ub`` the cell's certified bound of it), measured against the gap to
+        the bound and against ``scale`` (a deviation property's ``delta``: on a loose cell the
+        gap to the bound is huge, and an attack at 0.1 % of ``delta`` is not close)."""
         if not (self.enabled and self.milp) or not np.isfinite(attack_margin) or not np.isfinite(margin_ub):
             return False
-        return -attack_margin <= POLISH_GAP * (margin_ub - attack_margin)
+        return -attack_margin <= POLISH_GAP * min(margin_ub - attack_margin, scale)
 
     def limits(self, cell: Cell) -> tuple[float, int]:
         """``(first call's seconds, most unstable neurons)`` of the exact stage for this cell."""
