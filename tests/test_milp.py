@@ -450,3 +450,41 @@ def test_search_only_call_never_claims_more_than_its_root_bound():
     assert isinstance(out, Unsat) and max(out.stats["bounds"]) < 1e6
     out = mb.check(net, pert, cell, Deviation(1.0), 20, prove_it=False)  # no start: no search, no proof
     assert isinstance(out, Unknown) and out.stats["nodes"] == 0
+
+
+def test_engine_attacks_start_from_the_seeds_of_the_milp_stage():
+    """``CellEngine.process(seeds=...)``: a seed inside the cell joins the attack's starts (the same
+    attack without it misses the violation; with it the cell is refuted by an exactly re-checked
+    counterexample); a seed outside the cell is not used."""
+    from hybridq.bab.engine import CellEngine, Outcome, Problem
+    from hybridq.config import make_config
+
+    net = _deep_net(0)
+    pert = perturbation("abs:0.05", net)
+    x = np.random.default_rng(100).uniform(-1, 1, 4)
+    box = InputBox(x, x)
+    cfg = make_config(None, backend="none", attack_samples=4, attack_steps=2, attack_restarts=1)
+    n = sum(l.n_out for l in net.layers)
+
+    def engine(prop):
+        return CellEngine(Problem(net, pert, prop, cfg, "verify", box.lower, box.upper, box))
+
+    def root():
+        c = Cell.root(x, x, n)
+        c.priority = np.inf
+        return c
+
+    a = engine(Deviation(0.0))._attack(Outcome(0, "open", np.inf), root(), 0, 0.0)
+    prop = Deviation(1.02 * a.value)
+    found = get_backend("milp").check(net, pert, root(), prop, 20, start=(a.x, a.params), prove_it=False)
+    assert isinstance(found, Sat)
+    seed = (1.02 * a.value, np.asarray(found.x, dtype=np.float64), found.params)
+    (plain,) = engine(prop).process([(0, root())], 0.0, 0.0, None)
+    assert plain.status != "counterexample"
+    (seeded,) = engine(prop).process([(0, root())], 0.0, 0.0, None, seeds=(seed,))
+    assert seeded.status == "counterexample"
+    cx = seeded.counterexample
+    assert pert.contains(cx.params) and prop.check_exact(net, cx.x, cx.params)
+    away = (seed[0], x + 1.0, seed[2])  # input outside the (point) cell: ignored
+    (other,) = engine(prop).process([(0, root())], 0.0, 0.0, None, seeds=(away,))
+    assert other.status != "counterexample"
