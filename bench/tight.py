@@ -1,6 +1,10 @@
 """Issue 15: tight queries on real networks, decided by ``verify`` and cross-checked.
 
-    python bench/tight.py [--timeout 60] [--milp-timeout 300] [--only SUBSTR] [--out bench/results/tight.md]
+    python bench/tight.py [--timeout 60] [--milp-timeout 300] [--only SUBSTR] [--merge] [--out bench/results/tight.md]
+
+``--merge`` (with ``--only``): the queries run now replace the rows (and left-out entries) of the
+same name in the existing results, the others are kept as they were (their load may differ; the
+load of each run is recorded per row).
 
 Queries (56, in pairs): ACAS Xu 1_1, 2_3 and 3_3 (ONNX, normalized inputs) at seeded random
 points and small boxes (half-width 1e-3) under ``fp16`` / ``abs:1e-3``: logit deviation of output 0
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -133,6 +138,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "tight.md"))
+    ap.add_argument("--merge", action="store_true")
     args = ap.parse_args()
     root = shared()
     rows, skipped = [], []
@@ -186,9 +192,21 @@ def main():
             s = r.stats
             rows.append(dict(name=name, kind=kind, f=f, threshold=thr, optimum=opt, milp_s=t_milp, milp_optimal=optimal,
                              verdict=r.verdict, wall=wall, check=check,
-                             cells=getattr(s, "cells", None), smt_calls=getattr(s, "smt_calls", None)))
+                             cells=getattr(s, "cells", None), smt_calls=getattr(s, "smt_calls", None),
+                             load=os.getloadavg()[0]))
             print(f"{name:34s} x{f:.2f} thr={thr:.6g} -> {r.verdict:10s} {wall:6.2f}s  "
                   f"(plain MILP {t_milp:6.2f}s{'' if optimal else ' NOT OPTIMAL'}) {check}", flush=True)
+    if args.merge and Path(args.out).with_suffix(".json").exists():
+        old = json.loads(Path(args.out).with_suffix(".json").read_text())
+        if isinstance(old, dict):
+            old_rows, old_skipped = old["rows"], [tuple(t) for t in old["skipped"]]
+        else:  # the first format: rows only
+            old_rows, old_skipped = old, []
+        now = {r["name"] for r in rows} | {n for n, _ in skipped}
+        order = [n for n, *_ in queries(root)]
+        rows = sorted([r for r in old_rows if r["name"] not in now] + rows,
+                      key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["f"]))
+        skipped = [t for t in old_skipped if t[0] not in now] + skipped
     write(rows, skipped, args)
 
 
@@ -197,23 +215,24 @@ def write(rows, skipped, args):
     bad = [r for r in rows if "FAILED" in r["check"] or "DISAGREES" in r["check"]]
     med_v = statistics.median(r["wall"] for r in rows) if rows else float("nan")
     med_m = statistics.median({(r["name"]): r["milp_s"] for r in rows}.values()) if rows else float("nan")
-    import os
-
     lines = [
         "# Tight queries (issue 15)", "",
         f"`python bench/tight.py --timeout {args.timeout:g} --milp-timeout {args.milp_timeout:g}"
-        f"{' --backend ' + args.backend if args.backend != 'auto' else ''}`, jobs=1, "
-        f"load average at the end {os.getloadavg()[0]:.1f} (2 cores, shared).", "",
+        f"{' --backend ' + args.backend if args.backend != 'auto' else ''}"
+        f"{' --only ' + repr(args.only) + ' --merge' if args.merge else ''}`, jobs=1, "
+        f"load average at the end {os.getloadavg()[0]:.1f} (2 cores, shared)"
+        f"{'; the other rows are kept from the previous run (load column: the load average when each ran)' if args.merge else ''}.",
+        "",
         f"Decided {len(dec)} of {len(rows)}; wrong verdicts or failed re-checks: {len(bad)}. "
         f"Median verify wall time {med_v:.2f} s; median plain-MILP time to its float optimum "
         f"(per query pair, the baseline) {med_m:.2f} s.", "",
-        "| query | f | threshold | MILP optimum | plain MILP s | verdict | verify s | cross-check |",
-        "|---|---|---|---|---|---|---|---|",
+        "| query | f | threshold | MILP optimum | plain MILP s | verdict | verify s | cross-check | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['name']} | {r['f']:.2f} | {r['threshold']:.6g} | {r['optimum']:.6g}"
                      f"{'' if r['milp_optimal'] else ' (not optimal)'} | {r['milp_s']:.2f} | {r['verdict']} | "
-                     f"{r['wall']:.2f} | {r['check']} |")
+                     f"{r['wall']:.2f} | {r['check']} | {r.get('load', float('nan')):.1f} |")
     if skipped:
         lines += ["", "Query pairs left out (no tight threshold could be set independently):", ""]
         lines += [f"- {n}: {why}" for n, why in skipped]
@@ -221,7 +240,8 @@ def write(rows, skipped, args):
                   "(4 on 1_1, 4 on 2_3, 3 on 3_3, 120 s each), nor on 1_1's point in 600 s, nor under "
                   "int8:per_channel in 300 s (see the module docstring)."]
     Path(args.out).write_text("\n".join(lines) + "\n")
-    Path(args.out).with_suffix(".json").write_text(json.dumps(rows, indent=1, default=float))
+    Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=1,
+                                                              default=float))
     print("\n".join(lines[:6]))
 
 

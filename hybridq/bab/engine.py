@@ -233,6 +233,7 @@ class CellEngine:
         outs = []
         smt_unknown, smt_charged = 0, 0.0
         for i, (cid, cell) in enumerate(items):
+            refuted = p.mode == "verify" and any(o.status == "counterexample" for o in outs)
             times = {"bounds": t_bounds, "attack": 0.0, "smt": 0.0, "split": 0.0}
             u = float(ub[i])
             if bool(ob.infeasible[i]):
@@ -246,6 +247,9 @@ class CellEngine:
                 outs.append(Outcome(cid, "bounds", u, times=times))
                 continue
             out = Outcome(cid, "open", u, times=times)
+            if refuted:  # verify: the chunk already holds a counterexample, which ends the run
+                outs.append(self._split_or_open(out, cell, ob, i, times))
+                continue
             res = self._attack(out, cell, cid, witnessed, seeds)
             if out.status == "counterexample":
                 outs.append(out)
