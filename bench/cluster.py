@@ -1,6 +1,6 @@
 """Issue 13: the same branch and bound on one process, the local process pool and a Dask cluster.
 
-    python bench/cluster.py [--delta 0.00156] [--workers 2] [--timeout 900] [--out bench/results/cluster.md]
+    python bench/cluster.py [--delta 0.00156] [--workers 2] [--repeat 1] [--timeout 900] [--out bench/results/cluster.md]
 
 The run: ACAS Xu 1_1 (ONNX), prop_1's input box, fp16 on every weight and bias, logit deviation
 <= delta (just above the proved maximum 0.00154, as in ``bench/jobs.py acas``), backend none (the
@@ -72,6 +72,7 @@ def main():
     ap.add_argument("--delta", type=float, default=0.00156)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--repeat", type=int, default=1, help="pool and Dask runs, alternating")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "cluster.md"))
     args = ap.parse_args()
     import distributed
@@ -115,28 +116,35 @@ def main():
     pool.start()
     pool._thread.join()
     t_pool = time.perf_counter() - t
-    try:
-        one(f"process pool, {args.workers} workers", jobs=args.workers, workers=pool)
-    finally:
-        pool.close()
     t = time.perf_counter()
     cluster = local_cluster(args.workers)
     client = distributed.Client(cluster)
     t_start = time.perf_counter() - t
-    try:
-        one(f"Dask LocalCluster, {args.workers} workers", executor=client)
+    try:  # side by side, alternating, so that the other engineers' load drifts over both alike
+        for k in range(args.repeat):
+            tag = f" (run {k + 1})" if args.repeat > 1 else ""
+            one(f"process pool, {args.workers} workers{tag}", jobs=args.workers, workers=pool)
+            one(f"Dask LocalCluster, {args.workers} workers{tag}", executor=client)
     finally:
+        pool.close()
         client.close()
         cluster.close()
 
     base = rows[0]
     fp = [(x["r"].verdict, x["r"].stats.cells, x["r"].stats.rounds, x["r"].bound) for x in rows]
     same = all(f == fp[0] for f in fp)
-    pool, dask = rows[1], rows[2]
+    pools, dasks = rows[1::2], rows[2::2]
+
+    def total(xs, key):
+        return sum(x[key] for x in xs)
+
+    pool = dict(wall=total(pools, "wall"), cpu=total(pools, "cpu_main") + total(pools, "cpu_workers"))
+    dask = dict(wall=total(dasks, "wall"), cpu=total(dasks, "cpu_main") + total(dasks, "cpu_workers"))
+    pairs = ", ".join(f"{100 * (d['wall'] / q['wall'] - 1):+.0f} %" for q, d in zip(pools, dasks))
     lines = [
         "# Branch and bound on one process, the process pool and a Dask cluster (issue 13)",
         "",
-        f"`python bench/cluster.py --delta {args.delta} --workers {args.workers}`: ACAS Xu 1_1, prop_1's box, fp16, "
+        f"`python bench/cluster.py --delta {args.delta} --workers {args.workers} --repeat {args.repeat}`: ACAS Xu 1_1, prop_1's box, fp16, "
         f"logit deviation <= {args.delta}, backend none.  Machine: {os.cpu_count()} cores shared with other "
         f"engineers (load average {load0:.1f} at the start).",
         "",
@@ -153,11 +161,11 @@ def main():
                      f"{x['cpu_main']:.1f} | {x['cpu_workers']:.1f} | {x['queue']} | {x['rss']:.0f} | {x['load']:.1f} |")
     lines += [
         "",
-        f"Identical verdict, cell count, rounds and bound across the three: **{same}**.",
+        f"Identical verdict, cell count, rounds and bound across all runs: **{same}**.",
         f"Dask overhead against the process pool: **{100 * (dask['wall'] / pool['wall'] - 1):+.1f} %** "
-        f"(wall {dask['wall']:.1f} s vs {pool['wall']:.1f} s); CPU seconds of all processes "
-        f"{dask['cpu_main'] + dask['cpu_workers']:.1f} vs {pool['cpu_main'] + pool['cpu_workers']:.1f} "
-        f"({100 * ((dask['cpu_main'] + dask['cpu_workers']) / (pool['cpu_main'] + pool['cpu_workers']) - 1):+.1f} %).  "
+        f"(wall {dask['wall']:.1f} s vs {pool['wall']:.1f} s over {args.repeat} run(s) each; per pair {pairs}); "
+        f"CPU seconds of all processes {dask['cpu']:.1f} vs {pool['cpu']:.1f} "
+        f"({100 * (dask['cpu'] / pool['cpu'] - 1):+.1f} %).  "
         f"Starting the pool took {t_pool:.1f} s and the LocalCluster {t_start:.1f} s (neither in the wall "
         "times; `--cluster local:N` pays it once per command, a batch once).",
         "",
