@@ -311,7 +311,7 @@ def test_run_gives_instances_without_a_timeout_the_default_budget(tmp_path, monk
     batch = importlib.import_module("hybridq.batch")
     seen = {}
 
-    def fake_run_batch(insts, results, cfg, defaults, cex_dir, on_result=None):
+    def fake_run_batch(insts, results, cfg, defaults, cex_dir, on_result=None, **kw):
         seen.update(defaults)
 
     monkeypatch.setattr(batch, "run_batch", fake_run_batch)
