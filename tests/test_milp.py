@@ -488,3 +488,24 @@ def test_engine_attacks_start_from_the_seeds_of_the_milp_stage():
     away = (seed[0], x + 1.0, seed[2])  # input outside the (point) cell: ignored
     (other,) = engine(prop).process([(0, root())], 0.0, 0.0, None, seeds=(away,))
     assert other.status != "counterexample"
+
+
+def test_search_only_call_needs_an_attack_close_to_delta():
+    """The search-only milp call is worth it only when the attack came within POLISH_GAP of the
+    threshold, measured against the gap to the cell's bound and against ``delta``: on a loose
+    cell (bound 1e5 times delta) an attack at 0.1 % of delta is not close (it was, by the gap
+    alone, and those calls ate NeuroDiff's ACAS Xu property-1 budgets)."""
+    from types import SimpleNamespace
+
+    from hybridq.bab.exact import POLISH_GAP, ExactStage
+    from hybridq.config import make_config
+
+    st = ExactStage(SimpleNamespace(config=make_config(None, backend="milp"), network=None,
+                                    prop=Deviation(1.0), mode="verify"))
+    delta = 1.0
+    far, near = 0.001 - delta, (1 - 0.5 * POLISH_GAP) * delta - delta  # the attack's margins
+    assert st.worth_polish(far, 1e5)  # by the gap to a loose bound alone
+    assert not st.worth_polish(far, 1e5, delta)
+    assert st.worth_polish(near, 1e5, delta)
+    assert not st.worth_polish(near, 1e5, 0.1 * POLISH_GAP * delta)
+    assert not st.worth_polish(far, float("inf"), delta)
