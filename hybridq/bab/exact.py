@@ -171,6 +171,8 @@ class ExactStage:
         if p.mode == "maximize":
             prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)
         kw = {"start": start, "prove_it": prove_it} if self.milp else {}
+        if self.milp and not prove_it and p.mode == "maximize":
+            kw["best"] = True  # the highest point of the neighbourhood: the witness
         ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=row, box=p.box, **kw)
         out.times["smt"] = time.perf_counter() - ts
         out.smt_called = True
