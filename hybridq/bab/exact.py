@@ -6,6 +6,12 @@ networks under ``backend = milp``, or ``auto`` where the property is piecewise l
 ``milp_*`` limits, or an SMT backend (:mod:`hybridq.smt`) with the ``smt_*`` limits.  Calls that
 end without an answer are charged their time limit (deterministic, not the time they took) against
 the run's budget (:func:`exact_budget`), which the scheduler shares among a round's chunks.
+
+A milp run's cells too large for a proof still get a search-only call when the attack came close
+to the threshold (:meth:`ExactStage.worth_polish`): HiGHS maximises over the ReLU phases near the
+attack's best point (:func:`hybridq.milp.search.neighbourhood`); a violation is re-checked
+exactly, and the best point, violating or not, goes back to the scheduler as a seed for later
+attacks (``Outcome.seed``).
 """
 
 from __future__ import annotations
