@@ -18,9 +18,14 @@ Suites:
   attack's deviation, f in 0.8, 1.1, 1.5, 3); modes auto-, auto+, z3, dreal.
 * ``sigmoid``: the same construction with sigmoid and tanh hidden layers (2-4-1, 2-8-1, 2-8-8-1,
   2-16-1); modes auto- (z3 cannot express them: bounds and attacks only), auto+ (dReal).
+* ``precision``: dReal alone on the whole query (one call, the root cell) at precisions 1e-3,
+  1e-6, 1e-9, on sigmoid / tanh nets (2-4-1 ... 2-8-8-1) at points and boxes of half-width 0.1,
+  thresholds 0.98, 1.003, 1.05, 1.2 x the attack's deviation ("unconfirmed": a delta-sat answer
+  that did not re-check exactly).
 * ``mnist``: the ERAN MNIST sigmoid 6x200 net (``../shared/data/networks/eran_sigmoid``) at the
-  image of its VNNLIB spec under ``fp16`` and ``abs:1e-3`` and ``rel:0.01`` (decision: the label keeps winning),
-  modes auto-, auto+.
+  image of its VNNLIB spec: decision (the label keeps winning) under ``fp16``, ``abs:1e-3`` and
+  ``rel:0.01``, and the label's logit deviation at 1.02 x the attack's under ``fp16`` and
+  ``abs:1e-3``; modes auto-, auto+.
 
 A verdict is "decided" when it is robust or not_robust; every not_robust verdict comes with a
 counterexample that hybridq re-checked exactly, and here the two modes' verdicts must agree
@@ -84,6 +89,11 @@ def run_mode(mode: str, net, pert, box, prop, timeout: float):
     return r.verdict, wall, r.stats
 
 
+def calls(r) -> str:
+    """Exact-stage calls of a run (``-`` for a single dReal call)."""
+    return "-" if r[2] is None else str(r[2].smt_calls)
+
+
 def sig_make(seed, sizes, act):
     rng = np.random.default_rng(seed)
     layers = [Layer(rng.normal(size=(sizes[i + 1], sizes[i])) / np.sqrt(sizes[i]), 0.1 * rng.normal(size=sizes[i + 1]),
@@ -126,9 +136,47 @@ def mnist_cases():
     label = decision_label(oc)
     for spec in ("fp16", "abs:1e-3", "rel:0.01"):
         yield f"m-{spec}", "mnist-sigmoid-6x200", f"{spec} decision", net, perturbation(spec, net), x, Decision(label)
+    for spec in ("fp16", "abs:1e-3"):  # tight: the label's logit deviation at 1.02 x the attack's
+        pert = perturbation(spec, net)
+        w = attack(net, pert, Deviation(0.0, outputs=(label,)), x, x, np.random.default_rng(0), 256, 30, 16,
+                   False).value
+        yield (f"m-{spec}-dev", "mnist-sigmoid-6x200", f"{spec} deviation 1.02x", net, pert, x,
+               Deviation(1.02 * w, outputs=(label,)))
 
 
-SUITES = {"relu": ("auto-", "auto+", "z3", "dreal"), "sigmoid": ("auto-", "auto+"), "mnist": ("auto-", "auto+")}
+def precision_cases(n: int):
+    """Sigmoid / tanh nets at points and boxes (half-width 0.1), thresholds f x the attack's deviation."""
+    shapes = ([2, 4, 1], [2, 8, 1], [2, 16, 1], [3, 8, 1], [2, 8, 8, 1])
+    rng = np.random.default_rng(5)
+    for k in range(n):
+        act = ("sigmoid", "tanh")[k % 2]
+        sizes = shapes[(k // 2) % len(shapes)]
+        net = sig_make(3000 + k, sizes, act)
+        pert = perturbation("abs:0.01", net)
+        x = rng.uniform(-1, 1, sizes[0])
+        box = InputBox(x, x) if k % 3 == 0 else InputBox(x - 0.1, x + 0.1)
+        w = attack(net, pert, Deviation(0.0), box.lower, box.upper, np.random.default_rng(k), 256, 30, 16, False).value
+        for f in (0.98, 1.003, 1.05, 1.2):
+            yield f"{k}/{f:g}", net.name, ("point" if k % 3 == 0 else "box") + f" {f:g}x", net, pert, box, Deviation(f * w)
+
+
+PRECISIONS = (1e-3, 1e-6, 1e-9)
+
+
+def run_precision(eps: float, net, pert, box, prop, timeout: float):
+    """One dReal call on the whole query (root cell) at precision ``eps``."""
+    from hybridq.cell import Cell
+    from hybridq.smt import get_backend
+
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+    t = time.perf_counter()
+    out = get_backend("dreal", delta=eps).check(net, pert, cell, prop, timeout, box=box)
+    verdict = {"Unsat": "robust", "Sat": "not_robust"}.get(type(out).__name__, getattr(out, "kind", "unknown"))
+    return verdict, time.perf_counter() - t, None
+
+
+SUITES = {"relu": ("auto-", "auto+", "z3", "dreal"), "sigmoid": ("auto-", "auto+"), "mnist": ("auto-", "auto+"),
+          "precision": tuple(f"dreal {e:g}" for e in PRECISIONS)}
 
 
 def main():
@@ -159,15 +207,20 @@ def main():
         modes = SUITES[suite]
         if suite == "mnist":
             cases, tlim = mnist_cases(), args.mnist_timeout
+        elif suite == "precision":
+            cases, tlim = precision_cases(args.n), args.timeout
         else:
             cases, tlim = random_cases(suite, args.n), args.timeout
         for cid, name, what, net, pert, box, prop in cases:
-            res = {m: run_mode(m, net, pert, box, prop, tlim) for m in modes}
+            if suite == "precision":
+                res = {m: run_precision(float(m.split()[1]), net, pert, box, prop, tlim) for m in modes}
+            else:
+                res = {m: run_mode(m, net, pert, box, prop, tlim) for m in modes}
             dec = [res[m][0] for m in modes if res[m][0] in DECIDED]
             assert len(set(dec)) <= 1, (suite, cid, {m: res[m][0] for m in modes})
             rows.append((suite, cid, name, what, modes, res))
             print(f"{suite:7} {cid:10} {name:20} {what:22} " + "  ".join(
-                f"{m} {res[m][0]:10} {res[m][1]:6.2f}s ({res[m][2].smt_calls} exact calls)" for m in modes), flush=True)
+                f"{m} {res[m][0]:10} {res[m][1]:6.2f}s ({calls(res[m])})" for m in modes), flush=True)
     load1 = os.getloadavg()
     wall_all = time.perf_counter() - t_all
     lines = ["# dReal importable or not: verdicts and times side by side", "",
@@ -186,7 +239,9 @@ def main():
                   "|---|---|---|" + "---|" * len(modes)]
         for _, cid, name, what, _, res in rs:
             lines.append(f"| {cid} | {name} | {what} | " + " | ".join(
-                f"{res[m][0]} {res[m][1]:.2f} s ({res[m][2].smt_calls})" for m in modes) + " |")
+                f"{res[m][0]} {res[m][1]:.2f} s ({calls(res[m])})" for m in modes) + " |")
+            if "auto-" not in res:
+                continue
             a, b = res["auto-"], res["auto+"]
             if (a[0] in DECIDED and b[0] not in DECIDED) or b[1] > 1.2 * a[1] + 0.1:
                 worse.append(f"{suite} {cid} ({name}, {what}): auto- {a[0]} {a[1]:.2f} s, auto+ {b[0]} {b[1]:.2f} s")

@@ -77,7 +77,9 @@ class RunConfig:
         ``milp_timeout`` / ``smt_timeout``) instead of being left open.
     dreal_precision : float
         dReal's ``delta`` (its answers are unsat or delta-sat; delta-sat models are re-checked
-        exactly).
+        exactly).  1e-6: at 1e-3 delta-sat boxes near a threshold did not re-check (2 of 40
+        sigmoid / tanh queries unconfirmed that 1e-6 refuted), and no query was slower at 1e-6
+        (bench/results/dreal.md, suite ``precision``).
     attack_samples, attack_steps, attack_restarts : int
         Random (x, theta) samples, projected-gradient steps and starts of the attack on each cell
         (the root cell gets ``4 x`` the samples and restarts and ``2 x`` the steps).
@@ -124,7 +126,7 @@ class RunConfig:
     milp_first_timeout: float = 8.0
     milp_box_max_unstable: int = 12
     milp_box_first_timeout: float = 1.0
-    dreal_precision: float = 1e-3
+    dreal_precision: float = 1e-6
     attack_samples: int = 8
     attack_steps: int = 6
     attack_restarts: int = 1

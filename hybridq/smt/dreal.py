@@ -160,7 +160,8 @@ class DrealBackend(Backend):
     Parameters
     ----------
     delta : float
-        dReal's precision ``delta > 0`` (its answers are unsat or delta-sat).
+        dReal's precision ``delta > 0`` (its answers are unsat or delta-sat); default 1e-6, as
+        :attr:`hybridq.config.RunConfig.dreal_precision`.
     subprocess : bool
         Run each check in a spawned child so that the timeout is enforced.
 
@@ -173,7 +174,7 @@ class DrealBackend(Backend):
     name = "dreal"
     capabilities = frozenset({"LRA", "NRA", "delta", "transcendental"})
 
-    def __init__(self, delta: float = 1e-3, subprocess: bool = True) -> None:
+    def __init__(self, delta: float = 1e-6, subprocess: bool = True) -> None:
         if not (math.isfinite(delta) and delta > 0):
             raise ValueError(f"dReal delta must be finite and > 0, got {delta}")
         _import_dreal()
