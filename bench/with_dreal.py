@@ -1,6 +1,6 @@
 """Issue 15: does having dReal importable make any run slower or less decided?
 
-    python bench/with_dreal.py [--suite relu,sigmoid,mnist] [--n 20] [--timeout 20] [--out bench/results/dreal.md]
+    python bench/with_dreal.py [--suite relu,sigmoid,mnist,precision] [--n 20] [--timeout 20] [--out bench/results/dreal.md]
 
 Run it with a Python where ``import dreal`` works (a venv with the ``dreal`` wheel and dReal's
 IBEX build, ``../shared/tools/build_dreal.sh``).  Every query is run in several modes one after
@@ -19,7 +19,7 @@ Suites:
 * ``sigmoid``: the same construction with sigmoid and tanh hidden layers (2-4-1, 2-8-1, 2-8-8-1,
   2-16-1); modes auto- (z3 cannot express them: bounds and attacks only), auto+ (dReal).
 * ``precision``: dReal alone on the whole query (one call, the root cell) at precisions 1e-3,
-  1e-6, 1e-9, on sigmoid / tanh nets (2-4-1 ... 2-8-8-1) at points and boxes of half-width 0.1,
+  1e-6, 1e-9, on 10 sigmoid / tanh nets (2-4-1 ... 2-8-8-1) at points and boxes of half-width 0.1,
   thresholds 0.98, 1.003, 1.05, 1.2 x the attack's deviation ("unconfirmed": a delta-sat answer
   that did not re-check exactly).
 * ``mnist``: the ERAN MNIST sigmoid 6x200 net (``../shared/data/networks/eran_sigmoid``) at the
@@ -181,10 +181,11 @@ SUITES = {"relu": ("auto-", "auto+", "z3", "dreal"), "sigmoid": ("auto-", "auto+
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--suite", default="relu,sigmoid,mnist")
+    ap.add_argument("--suite", default="relu,sigmoid,mnist,precision")
     ap.add_argument("--n", type=int, default=20, help="random networks per random suite")
     ap.add_argument("--timeout", type=float, default=20.0, help="seconds per verify run")
     ap.add_argument("--mnist-timeout", type=float, default=60.0)
+    ap.add_argument("--precision-timeout", type=float, default=10.0, help="seconds per dReal call (suite precision)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dreal.md"))
     args = ap.parse_args()
     try:
@@ -208,7 +209,7 @@ def main():
         if suite == "mnist":
             cases, tlim = mnist_cases(), args.mnist_timeout
         elif suite == "precision":
-            cases, tlim = precision_cases(args.n), args.timeout
+            cases, tlim = precision_cases(min(args.n, 10)), args.precision_timeout
         else:
             cases, tlim = random_cases(suite, args.n), args.timeout
         for cid, name, what, net, pert, box, prop in cases:
@@ -225,7 +226,7 @@ def main():
     wall_all = time.perf_counter() - t_all
     lines = ["# dReal importable or not: verdicts and times side by side", "",
              f"Command: `python bench/with_dreal.py --suite {args.suite} --n {args.n} --timeout {args.timeout:g} "
-             f"--mnist-timeout {args.mnist_timeout:g}` (dReal {dver}, Python {platform.python_version()}, jobs=1; "
+             f"--mnist-timeout {args.mnist_timeout:g} --precision-timeout {args.precision_timeout:g}` (dReal {dver}, Python {platform.python_version()}, jobs=1; "
              f"load average {load0[0]:.1f} at the start, {load1[0]:.1f} at the end; {wall_all:.0f} s in all).", "",
              "Modes: `auto-` auto with `import dreal` failing, `auto+` auto with dReal importable, `z3` / `dreal` "
              "the backend forced. Cells: verdict, wall seconds, exact-stage calls.", ""]
