@@ -219,8 +219,12 @@ def test_auto_caps_the_time_dreal_calls_without_an_answer_take(fake_dreal):
     t1 = time.perf_counter()
     assert isinstance(first, Unknown) and first.kind == "timeout" and first.stats["backend"] == "dreal"
     assert 0.5 <= t1 - t0 < 0.6 + 1.0  # cut from 10 s to the allowance
+    from hybridq.smt import dreal as mod
+
+    assert mod._WORKER.proc is None  # auto does not restart the killed worker before its next call
     outs = [auto.check(net, pert, cell, Deviation(0.01), 10) for _ in range(3)]
-    assert time.perf_counter() - t1 < 1.0  # nothing left: no call is made
+    assert time.perf_counter() - t1 < 1.0  # nothing left (and no worker start for 0.06 s): no call is made
+    assert mod._WORKER.proc is None
     assert all(isinstance(o, Unknown) for o in outs)
     with pytest.raises(ValueError, match="dreal_share"):
         get_backend("auto", dreal_share=2.0)

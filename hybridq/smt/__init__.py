@@ -73,7 +73,7 @@ BACKENDS: dict[str, BackendSpec] = {
 PREFERENCE = ("milp", "z3", "dreal")
 
 #: Options each backend's constructor accepts (``auto`` passes each backend its own).
-_OPTIONS = {"z3": {"seed", "logic", "rlimit", "confirm"}, "dreal": {"delta"}, "milp": {"find_share"}}
+_OPTIONS = {"z3": {"seed", "logic", "rlimit", "confirm"}, "dreal": {"delta", "restart"}, "milp": {"find_share"}}
 
 
 def get_backend(name: str = "auto", **options) -> Backend:
@@ -123,8 +123,10 @@ class AutoBackend:
     that the bound pass and splitting would have used to decide the run without dReal.  So calls
     that end without an answer may use at most ``dreal_share`` of the wall time since this
     object's first dReal call, plus ``dreal_first`` seconds: each call's limit is cut to what is
-    left of that allowance, and no call is made while less than ``DREAL_MIN_CALL`` is left (the
-    answer is then ``Unknown``, charged by the scheduler like any call without an answer).
+    left of that allowance, and no call is made while less than ``DREAL_MIN_CALL`` is left, or
+    less than ``DREAL_START`` when the dReal worker process is not running (the answer is then
+    ``Unknown``, charged by the scheduler like any call without an answer).  After a call past
+    its limit the worker is not restarted until the next call that is made (``restart=False``).
     Answered calls (unsat, or a re-checked counterexample) cost nothing against the allowance.
 
     Parameters
@@ -147,6 +149,9 @@ class AutoBackend:
     capabilities = frozenset({"LRA", "NRA", "MILP"})
     #: dReal calls shorter than this are not made (seconds; below it even an easy cell is not decided).
     DREAL_MIN_CALL = 0.05
+    #: ... and shorter than this when the dReal worker is not running (its start takes about 0.6 s
+    #: on an idle machine, seconds under load; a shorter call would spend its limit on the start).
+    DREAL_START = 1.0
 
     def __init__(self, dreal_share: float = 0.1, dreal_first: float = 0.2, **options) -> None:
         if not (0.0 <= dreal_share <= 1.0) or not (dreal_first >= 0.0):
@@ -167,8 +172,11 @@ class AutoBackend:
 
     def _get(self, name: str):
         if name not in self._made:
+            opts = {k: v for k, v in self.options.items() if _accepts(name, k)}
+            if name == "dreal":
+                opts["restart"] = False
             try:
-                self._made[name] = get_backend(name, **{k: v for k, v in self.options.items() if _accepts(name, k)})
+                self._made[name] = get_backend(name, **opts)
             except BackendUnavailableError as err:
                 self._made[name] = err
         b = self._made[name]
@@ -213,7 +221,7 @@ class AutoBackend:
                 if self._dreal_t0 is None:
                     self._dreal_t0 = t
                 allow = self.dreal_first + self.dreal_share * (t - self._dreal_t0) - self._dreal_spent
-                if allow < self.DREAL_MIN_CALL:
+                if allow < (self.DREAL_MIN_CALL if b.worker_ready() else self.DREAL_START):
                     out = Unknown(f"dReal's share of the run ({self.dreal_share:g} of the wall time) is spent",
                                   "unknown", stats={"backend": "dreal"})
                     continue

@@ -163,7 +163,12 @@ class DrealBackend(Backend):
         dReal's precision ``delta > 0`` (its answers are unsat or delta-sat); default 1e-6, as
         :attr:`hybridq.config.RunConfig.dreal_precision`.
     subprocess : bool
-        Run each check in a spawned child so that the timeout is enforced.
+        Run each check in the worker process so that the timeout is enforced.
+    restart : bool
+        After a query that passed its limit (the worker is killed), start the next worker at
+        once (its interpreter start then overlaps the caller's work) rather than at the next query
+        (``auto`` uses ``False``: its next dReal call may never come, and a start costs about
+        0.6 s of CPU).
 
     Raises
     ------
@@ -174,12 +179,18 @@ class DrealBackend(Backend):
     name = "dreal"
     capabilities = frozenset({"LRA", "NRA", "delta", "transcendental"})
 
-    def __init__(self, delta: float = 1e-6, subprocess: bool = True) -> None:
+    def __init__(self, delta: float = 1e-6, subprocess: bool = True, restart: bool = True) -> None:
         if not (math.isfinite(delta) and delta > 0):
             raise ValueError(f"dReal delta must be finite and > 0, got {delta}")
         _import_dreal()
         self.delta = float(delta)
         self.subprocess = bool(subprocess)
+        self.restart = bool(restart)
+
+    @staticmethod
+    def worker_ready() -> bool:
+        """Whether the shared worker process has started and finished its imports."""
+        return _WORKER.proc is not None and _WORKER.ready and _WORKER.proc.poll() is None
 
     def arith(self) -> DrealArith:
         return DrealArith()
@@ -224,7 +235,7 @@ class DrealBackend(Backend):
             return super().check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
         t0 = time.perf_counter()
         args = (self.delta, network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box)
-        kind, val = _WORKER.ask(args, max(float(timeout), 0.0))
+        kind, val = _WORKER.ask(args, max(float(timeout), 0.0), restart=self.restart)
         if kind == "ok":
             return val
         stats = {"backend": self.name, "encoding": encoding}
@@ -309,7 +320,7 @@ class _Worker:
         self._partial = b""
         return pickle.loads(buf[8:need])
 
-    def ask(self, args, timeout: float):
+    def ask(self, args, timeout: float, restart: bool = True):
         """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)`` within ``timeout``
         seconds, the wait for a worker that is still starting included (a worker that is not ready
         in time is left starting for the next call, not killed)."""
@@ -334,10 +345,11 @@ class _Worker:
             return "error", f"the dReal worker process could not be reached ({err})"
         kind, val = self._recv(t_end)
         if kind == "timeout":
-            # past the limit: kill the worker without waiting for it, and start the next one now,
-            # so that the next query does not spend its own time on the interpreter start
+            # past the limit: kill the worker without waiting for it; ``restart``: start the next one
+            # now, so that the next query does not spend its own time on the interpreter start
             self.stop(wait=False)
-            self._start()
+            if restart:
+                self._start()
             return "timeout", None
         if kind == "died":
             self.stop()
