@@ -24,6 +24,7 @@ simulation of the rounding, the best re-evaluated exactly).
 from __future__ import annotations
 
 import logging
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -82,6 +83,22 @@ def against(float_net: Network, model: ActModel) -> ActModel:
                     out_rel=model.out_rel)
 
 
+# ----------------------------------------------------------------------------------- budget
+def _total(options: dict, config) -> float | None:
+    """The call's budget in seconds: ``timeout=`` or the config's (``None``: unlimited)."""
+    total = options.get("timeout")
+    if total is None:
+        total = getattr(config, "timeout", None)
+    return None if total is None else float(total)
+
+
+def _clock(t0: float, total: float | None):
+    """``() -> seconds left`` of a budget ``total`` started at ``t0`` (``inf`` without one)."""
+    if total is None:
+        return lambda: float("inf")
+    return lambda: t0 + total - time.perf_counter()
+
+
 # ----------------------------------------------------------------------------- rounded search
 def _grad_logit(model: ActModel, x: np.ndarray, j: int, deployed: bool) -> np.ndarray:
     """Gradient in ``x`` of the logit ``y_j``: of the float network, or (``deployed``) of the
@@ -130,7 +147,7 @@ def _grad_dev(model: ActModel, x: np.ndarray, j: int, sign: float) -> np.ndarray
 
 
 def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, steps: int = 12,
-                   starts: int = 4) -> tuple[np.ndarray, float]:
+                   starts: int = 4, deadline: float | None = None) -> tuple[np.ndarray, float]:
     """Search an input where the rounded network does worst on ``prop`` (float64 simulation).
 
     Candidates: the box's centre and corners, ``samples`` uniform points, and ``steps`` signed
@@ -139,6 +156,8 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
     samples for every output and sign, steered by the deployed network's clipping-but-no-rounding
     surrogate (:func:`_grad_logit`) and by each float logit alone (driven up and down: beyond a
     calibrated range the deployed network saturates and the deviation grows with the float logit).
+    ``deadline`` (``time.perf_counter()`` scale): no walk starts after it (the samples are always
+    ranked).
 
     Returns
     -------
@@ -168,6 +187,8 @@ def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, 
         directions = [lambda x, j=j, sg=sg: _grad_dev(model, x, j, sg) for j in outs for sg in (1.0, -1.0)]
         directions += [lambda x, j=j, sg=sg: sg * _grad_logit(model, x, j, False) for j in outs for sg in (1.0, -1.0)]
         for grad in directions:
+            if deadline is not None and time.perf_counter() > deadline:
+                break
             for x0 in best:
                 for decay in (0.9, 1.0):  # a decaying walk settles, a constant one (width/2) explores
                     x = x0.copy()
@@ -216,8 +237,6 @@ def climb_rounded(model: ActModel, box, prop: Deviation, x0, budget: float = 5.0
     (n_in,) float64
         The best input found (in the float box).
     """
-    import time
-
     rng = np.random.default_rng(0) if rng is None else rng
     net = model.network
     lo, hi = box.lower, box.upper
@@ -523,7 +542,16 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     config, progress, options
         As for :func:`hybridq.verify`.
     expanded : Expanded, optional
-        ``model.expand(inputs, method)`` when already at hand (it costs one bound pass per quantizer).
+        ``model.expand(inputs, method)`` when already at hand (it costs one bound pass per quantizer;
+        otherwise it runs on the clock).
+
+    Notes
+    -----
+    The timeout covers the whole call.  After a refutation of the noise model, the witness search
+    (:func:`search_rounded`, :func:`climb_rounded`) gets 15 % of it (at most 3 s, taken from the
+    branch and bound) and the exact re-check of candidates past the deadline is limited to the
+    noise model's own witness (and its float32 neighbour); decision equivalence stops re-checking
+    candidates when one more would not fit (:func:`hybridq.equivalence.decide_same_decision`).
 
     Returns
     -------
@@ -537,21 +565,34 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
     """
     from hybridq.bab import verify
 
+    t0 = time.perf_counter()
     box = as_input_box(inputs, model.network.n_in)
     if isinstance(prop, (Decision, SameDecision)):  # sense None: the network's (the expansion's is a plain default)
         prop = prop.resolve(model.network)
+    total = _total(options, config)
+    left = _clock(t0, total)
     if isinstance(prop, SameDecision):
-        return _same_decision(model, box, prop, onnx_path, method, config, progress, expanded, options)
+        exp = model.expand(box, method) if expanded is None else expanded  # the ranges are on the clock
+        if total is not None:
+            options = {**options, "timeout": max(left(), 0.01)}
+        return _same_decision(model, box, prop, onnx_path, method, config, progress, exp, options)
     if (quick := _point_verdict(model, box, prop, onnx_path)) is not None:
         return quick
     exp = model.expand(box, method) if expanded is None else expanded
+    # the witness search after a refutation: 15 % of the budget (at most 3 s), taken from the branch and bound
+    post = min(0.15 * total, 3.0) if total is not None else 3.0
+    if total is not None:
+        options = {**options, "timeout": max(left() - post, 0.01)}
     res = verify(exp.network, exp.perturbation, box, prop, config=config, progress=progress, **options)
     if res.verdict != "not_robust":
         return res
     cx = res.counterexample
-    cands = [cx.x, search_rounded(model, box, prop)[0]]
+    t = time.perf_counter()
+    cands = [cx.x, search_rounded(model, box, prop, deadline=t + min(post, left()) / 2 if total else None)[0]]
     if isinstance(prop, Deviation) and not box.is_point and model.network.is_piecewise_linear:
-        cands.append(climb_rounded(model, box, prop, cands[0], 3.0))  # the real rounding's own landscape
+        climb = min(post, left() / 2) if total is not None else post
+        if climb > 0:
+            cands.append(climb_rounded(model, box, prop, cands[0], climb))  # the real rounding's own landscape
     cands = [y for y in (_float32_inside(c, box) for c in cands) if y is not None] + cands  # runtime inputs first
     # the original layers' parameters of the witness (a clamp folded into a layer adds columns after
     # its own: the first n_in columns are the layer's weights)
@@ -568,7 +609,10 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
         orig = own.snap_inside(orig)
         if own.contains(orig):
             kinds.append((orig, "rounded network, parameters in the box"))
+    own = {id(cx.x), id(cands[0])}  # the noise model's witness (and its float32 neighbour, first)
     for xc in cands:
+        if id(xc) not in own and left() <= 0:  # past the deadline: only the noise model's witness is re-checked
+            continue
         xe = box.snap(xc)  # into the decimal box the user wrote (hybridq.exact)
         x = np.array([float(v) for v in xe])
         x_exact = tuple(Fraction(v) for v in xe) if any(Fraction(float(v)) != v for v in xe) else None
@@ -606,6 +650,16 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     the branch and bound's share; 3 s without a timeout).  ``expanded``: as for
     :func:`verify_deployed`.
 
+    The timeout covers the whole call: the ranges (:meth:`ActModel.expand`, unless ``expanded`` is
+    given), :func:`search_rounded` (at most half the search share), one exact evaluation of its
+    best input (which also times such an evaluation), the branch and bound (what is left less the
+    climb and two exact evaluations), :func:`climb_rounded` (at most half of what is left before
+    the branch and bound) and the exact re-check of the other candidates, best simulated deviation
+    first, only while one more evaluation fits.  What can still run past it: the branch and bound's
+    round in flight at its deadline (:mod:`hybridq.bab`; on a wide box the root cell's bound pass
+    and attack) beyond the two evaluations kept for it, and one exact evaluation slower than the
+    first.
+
     Raises
     ------
     PerturbationError
@@ -613,28 +667,47 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     """
     from hybridq.quantify import quantify
 
+    t0 = time.perf_counter()
     prop = Deviation(0.0) if prop is None else prop
     box = as_input_box(inputs, model.network.n_in)
     if (pt := _point_deviation(model, box, prop)) is not None:
         return pt
-    exp = model.expand(box, method) if expanded is None else expanded
-    total = options.get("timeout", getattr(config, "timeout", None))
-    climb = search if search is not None else (min(0.15 * float(total), 10.0) if total else 3.0)
-    if total and not box.is_point:
-        options = {**options, "timeout": max(float(total) - climb, 0.5 * float(total))}
+    total = _total(options, config)
+    left = _clock(t0, total)
+    exp = model.expand(box, method) if expanded is None else expanded  # the ranges are on the clock
+    climb = search if search is not None else (min(0.15 * total, 10.0) if total else 3.0)
+    net = model.network
+    # one exactly re-checked witness before the branch and bound (it also times an exact evaluation)
+    t = time.perf_counter()
+    x_s = search_rounded(model, box, prop, deadline=t + climb / 2 if total else None)[0]
+    t = time.perf_counter()
+    bx = box.snap(x_s)  # a witness of the decimal box the user wrote (hybridq.exact)
+    best = _exact_deviation(model, prop, bx)
+    t_exact = time.perf_counter() - t
+    if total:
+        # the branch and bound gets what is left less the climb and two exact evaluations (its own
+        # exact witness and ours); with a deadline the witness search must fit the same budget
+        climb = min(climb, max(left() - 2 * t_exact, 0.0) / 2)
+        options = {**options, "timeout": max(left() - climb - 2 * t_exact, 0.01)}
     q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
                  **options)
-    cands = [search_rounded(model, box, prop)[0]]
-    if q.witness is not None:
-        cands.append(q.witness.x)
-    if climb > 0 and not box.is_point and model.network.is_piecewise_linear:
-        net = model.network
+    cands = [] if q.witness is None else [q.witness.x]
+    if climb > 0 and not box.is_point and net.is_piecewise_linear:
+        climb = min(climb, left() - t_exact)
+        if climb > 0:
+            starts = [x_s] + cands
+            sims = [float(np.max(np.abs(model.forward(c[None]) - net.forward(c[None])))) for c in starts]
+            cands.append(climb_rounded(model, box, prop, starts[int(np.argmax(sims))], climb))
+    cands += [y for y in (_float32_inside(c, box) for c in [x_s] + cands) if y is not None]  # inputs a runtime takes
+    # the exact re-check: best simulated deviation first, while an exact evaluation fits the budget
+    # (the witness above is already exact, so past the deadline nothing more runs)
+    if cands:
         sims = [float(np.max(np.abs(model.forward(c[None]) - net.forward(c[None])))) for c in cands]
-        cands.append(climb_rounded(model, box, prop, cands[int(np.argmax(sims))], climb))
-    cands += [y for y in (_float32_inside(c, box) for c in cands) if y is not None]  # inputs a runtime takes
-    best, bx = Fraction(-1), None
+        cands = [cands[i] for i in np.argsort(sims)[::-1]]
     for x in cands:
-        x = box.snap(x)  # a witness of the decimal box the user wrote (hybridq.exact)
+        if total and left() < t_exact:
+            break
+        x = box.snap(x)
         d = _exact_deviation(model, prop, x)
         if d > best:
             best, bx = d, x
@@ -650,6 +723,8 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     x_exact = tuple(Fraction(v) for v in bx) if any(Fraction(float(v)) != v for v in bx) else None
     q.witness = Counterexample(np.array([float(v) for v in bx]), model.center, 0.0, w, kind="rounded network",
                                x_exact=x_exact)
+    if q.stats is not None:
+        q.stats.time["total"] = time.perf_counter() - t0
     return q
 
 

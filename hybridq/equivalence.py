@@ -363,14 +363,21 @@ def disagreement_candidates(f_nom, f_pert, prop: SameDecision, box, extra=(), rn
 
 
 # ---------------------------------------------------------------------------------- decide
-def _budget(options: dict, config, t0: float) -> dict:
-    """``options`` with the timeout left after ``t0`` (the run's own timeout, else the config's)."""
+def _total(options: dict, config) -> float | None:
+    """The run's budget in seconds: its own timeout, else the config's (``None``: unlimited)."""
     total = options.get("timeout")
     if total is None and config is not None:
         total = getattr(config, "timeout", None)
+    return None if total is None else float(total)
+
+
+def _budget(options: dict, config, t0: float, reserve: float = 0.0) -> dict:
+    """``options`` with the timeout left after ``t0`` less ``reserve`` seconds (kept for the exact
+    re-check of what the stage finds)."""
+    total = _total(options, config)
     if total is None:
         return dict(options)
-    return {**options, "timeout": max(float(total) - (time.perf_counter() - t0), 0.01)}
+    return {**options, "timeout": max(total - (time.perf_counter() - t0) - reserve, 0.01)}
 
 
 def _pair_filter(prop: SameDecision, f_net, f_pert, q_net, q_pert, box, method: str = "linear"):
@@ -412,7 +419,10 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     extra_candidates : callable (list of x) -> list of x, optional
         More inputs to try (e.g. a search on the really rounded network).
     config, progress, options
-        As for :func:`hybridq.verify`; the timeout covers all stages.
+        As for :func:`hybridq.verify`; the timeout covers all stages and the re-checks: a stage's
+        budget keeps back the longest re-check so far and one bound pass (about the round a stage
+        finishes past its deadline), and candidates are re-checked only while one more fits (the
+        first of a batch always is: a run's overrun is at most one re-check and that round).
 
     Returns
     -------
@@ -429,6 +439,7 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     t0 = time.perf_counter()
     zero = Perturbation(nominal.params, tuple((np.zeros_like(W), np.zeros_like(b)) for W, b in nominal.params), "none")
     pairs = _pair_filter(prop, nominal, zero, q_net, q_pert, box)
+    t_pass = (time.perf_counter() - t0) / 2  # one bound pass: about a round a stage may finish past its deadline
     stats = Stats(cells=1)
 
     def done(verdict, cx=None, msg=""):
@@ -440,13 +451,21 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
         return done("robust")
     stats.open = 1  # the root cell goes on to the search below; replaced by the stages' own counts
 
+    total = _total(options, config)
+    slowest = [0.0]  # the longest exact re-check so far (seconds)
+
+    def left() -> float:
+        return float("inf") if total is None else t0 + total - time.perf_counter()
+
     def try_inputs(xs, params):
-        tried = 0
-        for x in xs:
-            if tried >= 24:
+        """The first 24 candidates, while one more re-check fits the budget (the first always runs:
+        a call's overrun is at most one re-check)."""
+        for tried, x in enumerate(xs):
+            if tried >= 24 or (tried > 0 and left() < slowest[0]):
                 break
-            tried += 1
+            t = time.perf_counter()
             cx = confirm(x, params)
+            slowest[0] = max(slowest[0], time.perf_counter() - t)
             if cx is not None:
                 return cx
         return None
@@ -462,7 +481,8 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     if len(classes) == 1:  # step 2: the perturbed network keeps the one possible nominal class
         c = classes[0]
         dec = Decision(c, 0, prop.sense if nominal.n_out > 1 else "max")  # one output: label 1 iff y > 0
-        r = verify(q_net, q_pert, box, dec, config=config, progress=progress, **_budget(options, config, t0))
+        r = verify(q_net, q_pert, box, dec, config=config, progress=progress,
+                   **_budget(options, config, t0, slowest[0] + t_pass))
         stages.append(r.stats)
         if r.verdict == "robust":
             stats.open = 0
@@ -480,7 +500,7 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     # step 3: the product network and the relational unsafe set
     P, PP = product_network(q_net, q_pert.center, q_pert.radius)
     con = prop.constraint(nominal.n_out, pairs)
-    opts = _budget(options, config, t0)
+    opts = _budget(options, config, t0, slowest[0] + t_pass)
     if opts.get("timeout", 1.0) <= 0.05:
         return _merged(done("unknown", msg="; ".join(msgs + ["timeout"])), stages, "unknown")
     r = verify(P, PP, box, con, config=config, progress=progress, **opts)

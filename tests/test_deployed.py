@@ -139,3 +139,19 @@ def test_climb_on_the_rounded_network_never_loses_ground(files):
     assert abs(float(_exact_deviation(model, prop, x)) - sim(x)) < 1e-9
     xs, _ = search_rounded(model, BOX, prop)
     assert sim(climb_rounded(model, BOX, prop, xs, budget=1.0)) >= sim(xs)
+
+
+def test_deviation_within_timeout_even_with_a_long_search_share(files):
+    """The witness search's share is part of the timeout: ``search=10`` with ``timeout=2`` used to
+    climb for 10 s after the branch and bound; now the search, the climb and the exact re-checks fit
+    the 2 s (a margin for the branch and bound's round in flight at its deadline)."""
+    import time
+
+    model = load_against(*files)
+    t = time.perf_counter()
+    q = deviation_deployed(model, BOX, timeout=2.0, search=10.0, jobs=1, seed=0)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 2.0 + 3.0, elapsed
+    assert 0 < q.lower <= q.upper
+    x = q.witness.x
+    assert Fraction(q.lower) <= max(abs(a - b) for a, b in zip(model.exact_logits(x), model.network.exact_logits(x)))
