@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hybridq.attack import attack
+from hybridq.attack import attack, confirm
 from hybridq.bab.exact import ExactStage, ob_row
 from hybridq.bab.splitting import grad_bounds, halves, n_unstable, phase_split
 from hybridq.cell import Cell
@@ -32,7 +32,16 @@ from hybridq.config import RunConfig
 from hybridq.properties import Decision, Deviation, OutputConstraint
 from hybridq.result import Counterexample
 
-__all__ = ["Problem", "Outcome", "CellEngine", "problem_width"]
+__all__ = ["Problem", "Outcome", "CellEngine", "problem_width", "CONFIRM_SECONDS_PER_WEIGHT", "STRONG_ATTACK_FACTOR"]
+
+#: Seconds per network weight assumed for the exact re-check of an attack's candidate
+#: (:func:`hybridq.attack.confirm`) before one has been timed: it evaluates the network twice in
+#: exact arithmetic (mpmath intervals for sigmoid/tanh), 25.4 s for the 358,800 weights of the
+#: MNIST sigmoid 6x200 net at load 4 on 2 cores (71 us per weight), with some margin.
+CONFIRM_SECONDS_PER_WEIGHT = 8e-5
+#: The strong attack of the whole box (:meth:`CellEngine.root_attack`: 4x the samples and
+#: restarts, 2x the steps) is assumed to cost at most this many per-cell attacks.
+STRONG_ATTACK_FACTOR = 8.0
 
 
 @dataclass(frozen=True)
@@ -107,6 +116,12 @@ class CellEngine:
         self.inter = inter
         self.dim_weight = None  # per input dimension: how much its splits have tightened bounds so far
         self.exact = ExactStage(problem, self.max_prop)
+        # timings that keep a deadline (wall-clock dependent only close to it): the longest exact
+        # re-check and the longest float attack of a cell so far, seconds (None: none yet)
+        self.confirm_cost: float | None = None
+        self.confirm_total = 0.0  # seconds of all exact re-checks so far (each guarded on its own)
+        self.attack_cost: float | None = None
+        self.n_weights = sum(int(np.size(l.W)) + int(np.size(l.b)) for l in net.layers)
 
     # ---------------------------------------------------------------- margin bounds
     def margin_ub(self, ob) -> np.ndarray:
@@ -250,7 +265,7 @@ class CellEngine:
             if refuted:  # verify: the chunk already holds a counterexample, which ends the run
                 outs.append(self._split_or_open(out, cell, ob, i, times))
                 continue
-            res = self._attack(out, cell, cid, witnessed, seeds)
+            res = self._attack(out, cell, cid, witnessed, seeds, deadline)
             if out.status == "counterexample":
                 outs.append(out)
                 continue
@@ -310,10 +325,11 @@ class CellEngine:
             return u - threshold
         return u - self.p.prop.delta if isinstance(self.p.prop, Deviation) else u
 
-    def _attack(self, out: Outcome, cell: Cell, cid: int, witnessed: float, seeds=()):
+    def _attack(self, out: Outcome, cell: Cell, cid: int, witnessed: float, seeds=(), deadline: float | None = None):
         """Attack the cell where due (``seeds``: extra ``(value, x, params)`` starts whose input
         lies in the cell); its :class:`~hybridq.attack.AttackResult`, or None when not due.  An
-        exactly re-checked counterexample sets ``out.status``."""
+        exactly re-checked counterexample sets ``out.status`` (the re-check runs only when it is
+        expected to end before ``deadline``, see :meth:`confirm`)."""
         p, cfg = self.p, self.p.config
         root = cell.depth == 0
         # maximize: attacks only raise the witness, which is found early; attack 3x less often
@@ -332,7 +348,10 @@ class CellEngine:
         starts = [(x, params) for _, x, params in seeds or ()
                   if np.all(np.asarray(x) >= cell.lower) and np.all(np.asarray(x) <= cell.upper)]
         res = attack(p.network, p.perturbation, aprop, cell.lower, cell.upper, rng, samples=samples, steps=steps,
-                     restarts=restarts, confirm_exact=p.mode == "verify", screen=screen, box=p.box, starts=starts)
+                     restarts=restarts, confirm_exact=False, screen=screen, box=p.box, starts=starts)
+        self.attack_cost = max(self.attack_cost or 0.0, time.perf_counter() - ta)
+        if p.mode == "verify":
+            self.confirm(res, deadline)
         if p.mode == "maximize" and res.value > witnessed:
             out.candidate = (res.value, res.x, res.params)
         out.times["attack"] = time.perf_counter() - ta
@@ -340,20 +359,55 @@ class CellEngine:
             out.status, out.counterexample = "counterexample", res.counterexample
         return res
 
-    def root_attack(self, seeds=()):
+    def root_attack(self, seeds=(), deadline: float | None = None):
         """The strong attack of the whole input box (4x the samples and restarts, 2x the steps,
         ``attack_screen`` inputs screened); :func:`hybridq.attack.attack`'s result.
 
         In ``verify`` mode the scheduler calls it once the run has examined ``STRONG_ATTACK_CELLS``
         cells, instead of on the root cell: most runs that hold are proved in a handful of cells,
         for which this attack (about 0.5 s on ACAS Xu) would be most of the time.  ``seeds``: the
-        milp stage's best points ``(value, x, params)`` so far, extra starts."""
+        milp stage's best points ``(value, x, params)`` so far, extra starts.  The candidate is
+        re-checked exactly only when that is expected to end before ``deadline`` (:meth:`confirm`)."""
         p, cfg = self.p, self.p.config
         rng = np.random.default_rng([cfg.seed, 1 << 40])
-        return attack(p.network, p.perturbation, p.prop, p.root_lower, p.root_upper, rng,
-                      samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
-                      confirm_exact=True, screen=cfg.attack_screen, box=p.box,
-                      starts=[(x, params) for _, x, params in seeds])
+        res = attack(p.network, p.perturbation, p.prop, p.root_lower, p.root_upper, rng,
+                     samples=4 * cfg.attack_samples, steps=2 * cfg.attack_steps, restarts=4 * cfg.attack_restarts,
+                     confirm_exact=False, screen=cfg.attack_screen, box=p.box,
+                     starts=[(x, params) for _, x, params in seeds])
+        self.confirm(res, deadline)
+        return res
+
+    def confirm_estimate(self) -> float:
+        """Seconds one exact re-check of a candidate is expected to take: the longest one so far,
+        else ``CONFIRM_SECONDS_PER_WEIGHT`` per weight and bias of the network."""
+        if self.confirm_cost is not None:
+            return self.confirm_cost
+        return CONFIRM_SECONDS_PER_WEIGHT * self.n_weights
+
+    def confirm(self, res, deadline: float | None) -> None:
+        """Set ``res.counterexample`` to the exact re-check of an attack result whose float margin
+        is ``>= 0`` (:func:`hybridq.attack.confirm`, exactly what ``attack(confirm_exact=True)``
+        does), unless a ``deadline`` (``time.time()`` seconds) is set and the re-check is not
+        expected to end before it (:meth:`confirm_estimate`): a compiled or exact evaluation is
+        never cut short, and the run's timeout must hold.  The candidate then stays unconfirmed
+        (the cell goes on as if the attack had found nothing)."""
+        if res.margin < 0.0:
+            return
+        if deadline is not None and time.time() + self.confirm_estimate() > deadline:
+            return
+        p = self.p
+        prop = p.prop.resolve(p.network) if isinstance(p.prop, Decision) else p.prop
+        t = time.perf_counter()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            res.counterexample = confirm(p.network, p.perturbation, prop, res.x, res.params, res.margin, box=p.box)
+        dt = time.perf_counter() - t
+        self.confirm_cost = max(self.confirm_cost or 0.0, dt)
+        self.confirm_total += dt
+
+    def strong_attack_estimate(self) -> float | None:
+        """Seconds the float part of :meth:`root_attack` is expected to take at most
+        (``STRONG_ATTACK_FACTOR`` times the longest per-cell attack so far), None before any."""
+        return None if self.attack_cost is None else STRONG_ATTACK_FACTOR * self.attack_cost
 
     def _split_or_open(self, out, cell, ob, i, times, plo=None, phi=None):
         if cell.depth >= self.p.config.max_depth:

@@ -50,19 +50,42 @@ class ExecutorLost(RuntimeError):
 
 
 class InProcessExecutor:
-    """Runs chunks sequentially in this process with one shared :class:`CellEngine`."""
+    """Runs chunks sequentially in this process with one shared :class:`CellEngine`.
+
+    A chunk cannot be cut short (compiled kernels, exact re-checks), so before each chunk it
+    estimates the chunk's time from the last chunk's seconds per cell and does not start it when
+    it would end after the chunk's deadline (``out_of_time`` is then set): the run's timeout holds.
+    Only runs that come within one chunk of their deadline see this; the others keep their result.
+    """
 
     def __init__(self, engine: CellEngine):
         self.engine = engine
+        self.cell_seconds: float | None = None  # the last chunk's wall seconds per cell
+        self.out_of_time = False  # the last run() left a chunk out because it would end past its deadline
+
+    def chunk_estimate(self, n_cells: int) -> float:
+        """Seconds a chunk of ``n_cells`` cells is expected to take (0 before any chunk ran)."""
+        return 0.0 if self.cell_seconds is None else self.cell_seconds * n_cells
 
     def run(self, args: list, should_stop=None) -> list:
         """Outcome lists of the chunks, in order; stops before a chunk (not the first) when
-        ``should_stop()`` is true, so the result may be shorter than ``args``."""
+        ``should_stop()`` is true, and before any chunk that is expected to end after its
+        deadline (``args[k][3]``, ``time.time()`` seconds; sets ``out_of_time``), so the result
+        may be shorter than ``args``."""
         results = []
+        self.out_of_time = False
         for k, a in enumerate(args):
             if k and should_stop is not None and should_stop():
                 break
+            deadline = a[3]
+            if deadline is not None and time.time() + self.chunk_estimate(len(a[0])) > deadline:
+                self.out_of_time = True
+                break
+            t, c = time.perf_counter(), self.engine.confirm_total
             results.append(self.engine.process(*a))
+            # exact re-checks are left out: each is kept to the deadline by the engine on its own
+            spent = time.perf_counter() - t - (self.engine.confirm_total - c)
+            self.cell_seconds = max(0.0, spent) / max(1, len(a[0]))
         return results
 
     def close(self, interrupted: bool = False) -> None:

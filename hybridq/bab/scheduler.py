@@ -239,6 +239,7 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
                          max(0.0, budget_s - tally.smt_charged) / len(chunks))
             dw = dim_weight(tally.gain_sum, tally.gain_n) if tally.gain_n is not None else None
             args = [(c, threshold, witnessed, deadline, smt_allow, dw, tally.seeds) for c in chunks]
+            runner = inproc
             # small rounds stay in-process; workers start in the background once the run has lasted
             # POOL_AFTER s (or at once when a batch's workers are already up) and take the big rounds
             # when they are ready; the result is the same either way
@@ -265,15 +266,19 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             stats.rounds += 1
             best_cand = tally.merge(results, batch)
             cex = tally.cex
-            if best_cand is not None and best_cand[0] > witnessed:
+            # (an exact evaluation is not cut short: none is started that cannot end before the deadline)
+            if best_cand is not None and best_cand[0] > witnessed and (
+                    deadline is None or time.time() + engine.confirm_estimate() <= deadline):
                 cx = exact_witness(network, perturbation, engine.max_prop, best_cand, box)
                 if cx is not None and cx.value > witnessed:
                     witnessed, witness = cx.value, cx
+            late = runner is inproc and inproc.out_of_time  # a chunk would have ended past the deadline
+            strong_est = engine.strong_attack_estimate() or 0.0
             if mode == "verify" and cex is None and queue and not strong_done and stats.cells >= STRONG_ATTACK_CELLS \
-                    and not should_stop():
+                    and not should_stop() and not late and (deadline is None or time.time() + strong_est <= deadline):
                 strong_done = True
                 ta = time.perf_counter()
-                res = engine.root_attack(tally.seeds)
+                res = engine.root_attack(tally.seeds, deadline)
                 stats.time["attack"] = stats.time.get("attack", 0.0) + time.perf_counter() - ta
                 if res.counterexample is not None:
                     cex = tally.cex = res.counterexample
@@ -285,6 +290,10 @@ def run_bab(network, perturbation, box, prop, config: RunConfig, mode: str = "ve
             if lost:
                 stats.interrupted = True
                 message = f"interrupted: {lost}"
+                break
+            if late:  # the next chunk cannot end before the deadline: stop now rather than overrun it
+                stats.timed_out = True
+                message = f"timeout after {cfg.timeout:g} s"
                 break
     except KeyboardInterrupt:
         stats.interrupted = True
