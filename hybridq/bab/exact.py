@@ -200,6 +200,8 @@ class ExactStage:
             return False
         if kind == "Unsat":
             out.status = "smt"
+            if isinstance(p.prop, Deviation):  # proved: the cell's deviation is at most delta
+                out.ub = min(out.ub, float(p.prop.delta))
             return True
         if kind == "Sat":
             mg = float_margin(net, p.prop, ans.x, ans.params)
