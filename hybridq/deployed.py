@@ -34,7 +34,7 @@ from hybridq.actquant import ActModel, QuantPoint
 from hybridq.equivalence import SameDecision
 from hybridq.errors import ModelFormatError
 from hybridq.inputs import as_input_box
-from hybridq.network import Layer, Network, activate
+from hybridq.network import Layer, Network, activate, activation_slope
 from hybridq.properties import Decision, Deviation
 from hybridq.result import Counterexample, Quantity, Result
 
@@ -121,17 +121,7 @@ def _grad_logit(model: ActModel, x: np.ndarray, j: int, deployed: bool) -> np.nd
     for k, (l, (W, b)) in enumerate(zip(net.layers, params)):
         m_mid, acc = clip_mask(W @ h, "mid", k)
         m_pre, z = clip_mask(acc + b, "pre", k)
-        if l.activation == "relu":
-            m = (z > 0).astype(float)
-        elif l.activation == "leaky_relu":
-            m = np.where(z >= 0, 1.0, l.alpha)
-        elif l.activation == "hardtanh":
-            m = ((z > -1) & (z < 1)).astype(float)
-        elif l.activation == "identity":
-            m = np.ones_like(z)
-        else:
-            t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
-            m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
+        m = activation_slope(z, l.activation, l.alpha)
         m_post, h = clip_mask(activate(z, l.activation, l.alpha), "post", k)
         masks.append(m_mid * m_pre * m * m_post)
     v = np.zeros(net.n_out)

@@ -188,6 +188,23 @@ def activate(z: np.ndarray, activation: str, alpha: float = 0.01) -> np.ndarray:
     raise UnsupportedLayerError(f"unsupported activation {activation!r}")
 
 
+def activation_slope(z: np.ndarray, activation: str, alpha: float = 0.01) -> np.ndarray:
+    """The derivative of :func:`activate` at ``z`` (any shape; at a kink the right-hand slope of
+    relu/leaky relu, 0 at hardtanh's corners).  For steering searches, not for proofs."""
+    if activation == "relu":
+        return (z > 0).astype(float)
+    if activation == "identity":
+        return np.ones_like(z)
+    if activation == "leaky_relu":
+        return np.where(z >= 0, 1.0, alpha)
+    if activation == "hardtanh":
+        return ((z > -1) & (z < 1)).astype(float)
+    if activation in ("sigmoid", "tanh"):
+        t = activate(z, activation)
+        return 1 - t**2 if activation == "tanh" else t * (1 - t)
+    raise UnsupportedLayerError(f"unsupported activation {activation!r}")
+
+
 def output_transform(y: np.ndarray, output: str) -> np.ndarray:
     """Scores from logits ``y`` of shape ``(n, n_out)``."""
     if output == "identity":
