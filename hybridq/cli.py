@@ -235,6 +235,8 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail("give either --delta (deviation) or --decision, not both")
     if same_decision and (decision or delta is not None):
         _fail("give one of --same-decision, --decision and --delta")
+    if same_decision and (space is not None or outputs is not None):
+        _fail("--space and --outputs apply to --delta only (--same-decision compares the classes)")
     if same_decision and label is not None:
         _fail("--label applies to --decision only (--same-decision compares the classes input by input)")
     if kappa is not None and not (decision or same_decision):

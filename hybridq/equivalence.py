@@ -46,6 +46,7 @@ from fractions import Fraction
 import mpmath
 import numpy as np
 
+from hybridq.exact import float_down
 from hybridq.network import Layer, Network, as_interval, iv_precision
 from hybridq.properties import Decision, OutputConstraint, _exact_nonneg
 
@@ -83,10 +84,8 @@ class SameDecision:
         if self.sense not in ("max", "min", None):
             raise ValueError(f"decision sense must be 'max' (argmax) or 'min' (argmin), got {self.sense!r}")
         object.__setattr__(self, "kappa_exact", exact)
-        f = float(exact)
-        if Fraction(f) > exact:
-            f = float(np.nextafter(f, -np.inf))
-        object.__setattr__(self, "kappa", f)
+        # rounded down: a smaller kappa constrains more inputs, so robust for it covers the exact one
+        object.__setattr__(self, "kappa", float_down(exact, "kappa"))
 
     def resolve(self, network) -> "SameDecision":
         """This property with ``sense`` fixed: its own, else ``network.decision_sense``."""
@@ -248,24 +247,14 @@ def branch_params(network: Network, params) -> tuple:
 def logit_gradient(network: Network, x: np.ndarray, row: np.ndarray, params=None) -> np.ndarray:
     """Gradient in ``x`` of ``row . y(x; params)`` (one input ``(n_in,)``; relu-like and smooth
     activations; the input clamp is ignored).  For steering searches, not for proofs."""
-    from hybridq.network import activate
+    from hybridq.network import activate, activation_slope
 
     p = network.params if params is None else params
     h = network.normalize(np.asarray(x, dtype=np.float64)[None])[0]
     masks = []
     for l, (W, b) in zip(network.layers, p):
         z = np.asarray(W) @ h + b
-        if l.activation == "relu":
-            m = (z > 0).astype(float)
-        elif l.activation == "leaky_relu":
-            m = np.where(z >= 0, 1.0, l.alpha)
-        elif l.activation == "hardtanh":
-            m = ((z > -1) & (z < 1)).astype(float)
-        elif l.activation == "identity":
-            m = np.ones_like(z)
-        else:
-            t = np.tanh(z) if l.activation == "tanh" else 1 / (1 + np.exp(-z))
-            m = 1 - t**2 if l.activation == "tanh" else t * (1 - t)
+        m = activation_slope(z, l.activation, l.alpha)
         masks.append(m)
         h = activate(z, l.activation, l.alpha)
     v = np.asarray(row, dtype=np.float64) * network.output_std

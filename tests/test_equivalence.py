@@ -208,7 +208,10 @@ def test_cli_same_decision(capsys, boundary_model, tmp_path):
                        "-j", 1, "--no-progress", "--timeout", 60)
     assert code == 0 and out.startswith("robust")
     for extra, msg in ((["--label", "1"], "--label applies to --decision only"),
-                       (["--delta", "1"], "give one of --same-decision, --decision and --delta")):
+                       (["--delta", "1"], "give one of --same-decision, --decision and --delta"),
+                       (["--space", "score"], "--space and --outputs apply to --delta only"),
+                       (["--outputs", "0"], "--space and --outputs apply to --delta only"),
+                       (["--kappa", "1e400"], "kappa of about 10^400 is beyond the float64 range")):
         code, _, err = run(capsys, "verify", src, "--against", qf, "--same-decision", box, *extra)
         assert code == 3 and msg in one_error_line(err)
 
