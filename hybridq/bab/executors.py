@@ -227,8 +227,11 @@ class WorkerPool:
         """Stop the workers and remove the problem files.  Workers still starting (the run ended
         first) or interrupted ones are terminated at once, so closing never waits for a start."""
         starting = self._thread is not None and self._thread.is_alive()
-        if starting:
-            self._thread.join(0.5)  # the executor object exists within milliseconds of the start
+        # the executor object exists within milliseconds of the start: wait for it (at most 0.5 s),
+        # not for the workers to come up (a timed-out run must not wait past its deadline)
+        t_end = time.perf_counter() + 0.5
+        while starting and self._pool is None and self._thread.is_alive() and time.perf_counter() < t_end:
+            time.sleep(0.005)
         if self._pool is not None:
             procs = list((getattr(self._pool, "_processes", None) or {}).values())
             quick = interrupted or starting
