@@ -491,9 +491,14 @@ def confirm(network, perturbation, prop, x, params, margin: float, box=None) -> 
     else:
         xe = np.array([v if isinstance(v, Fraction) else float(v) for v in np.asarray(x, dtype=object).reshape(-1)],
                       dtype=object)
-    if not prop.check_exact(network, xe, params):
+    value = None
+    if isinstance(prop, Deviation):  # one exact evaluation serves the check and the reported value
+        devs = prop.exact_deviations(network, xe, params)
+        if not prop.violated_by(devs):
+            return None
+        value = deviation_lower_bound(devs)
+    elif not prop.check_exact(network, xe, params):
         return None
-    value = exact_deviation(network, prop, xe, params) if isinstance(prop, Deviation) else None
     return Counterexample(_nearest(xe), params, float(margin), value, x_exact=_exact_or_none(xe))
 
 
@@ -512,8 +517,13 @@ def _exact_or_none(xe) -> tuple | None:
 def exact_deviation(network, prop: Deviation, x, params) -> float:
     """``max_j |s_j(x; params) - s_j(x; theta0)|`` over the property's outputs, evaluated exactly
     and rounded toward zero (a certified lower bound of the true deviation)."""
+    return deviation_lower_bound(prop.exact_deviations(network, x, params))
+
+
+def deviation_lower_bound(deviations) -> float:
+    """``max_j |d_j|`` of exact deviations (Fractions or mpmath intervals) rounded toward zero."""
     best = 0.0
-    for d in prop.exact_deviations(network, x, params):
+    for d in deviations:
         if isinstance(d, Fraction) and abs(d) > _FMAX:  # beyond float64: the largest float, toward zero
             best = max(best, float(np.finfo(np.float64).max))
             continue

@@ -152,8 +152,13 @@ class Deviation:
     def check_exact(self, network, x, params) -> bool:
         """True iff ``(x, params)`` violates the property in exact arithmetic (against
         :attr:`delta_exact`; ``x`` may hold Fractions)."""
+        return self.violated_by(self.exact_deviations(network, x, params))
+
+    def violated_by(self, deviations) -> bool:
+        """True iff exact deviations (:meth:`exact_deviations`: Fractions or mpmath intervals)
+        exceed :attr:`delta_exact` in absolute value."""
         d = self.delta_exact
-        for dev in self.exact_deviations(network, x, params):
+        for dev in deviations:
             if isinstance(dev, Fraction):
                 if abs(dev) > d:
                     return True

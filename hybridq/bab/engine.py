@@ -35,8 +35,8 @@ from hybridq.result import Counterexample
 __all__ = ["Problem", "Outcome", "CellEngine", "problem_width", "CONFIRM_SECONDS_PER_WEIGHT", "STRONG_ATTACK_FACTOR"]
 
 #: Seconds per network weight assumed for the exact re-check of an attack's candidate
-#: (:func:`hybridq.attack.confirm`) before one has been timed: it evaluates the network twice in
-#: exact arithmetic (mpmath intervals for sigmoid/tanh), 25.4 s for the 358,800 weights of the
+#: (:func:`hybridq.attack.confirm`) before one has been timed: it evaluates the network twice (nominal
+#: and perturbed) in exact arithmetic (mpmath intervals for sigmoid/tanh), 25.4 s for the 358,800 weights of the
 #: MNIST sigmoid 6x200 net at load 4 on 2 cores (71 us per weight), with some margin.
 CONFIRM_SECONDS_PER_WEIGHT = 8e-5
 #: The strong attack of the whole box (:meth:`CellEngine.root_attack`: 4x the samples and
