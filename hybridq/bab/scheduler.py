@@ -370,7 +370,7 @@ def exact_witness(network, perturbation, prop, cand, box=None) -> Counterexample
     """Snap a float candidate ``(value, x, params)`` into the parameter box and (given the exact
     :class:`InputBox`) its input into the decimal input box, and evaluate its deviation exactly
     (rounded down); None when it cannot be placed inside the box."""
-    from hybridq.attack import exact_deviation
+    from hybridq.attack import _exact_or_none, _nearest, exact_deviation
 
     value, x, params = cand
     params = perturbation.snap_inside(params)
@@ -378,10 +378,7 @@ def exact_witness(network, perturbation, prop, cand, box=None) -> Counterexample
         return None
     xe = np.asarray(x, dtype=np.float64) if box is None else box.snap(x)
     exact = exact_deviation(network, prop, xe, params)
-    x_exact = None
-    if any(isinstance(v, Fraction) and Fraction(float(v)) != v for v in xe):
-        x_exact = tuple(Fraction(v) for v in xe)
-    return Counterexample(np.array([float(v) for v in xe]), params, float(value), exact, x_exact=x_exact)
+    return Counterexample(_nearest(xe), params, float(value), exact, x_exact=_exact_or_none(xe))
 
 
 def sub_up(a: float, b: float) -> float:
