@@ -234,11 +234,16 @@ class WorkerPool:
             time.sleep(0.005)
         if self._pool is not None:
             procs = list((getattr(self._pool, "_processes", None) or {}).values())
+            manager = getattr(self._pool, "_executor_manager_thread", None)
             quick = interrupted or starting
             self._pool.shutdown(wait=not quick, cancel_futures=True)
             if quick:
                 for proc in procs:
                     proc.terminate()
+                if manager is not None:
+                    # the executor's manager thread notices the terminated workers; let it finish
+                    # (at most 0.5 s) rather than die with a traceback at the interpreter's exit
+                    manager.join(0.5)
         self._pool = self._thread = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
