@@ -346,12 +346,15 @@ def _describe(network_path, net, perturb, boxes, prop, vnnlib, against) -> dict:
     return describe_problem(net, perturb, boxes, prop, network_path=network_path, vnnlib=vnnlib, against=against)
 
 
-def _settings(cfg) -> dict:
+def _settings(cfg, cluster_jobs=None) -> dict:
     """The ``settings`` section of the JSON result: the command's own budget, not the part of it
-    left to the search."""
+    left to the search; on a cluster, ``jobs`` is the cluster's worker threads (``cluster_jobs``)."""
     from hybridq.report import settings_dict
 
-    return settings_dict(cfg)
+    d = settings_dict(cfg)
+    if cluster_jobs is not None:
+        d["jobs"] = int(cluster_jobs)
+    return d
 
 
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
@@ -394,7 +397,7 @@ def _progress_cb(enabled: bool):
                 last[0] = now
                 typer.echo(f"hybridq: progress: {stats.cells} cells examined ({stats.proved_bounds + stats.proved_smt} "
                            f"proved, {stats.refuted} refuted, {stats.splits_input + stats.splits_phase} split), "
-                           f"{pending} open, decided {100 * stats.decided_fraction:.1f}%, "
+                           f"{pending} pending, decided {100 * stats.decided_fraction:.1f}%, "
                            f"{now - T_START:.1f} s", err=True)
 
         return None, line
@@ -414,12 +417,15 @@ def _progress_cb(enabled: bool):
     return prog, cb
 
 
-def _cluster(spec):
-    """``--cluster``: a connected Dask client (context manager), or None without the option."""
+def _cluster(spec, jobs=None):
+    """``--cluster``: a connected Dask client (context manager), or None without the option.
+    ``--jobs`` with ``--cluster`` is refused: the cluster's worker threads are the parallelism."""
     import contextlib
 
     if spec is None:
         return contextlib.nullcontext(None)
+    if jobs is not None:
+        _fail("--jobs and --cluster both set the parallelism: the cluster's worker threads do the work; drop --jobs")
     from hybridq.bab.cluster import open_cluster
 
     return open_cluster(str(spec))
@@ -521,7 +527,7 @@ def verify(
     from hybridq.result import combine
 
     results = []
-    with _cluster(cluster) as client:
+    with _cluster(cluster, jobs) as client:
         prog, cb = _progress_cb(progress)
         try:
             if prog is not None:
@@ -548,7 +554,7 @@ def verify(
     _timeout_note(res, cfg)
     res.problem = _describe(network, net, o["perturb"], [b for b, _ in problems], results[0].property, o["vnnlib"],
                             against)
-    res.settings = _settings(cfg)
+    res.settings = _settings(cfg, res.stats.jobs if cluster is not None else None)
     typer.echo(res.summary())
     writers = []
     cex_path = o["counterexample"]
@@ -676,7 +682,7 @@ def quantify(
     family_ = o["family"] or ("abs" if what == "epsilon" else ("int" if deployed is not None else "float"))
     if cluster is not None and deployed is not None and what != "deviation":
         _fail("--cluster runs 'quantify --what deviation' or --what epsilon/bits without act= parts")
-    with _cluster(cluster) as client:
+    with _cluster(cluster, jobs) as client:
         prog, cb = _progress_cb(progress and what == "deviation")
         try:
             if prog is not None:
@@ -699,7 +705,7 @@ def quantify(
     _timeout_note(res, cfg)
     res.problem = _describe(network, net, o["perturb"] if what == "deviation" else f"family:{family_}", [b], prop,
                             o["vnnlib"], against)
-    res.settings = _settings(cfg)
+    res.settings = _settings(cfg, res.stats.jobs if cluster is not None else None)
     typer.echo(res.summary())
     writers = []
     if o["json"]:
@@ -757,7 +763,7 @@ def run(
         typer.echo(f"{row.id}  {row.result}  {row.time_s:.2f} s{extra}")
 
     try:
-        with _cluster(cluster) as client:
+        with _cluster(cluster, jobs) as client:
             run_batch(insts, results, cfg, defaults, cex_dir, on_result=show, executor=client)
     except KeyboardInterrupt as e:
         why = str(e.args[0]) if e.args and e.args[0] else "interrupted"

@@ -255,3 +255,27 @@ def test_cluster_shut_down_mid_run_is_exit_2_with_a_partial_result(capsys, tmp_p
     assert out["code"] == 2 and out["t"] - t_closed < 30
     assert res["verdict"] == "unknown" and "cluster lost" in res["message"]
     assert res["stats"]["cells"] >= 1 and res["stats"]["undecided_volume"] > 0
+
+
+def test_cli_cluster_records_its_threads_and_refuses_jobs(client, tmp_path, capsys):
+    """The JSON's ``settings.jobs`` is the cluster's worker threads; ``--jobs`` with ``--cluster`` is
+    refused (exit 3, one line), since the cluster's threads are the parallelism."""
+    import json
+
+    net = _net(7, [2, 8, 8, 1])
+    p = tmp_path / "n.npz"
+    net.save(p)
+    out = tmp_path / "r.json"
+    base = ["verify", str(p), "--perturb", "fp16", "--point", "0,0", "--delta", "1",
+            "--cluster", client.scheduler.address]
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--json", str(out)])
+    assert e.value.code == 0
+    doc = json.loads(out.read_text())
+    assert doc["settings"]["jobs"] == 2 == doc["result"]["stats"]["jobs"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--jobs", "5"])
+    assert e.value.code == 3
+    err = capsys.readouterr().err
+    assert "--jobs and --cluster" in err and "Traceback" not in err

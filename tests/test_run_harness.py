@@ -170,10 +170,10 @@ def test_progress_lines_on_a_non_terminal_stderr(capfd, tmp_path, monkeypatch):
     out, err = capfd.readouterr()
     lines = [l for l in err.splitlines() if l.startswith("hybridq: progress: ")]
     assert code == 2 and len(lines) >= 2, err
-    # cells, proved, open, elapsed on every line; the counts grow
+    # cells, proved, pending, elapsed on every line; the counts grow
     import re
 
-    pat = re.compile(r"(\d+) cells examined \((\d+) proved, (\d+) refuted, (\d+) split\), (\d+) open, "
+    pat = re.compile(r"(\d+) cells examined \((\d+) proved, (\d+) refuted, (\d+) split\), (\d+) pending, "
                      r"decided [\d.]+%, ([\d.]+) s")
     parsed = [pat.search(l) for l in lines]
     assert all(parsed), lines
@@ -263,6 +263,22 @@ def test_default_step_budget_is_a_share_of_the_overall_budget(monkeypatch):
     quantify(net, None, InputBox.point(x), Decision(int(net.predict(x))), what="epsilon", backend="none", jobs=1,
              timeout=80.0, max_steps=3)
     assert seen and all(s == 80.0 / qm.STEP_SHARE for s in seen)
+
+
+def test_cache_marker_follows_numba_cache_dir(monkeypatch, tmp_path):
+    """With ``NUMBA_CACHE_DIR`` set, numba caches elsewhere, so the marker that says "compiled before"
+    must live there too: an empty cache folder then gets the compilation notice."""
+    from numba.core import config
+
+    from hybridq.kernels import common
+
+    default = common._stamp_file()
+    assert default.startswith(common._PKG_DIR)
+    monkeypatch.setattr(config, "CACHE_DIR", str(tmp_path))
+    moved = common._stamp_file()
+    assert os.path.dirname(moved) == str(tmp_path) and moved != default
+    assert common._cache_lines() == []  # nothing recorded in the new folder: not warm
+    assert not common._cache_looks_warm("interval_pass_serial")
 
 
 def test_kernel_compilation_is_announced_once_and_not_when_cached(monkeypatch, tmp_path, caplog):

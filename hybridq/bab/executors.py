@@ -380,7 +380,7 @@ class DaskExecutor:
             if self.client.status == "running" and time.monotonic() - checked < self.check:
                 continue
             checked = time.monotonic()
-            healthy = self.client.status == "running" and self._n_threads() > 0
+            healthy = self.client.status == "running" and cluster_threads(self.client) > 0
             if healthy:
                 alone_since = None
             elif alone_since is None:
@@ -419,9 +419,6 @@ class DaskExecutor:
             except Exception:  # noqa: BLE001 - gone between the status check and the fetch
                 break
         return out
-
-    def _n_threads(self) -> int:
-        return cluster_threads(self.client)
 
     def _cancel(self) -> None:
         if self.pending:

@@ -377,6 +377,8 @@ def exact_witness(network, perturbation, prop, cand, box=None) -> Counterexample
     if not perturbation.contains(params):
         return None
     xe = np.asarray(x, dtype=np.float64) if box is None else box.snap(x)
+    if box is not None and not box.contains_exact(xe):
+        return None
     exact = exact_deviation(network, prop, xe, params)
     return Counterexample(_nearest(xe), params, float(value), exact, x_exact=_exact_or_none(xe))
 

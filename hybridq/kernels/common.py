@@ -99,6 +99,14 @@ class _Entry:
 
 
 def _stamp_file() -> str:
+    """The marker file beside numba's cache: in the package's ``__pycache__``, or in
+    ``NUMBA_CACHE_DIR`` when that is set (named after this package's folder, so that two installs
+    sharing one cache folder keep separate markers)."""
+    from numba.core import config
+
+    if config.CACHE_DIR:
+        tag = hashlib.sha256(_PKG_DIR.encode()).hexdigest()[:16]
+        return os.path.join(config.CACHE_DIR, f"hybridq-kernels-{tag}.stamp")
     return os.path.join(_PKG_DIR, "__pycache__", "hybridq-kernels.stamp")
 
 
