@@ -24,9 +24,10 @@ try:  # typer >= 0.22 vendors its own copy of click
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as _cx
 
+from hybridq.client import process_start as _process_start
 from hybridq.errors import ConfigError, HybridqError
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "invoke"]
 
 EXIT_USAGE = 3
 
@@ -39,23 +40,6 @@ OUTPUT_RESERVE = 0.3
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 #: Seconds between two progress lines on a non-terminal stderr.
 PROGRESS_EVERY = 5.0
-
-
-def _process_start() -> float:
-    """``time.monotonic()`` at the start of this process (Linux: from ``/proc``; elsewhere the
-    import of this module), so that ``--timeout`` counts the interpreter's start-up too."""
-    now = time.monotonic()
-    try:
-        with open("/proc/self/stat") as f:
-            start_ticks = int(f.read().rpartition(")")[2].split()[19])
-        with open("/proc/uptime") as f:
-            uptime = float(f.read().split()[0])
-        age = uptime - start_ticks / os.sysconf("SC_CLK_TCK")
-        if 0.0 <= age < 60.0:
-            return now - age
-    except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
-        pass
-    return now
 
 
 #: When this command started (``--timeout`` is counted from here): the process start for the
@@ -774,6 +758,53 @@ def run(
 
 
 @app.command(cls=_Command)
+def serve(
+    action: str = typer.Argument("start", metavar="[start|stop|status]", help="start (default), stop or status."),
+    foreground: bool = O(False, "--foreground", help="start: serve in this process (until Ctrl-C or 'stop')."),
+    idle_timeout: float = O(3600.0, "--idle-timeout", help="start: exit after this many seconds without a request (0: never)."),
+):
+    """Keep hybridq warm in a server process: verify, bounds, quantify and run start in a fraction of a second.
+
+    The server imports hybridq and loads the kernels once; while it runs, each 'hybridq verify ...'
+    (bounds, quantify, run) is run by a fresh child of it in your working directory, with your
+    environment, terminal and files, and exits with the same code. Optional: without a server (or
+    with HYBRIDQ_SERVER=off, or a server of another hybridq) commands run in their own process.
+    Socket: $HYBRIDQ_SERVER, else hybridq/server.sock under $XDG_RUNTIME_DIR or a per-user 0700
+    folder in the temporary directory. Exit codes: start 0 (running), status 0 running / 1 not,
+    stop 0 stopped / 1 none was running, 3 errors."""
+    from hybridq import client as C
+
+    if action not in ("start", "stop", "status"):
+        _fail(f"serve takes start, stop or status, got {action!r}")
+    path = C.socket_path(create=action == "start")
+    if path is None:
+        _fail("HYBRIDQ_SERVER is off")
+    from hybridq import server as S
+
+    if action == "status":
+        st = C.control("status", path)
+        if st is None:
+            typer.echo(f"no hybridq server at {path}")
+            raise typer.Exit(1)
+        typer.echo(f"hybridq server running: pid {st['pid']}, {path}, hybridq {st['stamp']['version']} from "
+                   f"{st['stamp']['package']}, up {st['uptime_s']:.0f} s, {st['served']} commands served, "
+                   f"{st['running']} running")
+        raise typer.Exit(0)
+    if action == "stop":
+        st = S.stop(path)
+        typer.echo(f"hybridq server stopped (pid {st['pid']})" if st else f"no hybridq server at {path}")
+        raise typer.Exit(0 if st else 1)
+    if foreground:
+        raise typer.Exit(S.serve_forever(path, idle_timeout or None))
+    try:
+        st = S.start_background(path, idle_timeout or None)
+    except RuntimeError as e:
+        _fail(f"could not start the server: {e}")
+    typer.echo(f"hybridq server {'already running' if st['already'] else 'started'}: pid {st['pid']}, {path}"
+               + ("" if st["already"] else f" (log: {st['log']}); stop it with 'hybridq serve stop'"))
+
+
+@app.command(cls=_Command)
 def backends():
     """List the SMT backends, their capabilities and availability."""
     from hybridq.smt import backends_table
@@ -803,18 +834,38 @@ def _decision_sense_args(args: list[str]) -> list[str]:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console entry point: runs the app and maps every error to one line on stderr and exit 3."""
+_COMMAND: list = []
+
+
+def _click_command():
+    """The click command of :data:`app`, built once per process (typer builds it on every call of
+    ``app()``: 0.04 s, which a forked child of ``hybridq serve`` would pay on each command)."""
+    if not _COMMAND:
+        _COMMAND.append(typer.main.get_command(app))
+    return _COMMAND[0]
+
+
+def invoke(argv: list[str], start: float | None = None) -> int:
+    """Run ``hybridq ARGV`` and return its exit code (every error mapped to one line on stderr and
+    code 3); :func:`main` and the children of ``hybridq serve`` (:mod:`hybridq.server`) call it.
+
+    Parameters
+    ----------
+    argv : list of str
+        The command line after ``hybridq``.
+    start : float, optional
+        ``time.monotonic()`` when the command started (``--timeout`` counts from it); default now.
+    """
     global T_START
-    T_START = _process_start() if argv is None else time.monotonic()
-    args = _decision_sense_args(sys.argv[1:] if argv is None else list(argv))
+    T_START = time.monotonic() if start is None else start
+    args = _decision_sense_args(list(argv))
     # SIGTERM (what batch harnesses send) behaves like Ctrl-C: the search stops, the workers end,
     # the partial result is printed and written, exit code 2
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        code = app(args=args, prog_name="hybridq", standalone_mode=False)
+        code = _click_command().main(args=args, prog_name="hybridq", standalone_mode=False)
     except typer.Exit as e:  # pragma: no cover - typer returns the code itself
         code = e.exit_code
     except _cx.NoArgsIsHelpError as e:  # plain (non-rich) help: typer leaves printing it to the caller
@@ -836,15 +887,22 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+    return int(code or 0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point (in-process; :func:`hybridq.client.main` forwards to a server first):
+    runs the app and maps every error to one line on stderr and exit 3."""
     if argv is None:
+        code = invoke(sys.argv[1:], _process_start())
         # the console command: every output is written and closed, so skip the interpreter's
         # teardown of numba, llvmlite and the solver modules (over a second on a busy machine,
         # counted against --timeout by whoever waits for the process)
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(int(code or 0))
-    sys.exit(int(code or 0))
+        os._exit(code)
+    sys.exit(invoke(argv))
 
 
 if __name__ == "__main__":  # pragma: no cover
