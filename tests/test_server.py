@@ -145,8 +145,8 @@ def test_forwarded_command_matches_in_process(server, nets, capsys, name):
         a, b = _doc(d / f"{name}_server.json"), _doc(d / f"{name}_local.json")
         assert json.dumps(a).replace("_server", "_local") == json.dumps(b)
     if "{out}.npz" in argv:
-        za, zb = np.load(d / f"{name}_server.npz"), np.load(d / f"{name}_local.npz")
-        assert sorted(za.files) == sorted(zb.files) and all(np.array_equal(za[k], zb[k]) for k in za.files)
+        with np.load(d / f"{name}_server.npz") as za, np.load(d / f"{name}_local.npz") as zb:
+            assert sorted(za.files) == sorted(zb.files) and all(np.array_equal(za[k], zb[k]) for k in za.files)
 
 
 def test_relative_paths_and_files_use_the_clients_directory(server, nets, tmp_path):
