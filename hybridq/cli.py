@@ -866,6 +866,8 @@ def invoke(argv: list[str], start: float | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         code = _click_command().main(args=args, prog_name="hybridq", standalone_mode=False)
+        if code == 130:  # typer's answer to a Ctrl-C / SIGTERM outside the search (start-up, compile, writing)
+            raise KeyboardInterrupt
     except typer.Exit as e:  # pragma: no cover - typer returns the code itself
         code = e.exit_code
     except _cx.NoArgsIsHelpError as e:  # plain (non-rich) help: typer leaves printing it to the caller
@@ -901,7 +903,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        os._exit(code)
+        if code != 2 or "distributed" not in sys.modules:
+            os._exit(code)
+        # a Dask run interrupted (e.g. while its local cluster started): the interpreter's own exit
+        # releases the cluster's semaphores (os._exit would leave them to multiprocessing's
+        # resource tracker, which warns about them on stderr)
+        sys.exit(code)
     sys.exit(invoke(argv))
 
 

@@ -279,3 +279,59 @@ def test_cli_cluster_records_its_threads_and_refuses_jobs(client, tmp_path, caps
     assert e.value.code == 3
     err = capsys.readouterr().err
     assert "--jobs and --cluster" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux) to list child processes")
+def test_ctrl_c_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group, also while ``--cluster local:2`` is still
+    spawning its workers (before their preload ignores SIGINT): the run ends with exit 2 and one
+    ``hybridq: interrupted`` line, no worker's or Dask's traceback, no leaked-semaphore warning, and
+    no process left behind."""
+    import subprocess
+    from pathlib import Path
+
+    from processes import alive, descendants
+
+    net = _net(7, [2, 8, 8, 1])
+    p_net = tmp_path / "n.npz"
+    net.save(p_net)
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def default_sigint():
+        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a terminal (a background shell job ignores it)
+        os.setpgrp()
+
+    p = subprocess.Popen([sys.executable, "-c", "from hybridq.cli import main; main()", "verify", str(p_net),
+                          "--perturb", "fp16", "--box=-1:1,-1:1", "--delta", "1e-4", "--cluster", "local:2"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                         preexec_fn=default_sigint)
+    try:
+        t0, workers = time.monotonic(), set()
+        while time.monotonic() - t0 < 120 and p.poll() is None:  # a worker process is being spawned
+            workers = {k for k in descendants(p.pid) if "spawn_main" in _cmdline(k)}
+            if workers:
+                break
+            time.sleep(0.02)
+        assert p.poll() is None and workers, "the run ended or spawned no worker"
+        os.killpg(p.pid, signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+        kids = descendants(p.pid) | workers
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(alive(k) for k in kids):
+            time.sleep(0.1)
+        assert not [k for k in kids if alive(k)], "a worker outlived the run"
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 2, (stdout, stderr)
+    assert "Traceback" not in stderr and "leaked" not in stderr, stderr
+    assert "hybridq: interrupted" in stderr
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

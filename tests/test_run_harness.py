@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from processes import alive as _alive, descendants as _children
 
 from hybridq import Decision, Deviation, InputBox, Layer, Network, perturbation, quantify, verify
 
@@ -40,32 +41,6 @@ def _hard_net(path: Path) -> Path:
 
 
 HARD = ["--perturb", "abs:2e-3", "--box", ",".join(["-1:1"] * 8), "--delta", "1.0", "--backend", "none"]
-
-
-def _children(pid: int) -> set[int]:
-    """The descendants of ``pid`` (from /proc)."""
-    kids: dict[int, list[int]] = {}
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            try:
-                ppid = int((d / "stat").read_text().rpartition(")")[2].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            kids.setdefault(ppid, []).append(int(d.name))
-    out, todo = set(), [pid]
-    while todo:
-        for c in kids.get(todo.pop(), []):
-            out.add(c)
-            todo.append(c)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        st = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return st.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc (Linux) to list child processes")

@@ -96,9 +96,27 @@ def local_cluster(n: int):
                if k != "MALLOC_TRIM_THRESHOLD_"}
     environ["DASK_LOGGING__DISTRIBUTED"] = "error"
     env = {"NUMBA_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
-    with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
-        return distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                                        env=env, preload=[__name__])
+    # SIGINT blocked while the cluster starts: the threads Dask starts now and the worker processes
+    # they spawn inherit the mask, so a Ctrl-C to the process group during the start does not kill
+    # half-started workers with tracebacks (the preload ignores it only once they are up); the
+    # press is kept pending and raised here once the cluster is closed again.
+    # (multiprocessing's resource tracker is started first: starting it unblocks SIGINT again.)
+    block = threading.current_thread() is threading.main_thread()
+    if block:
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
+            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                               dashboard_address=None, env=env, preload=[__name__])
+        if block and signal.SIGINT in signal.sigpending():
+            cluster.close()
+    finally:
+        if block:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is raised now
+    return cluster
 
 
 def dask_setup(worker) -> None:
