@@ -53,6 +53,26 @@ def test_in_process_chunk_not_started_when_it_would_end_past_the_deadline():
     assert len(out) == 1 and not ex.out_of_time
 
 
+def test_attack_left_out_when_it_cannot_end_before_the_deadline():
+    """A cell's attack is not started when the longest one so far would end past the deadline;
+    the cell is split instead (no exact stage here, so only the attack could refute it)."""
+    net = Network((Layer([[1.0]], [0.0], "identity"),))
+    box = InputBox(["0"], ["1"])
+    prob = Problem(net, perturbation("abs:0.1", net), Deviation(0.05), RunConfig(backend="none"), "verify",
+                   box.lower, box.upper, box)
+    eng = CellEngine(prob)
+    root = Cell.root(box.lower, box.upper, 1)
+    root.priority = np.inf
+    out = eng.process([(0, root)], 0.0, 0.0, None)
+    assert out[0].status == "counterexample" and out[0].counterexample.value > 0.05
+    assert eng.attack_cost is not None
+    eng.attack_cost = 1e6  # an attack is now expected to take longer than the budget below
+    out = eng.process([(0, root)], 0.0, 0.0, time.time() + 1000.0)
+    assert out[0].status == "split" and len(out[0].children) == 2 and out[0].times["attack"] == 0.0
+    out = eng.process([(0, root)], 0.0, 0.0, time.time() + 1e7)
+    assert out[0].status == "counterexample"
+
+
 @pytest.mark.requires_shared
 def test_sigmoid_6x200_timeout_holds(networks_dir):
     """The root cell's attack finds a float candidate whose exact re-check (mpmath intervals through

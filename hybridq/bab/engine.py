@@ -120,6 +120,9 @@ class CellEngine:
         # re-check and the longest float attack of a cell so far, seconds (None: none yet)
         self.confirm_cost: float | None = None
         self.confirm_total = 0.0  # seconds of all exact re-checks so far (each guarded on its own)
+        # seconds of the parts of chunks that keep the deadline on their own (attacks with their exact
+        # re-checks, exact-stage calls): the in-process executor's chunk estimate leaves them out
+        self.guarded_total = 0.0
         self.attack_cost: float | None = None
         self.n_weights = sum(int(np.size(l.W)) + int(np.size(l.b)) for l in net.layers)
 
@@ -307,6 +310,7 @@ class CellEngine:
         for o, (_, cell), g in zip(outs, items, gain):  # one outcome per cell, in order
             if cell.split_dim >= 0 and np.isfinite(g):
                 o.gain = float(g)
+            self.guarded_total += o.times.get("attack", 0.0) + o.times.get("smt", 0.0)
         return outs
 
     def _polish_due(self, cell: Cell) -> bool:
@@ -329,13 +333,17 @@ class CellEngine:
         """Attack the cell where due (``seeds``: extra ``(value, x, params)`` starts whose input
         lies in the cell); its :class:`~hybridq.attack.AttackResult`, or None when not due.  An
         exactly re-checked counterexample sets ``out.status`` (the re-check runs only when it is
-        expected to end before ``deadline``, see :meth:`confirm`)."""
+        expected to end before ``deadline``, see :meth:`confirm`).  No attack is started that the
+        longest one so far says ends past ``deadline`` (the run's timeout holds; the cell is still
+        split, so nothing is lost but the attack)."""
         p, cfg = self.p, self.p.config
         root = cell.depth == 0
         # maximize: attacks only raise the witness, which is found early; attack 3x less often
         every = cfg.attack_every * (3 if p.mode == "maximize" else 1)
         if not (root or cell.depth % every == 0):
             return None
+        if deadline is not None and time.time() + (self.attack_cost or 0.0) > deadline:
+            return None  # the longest attack so far would end past the deadline: the cell is only split
         rng = np.random.default_rng([cfg.seed, cid])
         ta = time.perf_counter()
         aprop = self.max_prop if p.mode == "maximize" else p.prop

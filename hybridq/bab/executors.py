@@ -52,15 +52,18 @@ class ExecutorLost(RuntimeError):
 class InProcessExecutor:
     """Runs chunks sequentially in this process with one shared :class:`CellEngine`.
 
-    A chunk cannot be cut short (compiled kernels, exact re-checks), so before each chunk it
-    estimates the chunk's time from the last chunk's seconds per cell and does not start it when
-    it would end after the chunk's deadline (``out_of_time`` is then set): the run's timeout holds.
+    A chunk cannot be cut short (compiled kernels), so before each chunk it estimates the chunk's
+    time and does not start it when it would end after the chunk's deadline (``out_of_time`` is
+    then set): the run's timeout holds.  The estimate is the most seconds per cell of the last
+    round's chunks (those of a round differ severalfold), without the parts that keep the deadline
+    on their own (attacks, exact re-checks and exact-stage calls, :attr:`CellEngine.guarded_total`):
+    what is left is the bound pass and the split decisions.
     Only runs that come within one chunk of their deadline see this; the others keep their result.
     """
 
     def __init__(self, engine: CellEngine):
         self.engine = engine
-        self.cell_seconds: float | None = None  # the last chunk's wall seconds per cell
+        self.cell_seconds: float | None = None  # the most wall seconds per cell of the last round's chunks
         self.out_of_time = False  # the last run() left a chunk out because it would end past its deadline
 
     def chunk_estimate(self, n_cells: int) -> float:
@@ -74,6 +77,7 @@ class InProcessExecutor:
         may be shorter than ``args``."""
         results = []
         self.out_of_time = False
+        worst = None  # this round's most seconds per cell so far
         for k, a in enumerate(args):
             if k and should_stop is not None and should_stop():
                 break
@@ -81,11 +85,12 @@ class InProcessExecutor:
             if deadline is not None and time.time() + self.chunk_estimate(len(a[0])) > deadline:
                 self.out_of_time = True
                 break
-            t, c = time.perf_counter(), self.engine.confirm_total
+            t, g = time.perf_counter(), self.engine.guarded_total
             results.append(self.engine.process(*a))
-            # exact re-checks are left out: each is kept to the deadline by the engine on its own
-            spent = time.perf_counter() - t - (self.engine.confirm_total - c)
-            self.cell_seconds = max(0.0, spent) / max(1, len(a[0]))
+            # attacks, exact re-checks and exact calls are left out: each keeps the deadline on its own
+            spent = max(0.0, time.perf_counter() - t - (self.engine.guarded_total - g)) / max(1, len(a[0]))
+            worst = spent if worst is None else max(worst, spent)
+            self.cell_seconds = worst
         return results
 
     def close(self, interrupted: bool = False) -> None:
