@@ -1,7 +1,7 @@
 """NeuroDiff's ACAS Xu fp16 benchmark (143 pairs) through the batch runner, against NeuroDiff's figures.
 
     python bench/neurodiff.py [--timeout 60] [--only ID,ID,...] [--per-process N] [--box-timeout 60]
-                              [--skip-box] [--fresh] [--jobs 1]
+                              [--skip-box] [--fresh] [--jobs 1] [--no-server]
 
 Per pair (``../shared/data/benchmarks/neurodiff_acas_fp16/pairs.json``): the ACAS Xu ``.nnet``
 network, the property's input box in raw units, ``--perturb point:fp16`` (every weight and bias
@@ -13,7 +13,10 @@ Three measurements, each written as a results CSV under ``bench/results/neurodif
 * ``batch``: all pairs in one ``hybridq run`` process (the time per pair is the instance's own wall
   time, loading included; the process start is reported separately);
 * ``process``: ``N`` pairs (evenly spread over the list; all with ``--per-process 0``) each as its own
-  ``hybridq verify`` process, wall time from ``subprocess`` start to exit, as a user would run it;
+  ``hybridq verify`` process (the console entry point, ``python -m hybridq``), wall time from
+  ``subprocess`` start to exit, as a user would run it: once without a server (``HYBRIDQ_SERVER=off``,
+  ``process.csv``) and once with a ``hybridq serve`` running on a temporary socket
+  (``process_server.csv``; ``--no-server`` skips that);
 * ``box``: the same pairs with the full fp16 rounding box (``--perturb fp16``: every parameter
   anywhere in its rounding interval, a question NeuroDiff cannot ask).
 
@@ -26,12 +29,15 @@ resumable (``--fresh`` starts over).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
 import statistics
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -85,9 +91,10 @@ def read_csv(path: Path) -> dict:
         return {r["id"]: r for r in csv.DictReader(f)}
 
 
-def per_process(pairs, nets: Path, timeout: float, n: int, path: Path) -> dict:
+def per_process(pairs, nets: Path, timeout: float, n: int, path: Path, server: str = "off") -> dict:
     """One ``hybridq verify`` process per pair (``n`` pairs spread evenly; 0: all), with the default
-    ``--jobs`` (all cores), as a user would run it."""
+    ``--jobs`` (all cores), as a user would run it; ``server``: the ``HYBRIDQ_SERVER`` socket of a
+    running ``hybridq serve`` (``off``: none)."""
     done = read_csv(path)
     pick = pairs if n <= 0 or n >= len(pairs) else [pairs[round(i * (len(pairs) - 1) / (n - 1))] for i in range(n)]
     new = not path.is_file()
@@ -99,12 +106,12 @@ def per_process(pairs, nets: Path, timeout: float, n: int, path: Path) -> dict:
             if p["id"] in done:
                 continue
             box = ",".join(f"{lo!r}:{hi!r}" for lo, hi in zip(p["box_raw"]["lo"], p["box_raw"]["hi"]))
-            cmd = [sys.executable, "-m", "hybridq.cli", "verify", str(nets / p["network_nnet"]), "--perturb",
+            cmd = [sys.executable, "-m", "hybridq", "verify", str(nets / p["network_nnet"]), "--perturb",
                    "point:fp16", f"--box={box}", "--delta", repr(p["delta_raw_output"]), "--outputs", str(p["output"]),
                    "--timeout", str(timeout), "--no-progress"]
             t = time.perf_counter()
-            r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
-                               text=True)
+            r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "HYBRIDQ_SERVER": server},
+                               capture_output=True, text=True)
             wall = time.perf_counter() - t
             verdict = (r.stdout.split(":", 1)[0].strip() or "error") if r.returncode in (0, 1, 2) else "error"
             row = {"id": p["id"], "exit": r.returncode, "verdict": verdict, "wall_s": f"{wall:.3f}"}
@@ -151,6 +158,7 @@ def main():
     ap.add_argument("--box-timeout", type=float, default=None, help="seconds per pair of the fp16-box run (default: --timeout)")
     ap.add_argument("--only", default=None, help="comma-separated pair ids (default: all 143)")
     ap.add_argument("--per-process", type=int, default=20, help="pairs run as one process each (0: all; -1: none)")
+    ap.add_argument("--no-server", action="store_true", help="per-process runs without a server only")
     ap.add_argument("--skip-box", action="store_true", help="skip the fp16-box run")
     ap.add_argument("--skip-point", action="store_true", help="skip the point:fp16 batch run (e.g. box run only)")
     ap.add_argument("--fresh", action="store_true", help="delete earlier results first")
@@ -160,9 +168,10 @@ def main():
     pairs, nets = load_pairs(args.only)
     OUT.mkdir(parents=True, exist_ok=True)
     TMP.mkdir(parents=True, exist_ok=True)
-    files = {k: OUT / f"{k}.csv" for k in ("batch", "process", "box")}
+    files = {k: OUT / f"{k}.csv" for k in ("batch", "process", "process_server", "box")}
     if args.fresh:  # only the CSVs of the runs done now
         for k in [k for k, skip in (("batch", args.skip_point), ("process", args.per_process < 0),
+                                    ("process_server", args.per_process < 0 or args.no_server),
                                     ("box", args.skip_box)) if not skip]:
             files[k].unlink(missing_ok=True)
     walls = json.loads((OUT / "walls.json").read_text()) if (OUT / "walls.json").is_file() else {}
@@ -170,7 +179,7 @@ def main():
     t0 = time.time()
     if args.report_only:
         write_report(pairs, nets, read_csv(files["batch"]), read_csv(files["process"]), read_csv(files["box"]), args,
-                     walls, 0.0)
+                     walls, 0.0, read_csv(files["process_server"]))
         return
     if not args.skip_point:
         lst = instance_list(pairs, nets, "point:fp16", args.timeout, TMP / "instances_point.json")
@@ -181,6 +190,11 @@ def main():
         la = os.getloadavg()[0]
         per_process(pairs, nets, args.timeout, args.per_process, files["process"])
         walls["process_load"] = [la, os.getloadavg()[0]]
+        if not args.no_server:
+            la = os.getloadavg()[0]
+            with _server() as sock:
+                per_process(pairs, nets, args.timeout, args.per_process, files["process_server"], sock)
+            walls["process_server_load"] = [la, os.getloadavg()[0]]
     if not args.skip_box:
         la = os.getloadavg()[0]
         lst = instance_list(pairs, nets, "fp16", args.box_timeout or args.timeout, TMP / "instances_box.json")
@@ -189,11 +203,30 @@ def main():
         walls["box_timeout"] = args.box_timeout or args.timeout
     (OUT / "walls.json").write_text(json.dumps(walls, indent=1))
     write_report(pairs, nets, read_csv(files["batch"]), read_csv(files["process"]), read_csv(files["box"]), args,
-                 walls, time.time() - t0)
+                 walls, time.time() - t0, read_csv(files["process_server"]))
 
 
-def write_report(pairs, nets, batch, proc, box, args, walls, elapsed):
+@contextlib.contextmanager
+def _server():
+    """A ``hybridq serve`` on a socket in a temporary folder for the duration (stopped after)."""
+    folder = Path(tempfile.mkdtemp(prefix="hq-nd-"))
+    sock = str(folder / "s.sock")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HYBRIDQ_SERVER": sock}
+    r = subprocess.run([sys.executable, "-m", "hybridq", "serve", "--idle-timeout", "3600"], env=env, cwd=ROOT,
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"neurodiff bench: could not start the server: {r.stderr.strip()}")
+    try:
+        yield sock
+    finally:
+        subprocess.run([sys.executable, "-m", "hybridq", "serve", "stop"], env=env, cwd=ROOT, capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=None):
+    proc_srv = proc_srv or {}
     rows, both_h, both_n, easy_h, easy_n, both_p, both_pn = [], [], [], [], [], [], []
+    both_s, both_sn = [], []
     decided = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") in ("unsat", "sat"))
     proved = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") == "unsat")
     sats = [p for p in pairs if batch.get(p["id"], {}).get("result") == "sat"]
@@ -213,15 +246,20 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed):
             if p["id"] in proc and proc[p["id"]]["verdict"] in ("robust", "not_robust"):
                 both_p.append(float(proc[p["id"]]["wall_s"]))
                 both_pn.append(nh["wall_s"])
+            if p["id"] in proc_srv and proc_srv[p["id"]]["verdict"] in ("robust", "not_robust"):
+                both_s.append(float(proc_srv[p["id"]]["wall_s"]))
+                both_sn.append(nh["wall_s"])
         rows.append(p)
     L = []
     L.append("# NeuroDiff's ACAS Xu fp16 benchmark (143 pairs): hybridq vs NeuroDiff\n")
     bl, pl, xl = walls.get("batch_load"), walls.get("process_load"), walls.get("box_load")
+    sl = walls.get("process_server_load")
     L.append(f"Generated by `python bench/neurodiff.py` (batch: `hybridq run --jobs {args.jobs}`, "
              f"{walls.get('batch_timeout', args.timeout):g} s per pair; one process per pair: default `--jobs`; "
              f"backend auto), report written {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {len(pairs)} pairs.")
     L.append("Load average (1 min) before / after, on " f"{os.cpu_count()} cores shared with other engineers' jobs: "
              + "; ".join(f"{name} {v[0]:.1f} / {v[1]:.1f}" for name, v in (("batch run", bl), ("per-process runs", pl),
+                                                                            ("per-process runs with a server", sl),
                                                                             ("fp16-box run", xl)) if v) + ".\n")
     L.append("Question per pair: `--perturb point:fp16` (every weight and bias rounded to float16), the property's "
              "input box in raw units, `|y_j(x; fp16) - y_j(x)| <= 3.7394992` (NeuroDiff's eps 0.01 on normalized "
@@ -239,14 +277,24 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed):
     if easy_h:
         L.append(f"| median, {len(easy_h)} property 3/4 pairs both decide | {med(easy_h):.3f} s | {med(easy_n):.3f} s |")
     if both_p:
-        L.append(f"| median per pair, one `hybridq verify` process per pair ({len(both_p)} pairs of those, start-up "
-                 f"included) | {med(both_p):.3f} s | {med(both_pn):.3f} s (same pairs) |")
+        L.append(f"| median per pair, one `hybridq verify` process per pair, no server ({len(both_p)} pairs of those, "
+                 f"start-up included) | {med(both_p):.3f} s | {med(both_pn):.3f} s (same pairs) |")
+        L.append(f"| total over those pairs, no server | {sum(both_p):.1f} s | {sum(both_pn):.1f} s |")
+    if both_s:
+        L.append(f"| median per pair, one `hybridq verify` process per pair, `hybridq serve` running ({len(both_s)} "
+                 f"pairs, start-up included) | {med(both_s):.3f} s | {med(both_sn):.3f} s (same pairs) |")
+        L.append(f"| total over those pairs, server running | {sum(both_s):.1f} s | {sum(both_sn):.1f} s |")
     L.append("")
     if both_h:
         L.append(f"Ratios against `neurodiff_here_60s` (pairs both decide): median {med(both_n) / med(both_h):.2f}x, "
                  f"total {sum(both_n) / max(sum(both_h), 1e-9):.2f}x (> 1: hybridq faster); "
                  f"hybridq faster on {sum(h < n for h, n in zip(both_h, both_n))} of {len(both_h)} pairs."
-                 + (f" One process per pair: median ratio {med(both_pn) / med(both_p):.2f}x." if both_p else ""))
+                 + (f" One process per pair: median ratio {med(both_pn) / med(both_p):.2f}x without a server"
+                    if both_p else "")
+                 + (f", {med(both_sn) / med(both_s):.2f}x with `hybridq serve` running (total "
+                    f"{sum(both_sn) / max(sum(both_s), 1e-9):.2f}x; faster on "
+                    f"{sum(h < n for h, n in zip(both_s, both_sn))} of {len(both_s)})" if both_s else "")
+                 + ("." if both_p or both_s else ""))
     L.append(f"The `hybridq run` process took {walls.get('batch', float('nan')):.1f} s in all for {len(pairs)} pairs "
              f"(sum of per-pair times {sum(float(batch[p['id']]['time_s']) for p in pairs if p['id'] in batch):.1f} s; "
              "the rest is process start, imports and loading the kernels, once).\n")
@@ -280,17 +328,20 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed):
             L.append(f"- `{p['id']}`: could not re-check ({e})")
     L.append("")
     L.append("## Per pair\n")
-    L.append("| pair | ND logged 1800 s | ND here 60 s | hybridq batch | s | cells | own process s | fp16 box | s |")
-    L.append("|---|---|---|---|---|---|---|---|---|")
+    L.append("| pair | ND logged 1800 s | ND here 60 s | hybridq batch | s | cells | own process s | with server s | "
+             "fp16 box | s |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
     for p in rows:
         b = batch.get(p["id"], {})
         nh = p["neurodiff_here_60s"] or {}
         nl = p["neurodiff_logged_1800s"]
         pr = proc.get(p["id"], {})
+        ps = proc_srv.get(p["id"], {})
         bx = box.get(p["id"], {})
         L.append(f"| {p['id']} | {nl['verdict']} {fnum(nl['time_s'], 2)} | {nh.get('verdict', '-')} "
                  f"{fnum(nh.get('wall_s'), 2)} | {b.get('result', '-')} | {b.get('time_s', '')[:6]} | {b.get('cells', '')} | "
-                 f"{pr.get('wall_s', '')[:6]} | {bx.get('result', '-')} | {bx.get('time_s', '')[:6]} |")
+                 f"{pr.get('wall_s', '')[:6]} | {ps.get('wall_s', '')[:6]} | {bx.get('result', '-')} | "
+                 f"{bx.get('time_s', '')[:6]} |")
     REPORT.write_text("\n".join(L) + "\n")
     print(f"wrote {REPORT}")
 

@@ -10,7 +10,12 @@ Measures, each as a fresh process (median of ``--repeat`` runs, warm file-system
   :func:`hybridq.bab.scheduler.run_bab`, returns; stamped by a wrapper; the process start is read
   from ``/proc/self/stat``), in wall and CPU seconds;
 * with ``--cold``: the first call after install, i.e. with an empty numba cache (a copy of the
-  package in a temporary folder, so the project's cache is left alone); this takes minutes.
+  package in a temporary folder, so the project's cache is left alone); this takes minutes;
+* the console entry point (``python -m hybridq``, what the ``hybridq`` command runs) without a server
+  (``HYBRIDQ_SERVER=off``: the client module, then the CLI in-process) and with a ``hybridq serve``
+  running on a temporary socket (the command is forwarded to a forked child of the warm server): the
+  small verify and the input error.  CPU there is the client's plus the server child's (from the
+  server's ``status``: ``children_cpu_s``).
 
 Targets: --version / --help / input error under 0.3 s; a small verify starts its work within 1 s.
 Usage: ``python bench/startup.py [--repeat 5] [--cold] [--out bench/results/startup.md]``.
@@ -61,6 +66,21 @@ def _net(path: Path) -> None:
              Layer([[1.0, 1.0, -0.5, 0.3]], [0.0], "identity"))).save(path)
 
 
+def _server_cpu(env: dict) -> float:
+    from hybridq import client
+
+    old = os.environ.get("HYBRIDQ_SERVER")
+    os.environ["HYBRIDQ_SERVER"] = env["HYBRIDQ_SERVER"]
+    try:
+        st = client.control("status")
+    finally:
+        if old is None:
+            os.environ.pop("HYBRIDQ_SERVER")
+        else:
+            os.environ["HYBRIDQ_SERVER"] = old
+    return st["children_cpu_s"] if st else 0.0
+
+
 def _time(cmd: list[str], env: dict, stamp: bool = False, cwd=None):
     """``(wall s, work start s, work start CPU s, CPU s of the whole process, exit code, output)``."""
     t0 = time.perf_counter()
@@ -99,9 +119,21 @@ def main() -> None:
                                                   "--point", "0", "--delta", "1"], False),
         "small verify (2-4-1, point, --jobs 1)": ([py, "-c", _STAMP] + small, True),
     }
+    entry = [py, "-m", "hybridq"]
+    error = ["verify", str(tmp / "missing.nnet"), "--perturb", "fp16", "--point", "0", "--delta", "1"]
+    sock_dir = Path(tempfile.mkdtemp(prefix="hq-serve-"))
+    senv = dict(env, HYBRIDQ_SERVER=str(sock_dir / "s.sock"))
+    offenv = dict(env, HYBRIDQ_SERVER="off")
+    served = {  # name -> (command, environment, server running)
+        "console entry, no server: small verify": (entry + small, offenv, False),
+        "console entry, no server: input error": (entry + error, offenv, False),
+        "server running: small verify": (entry + small, senv, True),
+        "server running: input error": (entry + error, senv, True),
+    }
     _time(cli + ["--version"], env)  # warm the file-system and numba caches
     _time([py, "-c", _STAMP] + small, env, True)
     rows = []
+    med = statistics.median
     load0 = os.getloadavg()[0]
     for name, (cmd, stamp) in cases.items():
         walls, works, wcpus, cpus, code = [], [], [], [], 0
@@ -112,9 +144,24 @@ def main() -> None:
             if k is not None:
                 works.append(k)
                 wcpus.append(kc)
-        med = statistics.median
         rows.append((name, med(walls), min(walls), med(cpus), med(works) if works else None,
                      med(wcpus) if wcpus else None, code))
+    r = subprocess.run(entry + ["serve", "--idle-timeout", "600"], env=senv, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"could not start the server: {r.stderr.strip()}")
+    try:
+        for name, (cmd, cenv, server) in served.items():
+            _time(cmd, cenv)  # the first forwarded command (or the first fallback) is not special, but keep it out
+            walls, cpus, code = [], [], 0
+            for _ in range(args.repeat):
+                c0 = _server_cpu(senv) if server else 0.0
+                w, k, kc, c, code, text = _time(cmd, cenv)
+                walls.append(w)
+                cpus.append(c + ((_server_cpu(senv) - c0) if server else 0.0))
+            rows.append((name, med(walls), min(walls), med(cpus), None, None, code))
+    finally:
+        subprocess.run(entry + ["serve", "stop"], env=senv, capture_output=True)
+        shutil.rmtree(sock_dir, ignore_errors=True)
     if args.cold:
         pkg = tmp / "cold"
         shutil.copytree(ROOT / "hybridq", pkg / "hybridq", ignore=shutil.ignore_patterns("__pycache__"))
@@ -127,7 +174,8 @@ def main() -> None:
     load1 = os.getloadavg()[0]
     lines = [f"hybridq start-up, {time.strftime('%Y-%m-%d %H:%M')}, load average {load0:.1f} -> {load1:.1f} "
              f"on {os.cpu_count()} cores, median of {args.repeat} (min in brackets); CPU = user + system "
-             "seconds of the process (what an idle machine's wall time would be, roughly)", "",
+             "seconds of the process (what an idle machine's wall time would be, roughly; with a server: "
+             "the client's plus the server child's)", "",
              "| command | wall s (min) | CPU s | work starts at s (CPU s) | exit |", "|---|---|---|---|---|"]
     for name, med, mn, cpu, work, wcpu, code in rows:
         ws = "" if work is None else f"{work:.3f} ({wcpu:.3f})"

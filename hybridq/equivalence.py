@@ -43,7 +43,6 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import mpmath
 import numpy as np
 
 from hybridq.exact import float_down
@@ -183,6 +182,8 @@ def _certainly_greater(v, k: Fraction) -> bool:
 def _certainly_le(v, k) -> bool:
     if isinstance(v, Fraction):
         return v <= k
+    import mpmath  # here, not at the top: only sigmoid / tanh values need it (start-up)
+
     with iv_precision():
         return bool(as_interval(v).b <= mpmath.iv.mpf(k).a)
 

@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
-from typing import Sequence, Union
-
-import mpmath
+from typing import TYPE_CHECKING, Sequence, Union
 
 import numpy as np
+
+if TYPE_CHECKING:  # imported where needed: a run without sigmoid / tanh never loads mpmath (start-up)
+    import mpmath
 
 from hybridq.errors import ModelFormatError, UnsupportedLayerError
 from hybridq.exact import float_down, float_up
@@ -62,6 +63,8 @@ _IV_PREC = 200
 def iv_precision(bits: int = _IV_PREC):
     """Temporarily set ``mpmath.iv`` to ``bits`` of working precision (mpmath's interval context
     has no ``workprec``)."""
+    import mpmath  # here, not at the top: a run without sigmoid / tanh never needs it (start-up)
+
     old = mpmath.iv.prec
     mpmath.iv.prec = max(bits, old)
     try:
@@ -73,6 +76,8 @@ def iv_precision(bits: int = _IV_PREC):
 def as_interval(v):
     """An ``mpmath.iv`` interval for an exact value (a Fraction, an int or a float, converted without
     error) or the interval itself; call it inside :func:`iv_precision`."""
+    import mpmath
+
     if isinstance(v, Fraction):
         return mpmath.iv.mpf(v.numerator) / v.denominator
     if isinstance(v, (int, float)):
@@ -441,6 +446,8 @@ class Network:
         y = self.exact_logits(x, params)
         if self.output == "identity":
             return y
+        import mpmath
+
         with iv_precision():
             yi = [as_interval(v) for v in y]
             if self.output == "sigmoid":
@@ -473,6 +480,8 @@ class Network:
         return self.exact_denormalized(h)
 
     def _exact_interval(self, x: list, p: Params) -> list:
+        import mpmath
+
         iv = mpmath.iv
         h = []
         for i, xi in enumerate(x):
@@ -541,6 +550,8 @@ def _act_fraction(v: Fraction, activation: str, alpha: float) -> Fraction:
 
 
 def _act_interval(v, activation: str, alpha: float):
+    import mpmath
+
     iv = mpmath.iv
     if activation == "relu":
         return iv.mpf([max(v.a, 0), max(v.b, 0)])
@@ -570,6 +581,8 @@ def interval_bounds(values: Sequence) -> tuple[np.ndarray, np.ndarray]:
             lo[i] = float_down(v, "an exact output")
             hi[i] = float_up(v, "an exact output")
         else:
+            import mpmath
+
             a, b = float(v.a), float(v.b)
             lo[i] = a if mpmath.mpf(a) <= v.a else np.nextafter(a, -np.inf)
             hi[i] = b if mpmath.mpf(b) >= v.b else np.nextafter(b, np.inf)

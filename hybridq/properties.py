@@ -41,7 +41,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-import mpmath
 import numpy as np
 
 from hybridq.exact import float_down, float_nearest, float_up, to_fraction
@@ -269,6 +268,8 @@ class Decision:
                 if sum((a * v for a, v in terms), Fraction(0)) <= k:
                     return True
                 continue
+            import mpmath  # here, not at the top: only sigmoid / tanh values need it (start-up)
+
             with iv_precision():
                 m = mpmath.iv.mpf(0)
                 for a, v in terms:
@@ -350,6 +351,8 @@ class OutputConstraint:
                     s = sum((a * v for a, v in zip(row, y) if a != 0), Fraction(0))
                     inside = s <= rhs
                 else:
+                    import mpmath
+
                     with iv_precision():
                         s = mpmath.iv.mpf(0)
                         for a, v in zip(row, y):

@@ -38,14 +38,14 @@ from hybridq import client as C
 
 __all__ = ["warm_up", "serve_forever", "start_background", "stop", "WARM_MODULES"]
 
-#: Modules the server imports before it listens (what ``verify``, ``bounds``, ``quantify`` and
-#: ``run`` import on their way; optional ones are skipped when missing).  ``matplotlib`` (``--plot``)
-#: is left to the child that needs it.
-WARM_MODULES = ("hybridq.cli", "hybridq.config", "hybridq.exact", "hybridq.actquant", "hybridq.inputs",
-                "hybridq.io", "hybridq.perturbation", "hybridq.properties", "hybridq.bab", "hybridq.bab.cluster",
-                "hybridq.bounds", "hybridq.result", "hybridq.report", "hybridq.smt", "hybridq.smt.milp",
-                "hybridq.smt.z3", "hybridq.milp", "hybridq.quantify", "hybridq.batch", "hybridq.equivalence",
-                "hybridq.deployed", "hybridq.io.onnx", "mpmath", "rich.progress", "rich.console")
+#: Libraries the server imports before it listens, besides every module of hybridq (what
+#: ``verify``, ``bounds``, ``quantify`` and ``run`` import on their way; optional ones are skipped
+#: when missing).  ``matplotlib`` (``--plot``, :mod:`hybridq.plot`) and Dask (``--cluster``) are left
+#: to the children that need them.
+WARM_MODULES = ("mpmath", "z3", "highspy", "onnx", "scipy.sparse", "scipy.optimize", "rich.progress", "rich.console")
+#: hybridq modules not imported ahead.
+COLD_MODULES = ("hybridq.plot", "hybridq.__main__")
+
 #: Seconds ``start_background`` waits for a new server to listen (a first start after an install
 #: compiles the kernels: minutes).
 START_WAIT = 900.0
@@ -65,9 +65,13 @@ def warm_up() -> list[str]:
         The modules that could not be imported (optional dependencies), with the reason.
     """
     import importlib
+    import pkgutil
 
+    import hybridq
+
+    ours = [m.name for m in pkgutil.walk_packages(hybridq.__path__, "hybridq.") if m.name not in COLD_MODULES]
     missing = []
-    for name in WARM_MODULES:
+    for name in ours + list(WARM_MODULES):
         try:
             importlib.import_module(name)
         except ImportError as e:
@@ -131,6 +135,7 @@ class Server:
         self.stamp = C.stamp()
         self.started = time.time()
         self.served = 0
+        self.children_cpu = 0.0  # user + system seconds of the children that ended
         self.children: dict[int, _Request] = {}
         self.stopping = False
         self.last_active = time.monotonic()
@@ -314,7 +319,8 @@ class Server:
         cmd = req.header.get("control")
         if cmd == "status":
             self._send(req, {"pid": os.getpid(), "stamp": self.stamp, "path": self.path, "served": self.served,
-                             "running": len(self.children), "uptime_s": round(time.time() - self.started, 3)})
+                             "running": len(self.children), "uptime_s": round(time.time() - self.started, 3),
+                             "children_cpu_s": round(self.children_cpu, 4)})
         elif cmd == "stop":
             self.stopping = True
             self._send(req, {"stopping": True, "pid": os.getpid(), "running": len(self.children)})
@@ -345,6 +351,7 @@ class Server:
                 return
             req = self.children.pop(pid, None)
             self.last_active = time.monotonic()
+            self.children_cpu += usage.ru_utime + usage.ru_stime
             if req is not None:
                 self._send(req, {"exit": os.waitstatus_to_exitcode(status),
                                  "cpu_s": round(usage.ru_utime + usage.ru_stime, 4)})

@@ -34,13 +34,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from fractions import Fraction
 
 import numpy as np
-import scipy.sparse as sp
 
 from hybridq.exact import float_down, float_up
 from hybridq.properties import Decision, Deviation, OutputConstraint
+
+if TYPE_CHECKING:  # imported in the functions: deciding whether a run uses this stage needs no scipy (start-up)
+    import scipy.sparse as sp
 
 __all__ = ["MilpModel", "Objective", "ModelUnsupported", "build_model", "assignment", "MILP_ACTIVATIONS"]
 
@@ -259,6 +262,8 @@ class _Builder:
     def block(self, M: sp.spmatrix, lo: np.ndarray, hi: np.ndarray) -> None:
         """Rows ``lo <= M v <= hi`` with float sides (already outward-rounded by the caller);
         ``M``'s columns are the columns made so far (or a prefix)."""
+        import scipy.sparse as sp
+
         coo = sp.coo_matrix(M)
         nz = coo.data != 0.0
         if not np.all(np.isfinite(coo.data)):
@@ -369,6 +374,8 @@ def _dot_enclosure(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray)
 
 def _term_matrix(vals: list[_Val], n_cols: int) -> sp.csr_matrix:
     """``(n_in, n_cols)``: row ``i`` holds the column coefficients of value ``i``."""
+    import scipy.sparse as sp
+
     ri, rj, rv = [], [], []
     for i, v in enumerate(vals):
         for col, cc in v.terms.items():
@@ -389,6 +396,8 @@ def _const_box(vals: list[_Val]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val], list[list[int]]]:
+    import scipy.sparse as sp
+
     net = q.network
     zcols = []
     tag = "p" if perturbed else "n"
@@ -501,6 +510,8 @@ def build_model(q) -> MilpModel:
         An activation other than relu/identity, a score-space deviation of a sigmoid/softmax
         output on a non-point input or of a softmax output, an infinite needed bound.
     """
+    import scipy.sparse as sp
+
     net, prop = q.network, q.prop
     for k, layer in enumerate(net.layers):
         if layer.activation not in MILP_ACTIVATIONS:

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Protocol, Sequence
 
-import mpmath
 import numpy as np
 
 from hybridq.network import PIECEWISE_LINEAR, iv_precision
@@ -491,6 +490,8 @@ def _diff(ar: Arith, a, b):
 
 
 def _mpf_fraction(v) -> Fraction:
+    import mpmath  # here, not at the top: only sigmoid / tanh encodings need it (start-up)
+
     man, exp = mpmath.mpf(v).man_exp
     return Fraction(man) * (Fraction(2) ** exp)
 
@@ -499,6 +500,8 @@ def _sigmoid_thresholds(y0: Fraction, d: Fraction):
     """Logit thresholds ``(t_up, t_dn)`` with ``sigmoid(y') > sigmoid(y0) + d  =>  y' > t_up`` and
     ``sigmoid(y') < sigmoid(y0) - d  =>  y' < t_dn`` (``None``: impossible).  Computed in 200-bit
     interval arithmetic and rounded outward, so the encoded region contains the exact one."""
+    import mpmath
+
     iv = mpmath.iv
     with iv_precision(200):
         s0 = 1 / (1 + iv.exp(-(iv.mpf(y0.numerator) / y0.denominator)))
