@@ -268,3 +268,81 @@ def test_serve_status_start_again_and_stop(server):
         assert r.returncode == 1
     finally:
         folder.rmdir()
+
+
+def test_a_terminal_stays_a_terminal(server, nets):
+    """The child writes to the client's own terminal: the progress bar (drawn only on a terminal
+    stderr) reaches it."""
+    import pty
+    import select
+
+    sock, _ = server
+    n0 = _served(sock)
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, "-m", "hybridq", "verify", str(nets["small"]), "--perturb", "fp16", "--point",
+                          "0.5,0.25", "--delta", "0.01", "--jobs", "1"], env=_env(sock), stdout=subprocess.PIPE,
+                         stderr=slave)
+    os.close(slave)
+    seen = b""
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 60:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # the last writer closed the terminal
+                    break
+                if not chunk:
+                    break
+                seen += chunk
+            elif p.poll() is not None:
+                break
+        out = p.stdout.read()
+        p.wait(30)
+    finally:
+        os.close(master)
+        p.stdout.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0 and out.startswith(b"robust:") and _served(sock) == n0 + 1
+    assert b"\x1b[?25l" in seen and b"branch and bound" in seen  # rich hid the cursor and drew its bar
+
+
+def test_a_server_refuses_stale_sources_and_other_checkouts(nets):
+    """The server compares the client's stamp with its own: its own sources edited since it started
+    is 'stale' (it then exits), another folder or Python is 'a different hybridq'."""
+    from hybridq.server import Server, _Request
+
+    req = _Request(None)
+    req.fds = [0, 1, 2]
+    req.header = {"protocol": C.PROTOCOL, "stamp": C.stamp(), "env": dict(os.environ)}
+    srv = Server("/nonexistent/s.sock", None)
+    assert srv._refusal(req) is None
+    srv.stamp = dict(srv.stamp, mtime_ns=srv.stamp["mtime_ns"] - 1)  # started before the last edit
+    assert srv._refusal(req).startswith("stale")
+    srv = Server("/nonexistent/s.sock", None)
+    req.header["stamp"] = dict(C.stamp(), package="/elsewhere/hybridq")
+    assert srv._refusal(req) == "a different hybridq or Python (package)"
+    req.header["stamp"] = C.stamp()
+    req.header["env"] = dict(os.environ, OMP_NUM_THREADS="7")
+    assert srv._refusal(req) == "environment variable OMP_NUM_THREADS differs from the server's"
+
+
+def test_a_foreground_server_exits_when_idle():
+    folder = Path(tempfile.mkdtemp(prefix="hqi-"))
+    sock = folder / "s.sock"
+    p = subprocess.Popen([sys.executable, "-m", "hybridq", "serve", "--foreground", "--idle-timeout", "1"],
+                         env=_env(sock), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.monotonic()
+        while C.control("status", str(sock)) is None:
+            assert p.poll() is None and time.monotonic() - t0 < 600, "the server did not come up"
+            time.sleep(0.05)
+        _, err = p.communicate(timeout=60)
+        assert p.returncode == 0 and "idle for 1 s: exiting" in err and not sock.exists()
+    finally:
+        if p.poll() is None:
+            p.kill()
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
