@@ -89,6 +89,35 @@ def test_certified_bound_from_highs_duals_matches_the_lp_optimum():
     assert lo <= val and val - lo < 1e-9 * (1 + abs(val))
 
 
+def test_time_limit_moves_on_with_the_highs_run_clock():
+    """HiGHS compares ``time_limit`` with the object's run time summed over all its ``run()``
+    calls: one object that solves LP after LP (the certified branch and bound) must set the limit
+    from its clock, or every LP after that stops at once without an answer."""
+    rng = np.random.default_rng(5)
+    m, n = 40, 30
+    A = sp.random(m, n, density=0.3, random_state=4, format="csr")
+    x0 = rng.uniform(-1, 1, n)
+    model = MilpModel(np.full(n, -2.0), np.full(n, 2.0), A, A @ x0 - 1.0, A @ x0 + 1.0,
+                      np.zeros(0, dtype=np.int64), [], [], [], [])
+    h = search._new_highs()
+    search._pass(h, model, np.zeros(n), integer=False)
+    h.setOptionValue("presolve", "off")
+    j = 0
+    while h.getRunTime() < 0.05:  # many small LPs (a new objective each) until the clock passes 0.05 s
+        h.changeColCost(j % n, 0.0)
+        j += 1
+        h.changeColCost(j % n, 1.0)
+        h.run()
+    status = search._highspy().HighsModelStatus
+    h.changeColCost(j % n, -1.0)
+    h.setOptionValue("time_limit", 0.5 * h.getRunTime())  # a limit for this call alone: already spent
+    h.run()
+    assert h.getModelStatus() == status.kTimeLimit
+    search._time_limit(h, 30.0)
+    h.run()
+    assert h.getModelStatus() == status.kOptimal
+
+
 def test_farkas_ray_certifies_an_infeasible_lp_and_nothing_else():
     # v0 + v1 >= 3 with v in [0, 1]^2: infeasible; ray y = (1) proves it
     A = np.array([[1.0, 1.0]])

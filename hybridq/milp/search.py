@@ -91,6 +91,18 @@ def _new_highs():
     return h
 
 
+def _time_limit(h, seconds: float) -> None:
+    """Let the next ``h.run()`` take at most ``seconds`` (at least 1 ms).
+
+    HiGHS compares its ``time_limit`` option with the *total* run time of the ``Highs`` object,
+    summed over all its ``run()`` calls (``getRunTime()``), not with the time of the current call:
+    an object that solves one LP after another (:func:`prove`'s nodes) must move the limit on
+    with its clock, or every LP solved after the object's run time has passed the time left stops
+    at once with "Time limit reached" (highspy 1.16: about the second half of a proof's window,
+    whose nodes were then split without a bound)."""
+    h.setOptionValue("time_limit", float(h.getRunTime()) + max(1e-3, float(seconds)))
+
+
 def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
     hs = _highspy()
     lp = hs.HighsLp()
@@ -148,7 +160,7 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
     target = float(obj.threshold - obj.const) + margin
     h.setOptionValue("objective_bound", -target)
     h.setOptionValue("mip_max_improving_sols", 1)
-    h.setOptionValue("time_limit", float(timeout))
+    _time_limit(h, timeout)
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     if start is not None:
@@ -222,7 +234,7 @@ def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline:
         h = _new_highs()
         _pass(h, model, -c, integer=True)
         h.changeColsBounds(model.n, np.arange(model.n, dtype=np.int32), lb, ub)
-        h.setOptionValue("time_limit", max(1e-3, left / (len(sizes) - i)))
+        _time_limit(h, left / (len(sizes) - i))
         h.setOptionValue("mip_feasibility_tolerance", 1e-9)
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
         sol = hs.HighsSolution()
@@ -253,7 +265,7 @@ def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None, tim
     h = _new_highs()
     _pass(h, model, c, integer=False)
     if math.isfinite(timeout):
-        h.setOptionValue("time_limit", max(1e-3, float(timeout)))
+        _time_limit(h, timeout)
     h.run()
     st = h.getModelStatus()
     if st == hs.HighsModelStatus.kOptimal:
@@ -341,7 +353,7 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
             continue
         if touched.size:
             h.changeColsBounds(touched.size, touched, lb[touched], ub[touched])
-        h.setOptionValue("time_limit", max(1e-3, deadline - time.perf_counter()))
+        _time_limit(h, deadline - time.perf_counter())
         h.run()
         nodes += 1
         st = h.getModelStatus()
