@@ -11,11 +11,13 @@ Protocol (one connection per command, standard library only):
 
 1. the client connects to the server's socket (:func:`socket_path`) and checks with
    ``SO_PEERCRED`` that the server runs as the same user;
-2. it sends one JSON line (the *header*: argv, working directory, environment, umask, its process
-   start time, how its standard streams are configured, and the :func:`stamp` of its hybridq) with
+2. it sends one JSON line (the *header*: argv, working directory, environment, umask, resource
+   limits, its process start time, how its standard streams are configured, and the :func:`stamp`
+   of its hybridq) with
    its descriptors 0, 1, 2 attached (``socket.send_fds``, ``SCM_RIGHTS``);
 3. the server answers ``{"ok": true}`` or ``{"refused": REASON}`` (a stale server, another
-   checkout, a different numba/OpenMP/Python environment); on a refusal, a timeout or any error
+   checkout, a different numba/OpenMP/Python environment, a resource limit above the server's); on
+   a refusal, a timeout or any error
    up to here the client runs the command in-process, silently (one line on stderr with
    ``HYBRIDQ_VERBOSE=1``);
 4. the client answers ``go`` (from here on it is committed: the server forks only after ``go``, so
@@ -47,6 +49,8 @@ FORWARDED = frozenset({"verify", "bounds", "quantify", "run"})
 #: Environment variables whose values must agree between client and server: they are read when
 #: numba, OpenMP, BLAS or Python itself start, so a warm server cannot take a client's new value.
 ENV_MUST_MATCH = ("NUMBA_", "OMP_", "KMP_", "MKL_", "OPENBLAS_", "PYTHON")
+#: Resource limits (``ulimit``) the child takes over from the client (``resource.RLIMIT_*`` names).
+RLIMITS = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_STACK")
 #: Seconds the client waits for the server's first answer before it runs the command itself.
 HANDSHAKE_TIMEOUT = 10.0
 #: Signals the client passes on to the child.
@@ -176,6 +180,13 @@ def _streams() -> list:
     return out
 
 
+def rlimits() -> dict:
+    """This process's :data:`RLIMITS` as ``{name: [soft, hard]}`` (``-1``: unlimited)."""
+    import resource
+
+    return {name: list(resource.getrlimit(getattr(resource, name))) for name in RLIMITS if hasattr(resource, name)}
+
+
 def peer_uid(sock: socket.socket) -> int:
     """The user id of the process at the other end of a Unix socket (``SO_PEERCRED``)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -266,7 +277,7 @@ def forward(args: list[str], path: str | None = None, header_stamp: dict | None 
             umask = os.umask(0)
             os.umask(umask)
             header = {"protocol": PROTOCOL, "argv": list(args), "cwd": os.getcwd(), "env": dict(os.environ),
-                      "umask": umask, "start": process_start(), "streams": _streams(),
+                      "umask": umask, "rlimits": rlimits(), "start": process_start(), "streams": _streams(),
                       "stamp": stamp() if header_stamp is None else header_stamp}
             for s in (sys.stdout, sys.stderr):
                 if s is not None:

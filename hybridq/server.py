@@ -313,6 +313,10 @@ class Server:
         key = C.env_mismatch(h.get("env") or {})
         if key:
             return f"environment variable {key} differs from the server's"
+        own = C.rlimits()
+        for name, (soft, hard) in (h.get("rlimits") or {}).items():
+            if name in own and _above(hard, own[name][1]):
+                return f"{name} is above the server's hard limit (a child cannot raise it)"
         return None
 
     def _control(self, req: _Request) -> None:
@@ -358,6 +362,14 @@ class Server:
                 self._drop(req)
 
 
+def _above(a: int, b: int) -> bool:
+    """``a > b`` for resource limits (``-1`` = ``RLIM_INFINITY`` is the largest)."""
+    inf = -1
+    if b == inf:
+        return False
+    return a == inf or a > b
+
+
 def _kill(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -392,8 +404,13 @@ def _child(req: _Request, close: list, sel) -> None:
         _std_streams(h.get("streams") or [None, None, None])
         os.chdir(h["cwd"])
         os.umask(int(h["umask"]))
+        _set_rlimits(h.get("rlimits") or {})
         os.environ.clear()
         os.environ.update(h["env"])
+        import tempfile
+
+        tempfile.tempdir = None  # recomputed from the client's TMPDIR
+        time.tzset()  # the client's TZ
         sys.argv = ["hybridq"] + list(h["argv"])
         from hybridq.cli import invoke
 
@@ -415,6 +432,15 @@ def _child(req: _Request, close: list, sel) -> None:
             except BaseException:
                 pass
         os._exit(code)
+
+
+def _set_rlimits(limits: dict) -> None:
+    """The client's resource limits (the server refused clients whose limits it cannot give)."""
+    import resource
+
+    for name, (soft, hard) in limits.items():
+        if hasattr(resource, name):
+            resource.setrlimit(getattr(resource, name), (soft, hard))
 
 
 def _std_streams(conf: list) -> None:

@@ -326,6 +326,13 @@ def test_a_server_refuses_stale_sources_and_other_checkouts(nets):
     req.header["stamp"] = C.stamp()
     req.header["env"] = dict(os.environ, OMP_NUM_THREADS="7")
     assert srv._refusal(req) == "environment variable OMP_NUM_THREADS differs from the server's"
+    req.header["env"] = dict(os.environ)
+    soft, hard = C.rlimits()["RLIMIT_NOFILE"]
+    if hard != -1:  # a child cannot raise its hard limit above the server's
+        req.header["rlimits"] = {"RLIMIT_NOFILE": [soft, hard + 1]}
+        assert srv._refusal(req) == "RLIMIT_NOFILE is above the server's hard limit (a child cannot raise it)"
+    req.header["rlimits"] = {"RLIMIT_NOFILE": [min(soft, 64), min(hard, 64) if hard != -1 else 64]}
+    assert srv._refusal(req) is None  # lower limits are the child's to take
 
 
 def test_a_foreground_server_exits_when_idle():
@@ -346,3 +353,23 @@ def test_a_foreground_server_exits_when_idle():
         for f in folder.iterdir():
             f.unlink()
         folder.rmdir()
+
+
+def test_the_clients_resource_limits_hold_for_the_command(server, nets):
+    """``ulimit -t 1`` (RLIMIT_CPU) on the client: the command is killed by SIGXCPU after one CPU
+    second, as it would be in the client's own process, and the client dies by the same signal."""
+    import resource
+
+    sock, _ = server
+    n0 = _served(sock)
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_CPU, (1, 2))
+
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "hybridq", "verify", str(nets["hard"]), *HARD, "--timeout", "300"],
+                       env=_env(sock), capture_output=True, text=True, timeout=120, preexec_fn=limit)
+    assert r.returncode == -signal.SIGXCPU and _served(sock) == n0 + 1, (r.returncode, r.stderr)
+    assert time.monotonic() - t0 < 60
+    _wait_running(sock, 0, 10)
