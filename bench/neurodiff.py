@@ -91,15 +91,27 @@ def read_csv(path: Path) -> dict:
         return {r["id"]: r for r in csv.DictReader(f)}
 
 
+def _server_cpu(server: str) -> float:
+    """User + system seconds of the server's children so far (its ``status``); 0 without a server."""
+    if server == "off":
+        return 0.0
+    from hybridq import client
+
+    st = client.control("status", server)
+    return st["children_cpu_s"] if st else float("nan")
+
+
 def per_process(pairs, nets: Path, timeout: float, n: int, path: Path, server: str = "off") -> dict:
     """One ``hybridq verify`` process per pair (``n`` pairs spread evenly; 0: all), with the default
     ``--jobs`` (all cores), as a user would run it; ``server``: the ``HYBRIDQ_SERVER`` socket of a
-    running ``hybridq serve`` (``off``: none)."""
+    running ``hybridq serve`` (``off``: none).  ``wall_s`` from start to exit; ``cpu_s``: user +
+    system seconds of the process and its workers, plus the server's child with a server (roughly
+    what the wall time would be on an idle machine)."""
     done = read_csv(path)
     pick = pairs if n <= 0 or n >= len(pairs) else [pairs[round(i * (len(pairs) - 1) / (n - 1))] for i in range(n)]
     new = not path.is_file()
     with path.open("a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["id", "exit", "verdict", "wall_s"])
+        w = csv.DictWriter(f, fieldnames=["id", "exit", "verdict", "wall_s", "cpu_s"])
         if new:
             w.writeheader()
         for p in pick:
@@ -109,12 +121,16 @@ def per_process(pairs, nets: Path, timeout: float, n: int, path: Path, server: s
             cmd = [sys.executable, "-m", "hybridq", "verify", str(nets / p["network_nnet"]), "--perturb",
                    "point:fp16", f"--box={box}", "--delta", repr(p["delta_raw_output"]), "--outputs", str(p["output"]),
                    "--timeout", str(timeout), "--no-progress"]
+            c0, b = _server_cpu(server), os.times()
             t = time.perf_counter()
             r = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT), "HYBRIDQ_SERVER": server},
                                capture_output=True, text=True)
             wall = time.perf_counter() - t
+            a = os.times()
+            cpu = (a.children_user - b.children_user) + (a.children_system - b.children_system)
+            cpu += _server_cpu(server) - c0
             verdict = (r.stdout.split(":", 1)[0].strip() or "error") if r.returncode in (0, 1, 2) else "error"
-            row = {"id": p["id"], "exit": r.returncode, "verdict": verdict, "wall_s": f"{wall:.3f}"}
+            row = {"id": p["id"], "exit": r.returncode, "verdict": verdict, "wall_s": f"{wall:.3f}", "cpu_s": f"{cpu:.3f}"}
             w.writerow(row)
             f.flush()
             done[p["id"]] = row
@@ -226,7 +242,7 @@ def _server():
 def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=None):
     proc_srv = proc_srv or {}
     rows, both_h, both_n, easy_h, easy_n, both_p, both_pn = [], [], [], [], [], [], []
-    both_s, both_sn = [], []
+    both_s, both_sn, cpu_p, cpu_s = [], [], [], []
     decided = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") in ("unsat", "sat"))
     proved = sum(1 for p in pairs if batch.get(p["id"], {}).get("result") == "unsat")
     sats = [p for p in pairs if batch.get(p["id"], {}).get("result") == "sat"]
@@ -246,9 +262,13 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=N
             if p["id"] in proc and proc[p["id"]]["verdict"] in ("robust", "not_robust"):
                 both_p.append(float(proc[p["id"]]["wall_s"]))
                 both_pn.append(nh["wall_s"])
+                if proc[p["id"]].get("cpu_s"):
+                    cpu_p.append(float(proc[p["id"]]["cpu_s"]))
             if p["id"] in proc_srv and proc_srv[p["id"]]["verdict"] in ("robust", "not_robust"):
                 both_s.append(float(proc_srv[p["id"]]["wall_s"]))
                 both_sn.append(nh["wall_s"])
+                if proc_srv[p["id"]].get("cpu_s"):
+                    cpu_s.append(float(proc_srv[p["id"]]["cpu_s"]))
         rows.append(p)
     L = []
     L.append("# NeuroDiff's ACAS Xu fp16 benchmark (143 pairs): hybridq vs NeuroDiff\n")
@@ -280,10 +300,14 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=N
         L.append(f"| median per pair, one `hybridq verify` process per pair, no server ({len(both_p)} pairs of those, "
                  f"start-up included) | {med(both_p):.3f} s | {med(both_pn):.3f} s (same pairs) |")
         L.append(f"| total over those pairs, no server | {sum(both_p):.1f} s | {sum(both_pn):.1f} s |")
+        if cpu_p:
+            L.append(f"| median CPU (user + system) per pair, no server | {med(cpu_p):.3f} s | |")
     if both_s:
         L.append(f"| median per pair, one `hybridq verify` process per pair, `hybridq serve` running ({len(both_s)} "
                  f"pairs, start-up included) | {med(both_s):.3f} s | {med(both_sn):.3f} s (same pairs) |")
         L.append(f"| total over those pairs, server running | {sum(both_s):.1f} s | {sum(both_sn):.1f} s |")
+        if cpu_s:
+            L.append(f"| median CPU per pair, server running (the client's and the server child's) | {med(cpu_s):.3f} s | |")
     L.append("")
     if both_h:
         L.append(f"Ratios against `neurodiff_here_60s` (pairs both decide): median {med(both_n) / med(both_h):.2f}x, "
