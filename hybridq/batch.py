@@ -11,8 +11,11 @@ point), a perturbation spec and a property, with a per-instance timeout.  Instan
 
 Relative paths are taken from the instance file's folder (as VNN-COMP's benchmark folders do).
 ``property`` is ``vnnlib`` (the VNNLIB file's output constraints), ``deviation`` (``|y_j(x;theta) -
-y_j(x;theta0)| <= delta``, with ``outputs`` and ``space``) or ``decision`` (the class is kept, with
-``label`` / ``kappa``); when empty: ``deviation`` if a ``delta`` is given, else ``vnnlib``.
+y_j(x;theta0)| <= delta``, with ``outputs`` and ``space``), ``decision`` (the class is kept, with
+``label`` / ``kappa``) or ``same_decision`` (decision equivalence: at every input the perturbed
+network picks the nominal network's class there, with ``kappa`` / ``sense``;
+:func:`hybridq.equivalence.verify_same_decision`); when empty: ``deviation`` if a ``delta`` is
+given, else ``vnnlib``.
 
 Results go to a CSV file, one row per instance, written as soon as the instance is done, so an
 interrupted batch resumes where it stopped (instances whose ``id`` is already in the file are
@@ -62,7 +65,7 @@ POSITIONAL = ("network", "vnnlib", "timeout", "perturb", "property", "delta", "o
 RESULT_COLUMNS = ("id", "result", "verdict", "time_s", "cells", "network", "vnnlib", "counterexample", "message")
 #: hybridq verdict -> VNN-COMP result word (``unknown`` splits into ``timeout`` / ``unknown``).
 VNNCOMP_WORDS = {"robust": "unsat", "not_robust": "sat", "unknown": "unknown"}
-_PROPERTIES = ("vnnlib", "deviation", "decision")
+_PROPERTIES = ("vnnlib", "deviation", "decision", "same_decision")
 _ALIASES = {"onnx": "network", "net": "network", "timeout_s": "timeout"}
 
 
@@ -491,6 +494,11 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
             outs = opts.get("outputs")
             outs = None if outs is None else tuple(int(v) for v in _floats(outs, "outputs"))
             prop = Deviation(_exact(opts["delta"], "delta"), str(opts.get("space", "logit")), outs)
+        elif prop_kind == "same_decision":  # decision equivalence (hybridq.equivalence)
+            from hybridq.equivalence import SameDecision
+
+            sense = str(opts.get("sense") or net.decision_sense).strip().lower()
+            prop = SameDecision(_exact(opts.get("kappa", 0), "kappa"), sense)
         elif prop_kind == "decision":
             sense = str(opts.get("sense") or net.decision_sense).strip().lower()
             c = opts.get("label")
@@ -546,7 +554,12 @@ def run_instance(inst: Instance, defaults: dict, config, loader: _Loader | None 
             if left is not None and left <= 0:
                 break
             cfg = replace(config, timeout=left)
-            r = verify(net, pert, b, prop, config=cfg, workers=workers, executor=executor)
+            if type(prop).__name__ == "SameDecision":
+                from hybridq.equivalence import verify_same_decision
+
+                r = verify_same_decision(net, pert, b, prop, config=cfg, workers=workers, executor=executor)
+            else:
+                r = verify(net, pert, b, prop, config=cfg, workers=workers, executor=executor)
             if r.stats.interrupted:
                 raise KeyboardInterrupt(r.message)  # e.g. "interrupted: cluster lost (...)"
             results.append(r)

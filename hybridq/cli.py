@@ -498,13 +498,13 @@ def verify(
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, delta=delta,
                decision=decision, kappa=kappa, sense=sense, label=label, space=space, outputs=outputs, json=json,
-               counterexample=counterexample, plot=plot)
+               counterexample=counterexample, plot=plot, same_decision=same_decision)
     if o["perturb"] is None and against is None:
         _fail("missing --perturb SPEC (e.g. fp16, int8:per_channel, abs:1e-3) or --against QUANT.onnx")
     cfg = _run_config(run, backend, jobs, timeout, seed, "verify")
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
-                                   sense=o["sense"], same_decision=bool(same_decision))
+                                   sense=o["sense"], same_decision=bool(o["same_decision"]))
     deployed = _deployed(network, net, o["perturb"], against)
     _check_outputs(net, o["json"], o["counterexample"], o["plot"])
     from hybridq.bab import verify as verify_
@@ -522,7 +522,7 @@ def verify(
 
                     r = verify_deployed(deployed(b), b, prop, onnx_path=against, config=_left(cfg), progress=cb,
                                         executor=client)
-                elif same_decision:
+                elif o["same_decision"]:
                     from hybridq.equivalence import verify_same_decision
 
                     r = verify_same_decision(net, pert, b, prop, config=_left(cfg), progress=cb, executor=client)
@@ -620,7 +620,7 @@ def quantify(
     backend: Optional[str] = BACKEND, jobs: Optional[int] = JOBS, timeout: Optional[float] = TIMEOUT,
     seed: Optional[int] = SEED, json: Optional[str] = JSON, config: Optional[str] = CONFIG,
     plot: Optional[str] = PLOT, progress: bool = PROGRESS, against: Optional[str] = AGAINST,
-    cluster: Optional[str] = CLUSTER,
+    cluster: Optional[str] = CLUSTER, same_decision: Optional[bool] = SAME,
     step_timeout: Optional[float] = O(None, "--step-timeout", help="epsilon/bits: seconds per bisection step "
                                       "(default: an eighth of the overall budget); a step past it counts as not proved."),
 ):
@@ -635,10 +635,13 @@ def quantify(
     run, job = _load_toml(config)
     o = _merge(job, perturb=perturb, point=point, box=box, ball=ball, center=center, vnnlib=vnnlib, what=what,
                family=family, tol=tol, delta=delta, decision=decision, kappa=kappa, sense=sense, label=label, space=space,
-               outputs=outputs, json=json, plot=plot)
+               outputs=outputs, json=json, plot=plot, same_decision=same_decision)
     what = o["what"] or "deviation"
     if what not in ("deviation", "epsilon", "bits"):
         _fail(f"--what must be deviation, epsilon or bits, got {what!r}")
+    if o["same_decision"] and what == "deviation":
+        _fail("--same-decision is a yes/no property: quantify it with --what epsilon or --what bits "
+              "(or ask 'verify --same-decision')")
     if what == "deviation" and o["perturb"] is None and against is None:
         _fail("--what deviation needs --perturb SPEC or --against QUANT.onnx")
     if against is not None and what != "deviation":
@@ -647,7 +650,7 @@ def quantify(
     need = what != "deviation"
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
-                                   need_property=need, sense=o["sense"])
+                                   need_property=need, sense=o["sense"], same_decision=bool(o["same_decision"]))
     if len(problems) != 1:
         _fail(f"quantify takes one input box; the VNNLIB file has {len(problems)}")
     b, prop = problems[0]

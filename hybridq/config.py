@@ -178,7 +178,7 @@ JOB_KEYS = {
     "perturb": str, "point": (str, list), "box": (str, list), "ball": (Decimal, int),
     "center": bool, "vnnlib": str, "delta": (Decimal, int), "decision": (bool, str), "kappa": (Decimal, int),
     "sense": str, "label": int, "space": str, "outputs": (str, list), "json": str, "counterexample": str,
-    "what": str, "family": str, "tol": (Decimal, int), "plot": str,
+    "what": str, "family": str, "tol": (Decimal, int), "plot": str, "same_decision": bool,
 }
 # TOML floats are read as Decimal (the digits as written: a delta, a ball radius or a point
 # coordinate stays the exact decimal the user wrote; see hybridq.exact); run options become floats.

@@ -34,9 +34,10 @@ from hybridq.actquant import ActModel, QuantPoint
 from hybridq.equivalence import SameDecision
 from hybridq.errors import ModelFormatError
 from hybridq.inputs import as_input_box
-from hybridq.network import Layer, Network, activate, activation_slope
+from hybridq.network import Layer, Network
 from hybridq.properties import Decision, Deviation
 from hybridq.result import Counterexample, Quantity, Result
+from hybridq.rounded_search import climb_rounded, logit_extremes, search_rounded
 
 __all__ = ["against", "verify_deployed", "deviation_deployed", "fewest_act_bits", "search_rounded", "climb_rounded",
            "runtime_outputs", "load_against"]
@@ -99,197 +100,6 @@ def _clock(t0: float, total: float | None):
     return lambda: t0 + total - time.perf_counter()
 
 
-# ----------------------------------------------------------------------------- rounded search
-def _grad_logit(model: ActModel, x: np.ndarray, j: int, deployed: bool) -> np.ndarray:
-    """Gradient in ``x`` of the logit ``y_j``: of the float network, or (``deployed``) of the
-    deployed network with every quantizer's clipping but without its rounding (a straight-through
-    surrogate to steer the search: a saturated quantizer passes no gradient, an unsaturated one
-    passes it unchanged).  Piecewise-linear and smooth activations."""
-    net = model.network
-    params = model.center if deployed else net.params
-
-    def clip_mask(v, where, k):
-        q = model.point(where, k) if deployed else None
-        if q is None or q.kind != "affine":
-            return np.ones_like(v), v
-        lo, hi = q.range(v.size)
-        return ((v >= lo) & (v <= hi)).astype(float), np.clip(v, lo, hi)
-
-    h = net.normalize(x[None])[0]
-    m_in, h = clip_mask(h, "input", -1)
-    masks = []
-    for k, (l, (W, b)) in enumerate(zip(net.layers, params)):
-        m_mid, acc = clip_mask(W @ h, "mid", k)
-        m_pre, z = clip_mask(acc + b, "pre", k)
-        m = activation_slope(z, l.activation, l.alpha)
-        m_post, h = clip_mask(activate(z, l.activation, l.alpha), "post", k)
-        masks.append(m_mid * m_pre * m * m_post)
-    v = np.zeros(net.n_out)
-    v[j] = net.output_std[j]
-    for (W, _), m in zip(reversed(params), reversed(masks)):
-        v = np.asarray(W).T @ (v * m)
-    return m_in * v / net.input_std
-
-
-def _grad_dev(model: ActModel, x: np.ndarray, j: int, sign: float) -> np.ndarray:
-    """Gradient in ``x`` of ``sign * (y_j(x; deployed) - y_j(x; float))`` (:func:`_grad_logit`)."""
-    return sign * (_grad_logit(model, x, j, True) - _grad_logit(model, x, j, False))
-
-
-def search_rounded(model: ActModel, inputs, prop, rng=None, samples: int = 512, steps: int = 12,
-                   starts: int = 4, deadline: float | None = None) -> tuple[np.ndarray, float]:
-    """Search an input where the rounded network does worst on ``prop`` (float64 simulation).
-
-    Candidates: the box's centre and corners, ``samples`` uniform points, and ``steps`` signed
-    gradient steps (step ``0.9^t 2 width/steps``, and a second walk with ``width/steps``; projected
-    on the box) from the ``starts`` best
-    samples for every output and sign, steered by the deployed network's clipping-but-no-rounding
-    surrogate (:func:`_grad_logit`) and by each float logit alone (driven up and down: beyond a
-    calibrated range the deployed network saturates and the deviation grows with the float logit).
-    ``deadline`` (``time.perf_counter()`` scale): no walk starts after it (the samples are always
-    ranked).
-
-    Returns
-    -------
-    x : (n_in,) float64
-        The best input found.
-    margin : float
-        Its float64 violation margin on the simulated rounded network (not a proof).
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    box = as_input_box(inputs, model.network.n_in)
-    lo, hi = box.lower, box.upper
-    X = [box.center[None], lo[None], hi[None], rng.uniform(lo, hi, (samples, lo.size))]
-    X = np.concatenate(X)
-    net = model.network
-
-    def margin(X):
-        return prop.margin(net, model.forward(X), net.forward(X))
-
-    m = margin(X)
-    if not box.is_point and model.network.is_piecewise_linear:
-        width = 2 * (hi - lo) / max(steps, 1)  # 0.9^t decay: about 1.4 box widths in all
-        best = X[np.argsort(-m)[:starts]]
-        outs = prop.selected(net.n_out) if isinstance(prop, Deviation) else range(net.n_out)
-        walkers = []
-        # the deviation's surrogate gradient, and each float logit driven to its extremes (where
-        # the deployed network's quantizers saturate, the deviation is the distance to the clip)
-        directions = [lambda x, j=j, sg=sg: _grad_dev(model, x, j, sg) for j in outs for sg in (1.0, -1.0)]
-        directions += [lambda x, j=j, sg=sg: sg * _grad_logit(model, x, j, False) for j in outs for sg in (1.0, -1.0)]
-        for grad in directions:
-            if deadline is not None and time.perf_counter() > deadline:
-                break
-            for x0 in best:
-                for decay in (0.9, 1.0):  # a decaying walk settles, a constant one (width/2) explores
-                    x = x0.copy()
-                    for t in range(steps):
-                        x = np.clip(x + width * (0.9**t if decay < 1 else 0.5) * np.sign(grad(x)), lo, hi)
-                        walkers.append(x.copy())
-        if walkers:
-            W_ = np.array(walkers)
-            X = np.concatenate([X, W_])
-            m = np.concatenate([m, margin(W_)])
-    i = int(np.nanargmax(m))
-    return X[i], float(m[i])
-
-
-def _first_inputs(model: ActModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(h0 of the rounded network, h0 of the float network)`` for raw inputs ``(m, n_in)``."""
-    h = model.network.normalize(X)
-    q = model.point("input")
-    return (q.simulate(h) if q is not None else h), h
-
-
-def _float_rest(net: Network, acc: np.ndarray) -> np.ndarray:
-    """Float logits from the first layer's accumulator ``W_1 h_0`` ``(m, n_1)``."""
-    h = None
-    for k, l in enumerate(net.layers):
-        z = (acc if k == 0 else h @ l.W.T) + l.b
-        h = activate(z, l.activation, l.alpha)
-    return h * net.output_std + net.output_mean
-
-
-def climb_rounded(model: ActModel, box, prop: Deviation, x0, budget: float = 5.0, targets: int = 2,
-                  coords: int = 96, rng=None) -> np.ndarray:
-    """Steepest ascent of the rounded network's deviation over single-coordinate moves (float64
-    simulation of every quantizer, :meth:`ActModel.forward`; not a proof).
-
-    For the ``targets`` (output, sign) pairs with the largest deviation at ``x0``, repeatedly: for
-    ``coords`` random coordinates, the moves one quantization step of the input quantizer (or a
-    sixteenth of the box width) down and up and to both box ends are evaluated at once (the first
-    layer's accumulators are updated in ``O(n_1)`` per move) and the best improving move is taken
-    (or the best 8 together, when that is better).  The rounding makes the deviation piecewise
-    constant in ``x``, so gradients of the unrounded network miss what this finds: inputs where
-    the roundings of the first layers align.
-
-    Returns
-    -------
-    (n_in,) float64
-        The best input found (in the float box).
-    """
-    rng = np.random.default_rng(0) if rng is None else rng
-    net = model.network
-    lo, hi = box.lower, box.upper
-    q_in = model.point("input")
-    if q_in is not None and q_in.kind == "affine":
-        step = np.broadcast_to(np.asarray(q_in.scale, dtype=np.float64), (net.n_in,)) * net.input_std
-    else:
-        step = (hi - lo) / 16
-    Wq = np.asarray(model.center[0][0], dtype=np.float64)
-    Wf = net.layers[0].W
-    sel = prop.selected(net.n_out)
-    x0 = np.clip(np.asarray(x0, dtype=np.float64), lo, hi)
-    d0 = model.forward(x0[None])[0] - net.forward(x0[None])[0]
-    order = sorted(((abs(d0[j]), j, 1.0 if d0[j] >= 0 else -1.0) for j in sel), reverse=True)[:targets]
-    free = np.flatnonzero(hi > lo)
-    if free.size == 0:
-        return x0
-    t_end = time.perf_counter() + budget
-    best_x, best_v = x0, -np.inf
-    for n_t, (_, j, sgn) in enumerate(order):
-        x = x0.copy()
-        hq, hf = (a[0] for a in _first_inputs(model, x[None]))
-        aq, af = Wq @ hq, Wf @ hf
-        cur = sgn * d0[j]
-        stop = time.perf_counter() + (t_end - time.perf_counter()) / (len(order) - n_t)
-        while time.perf_counter() < stop:
-            idx = rng.choice(free, size=min(coords, free.size), replace=False)
-            cand_i = np.repeat(idx, 4)
-            v = np.stack([x[idx] - step[idx], x[idx] + step[idx], lo[idx], hi[idx]], axis=1).reshape(-1)
-            v = np.clip(v, lo[cand_i], hi[cand_i])
-            Xc = np.repeat(x[None], 1, axis=0)
-            hq_c, hf_c = _first_inputs(model, np.where(np.arange(net.n_in)[None] == cand_i[:, None], v[:, None], Xc))
-            dq = hq_c[np.arange(cand_i.size), cand_i] - hq[cand_i]
-            df = hf_c[np.arange(cand_i.size), cand_i] - hf[cand_i]
-            Aq = aq[None] + dq[:, None] * Wq.T[cand_i]
-            Af = af[None] + df[:, None] * Wf.T[cand_i]
-            val = sgn * (model.forward(None, acc1=Aq)[:, j] - _float_rest(net, Af)[:, j])
-            k = int(np.argmax(val))
-            if not val[k] > cur:
-                continue
-            top = [i for i in np.argsort(-val) if val[i] > cur]
-            moves, used = [], set()
-            for i in top:
-                if cand_i[i] not in used:
-                    used.add(cand_i[i])
-                    moves.append(i)
-                if len(moves) == 8:
-                    break
-            xm = x.copy()
-            xm[cand_i[moves]] = v[moves]
-            vm = sgn * (model.forward(xm[None])[0, j] - net.forward(xm[None])[0, j])
-            if vm > val[k]:
-                x, cur = xm, vm
-            else:
-                x, cur = x.copy(), val[k]
-                x[cand_i[k]] = v[k]
-            hq, hf = (a[0] for a in _first_inputs(model, x[None]))
-            aq, af = Wq @ hq, Wf @ hf
-        if cur > best_v:
-            best_x, best_v = x, cur
-    return best_x
-
-
 def _float32_inside(x, box):
     """``x`` rounded to float32 values inside ``box`` (as float64), or ``None`` if the box is too thin."""
     y = np.asarray(x, dtype=np.float32)
@@ -301,11 +111,66 @@ def _float32_inside(x, box):
     return y if np.all(y >= lo) and np.all(y <= hi) else None
 
 
+class _Evaluated:
+    """Both networks' exact logits at one input, evaluated once: a stand-in network for
+    ``Property.check_exact`` and :func:`hybridq.report.explain_counterexample` whose
+    ``exact_logits(x, params)`` / ``forward(x, params)`` are the deployed (rounded) network's for
+    any ``params`` and the float model's for ``None``, whatever ``x`` (the input they were
+    evaluated at)."""
+
+    def __init__(self, net: Network, y_nom: list, y_rounded: list) -> None:
+        self.net, self.y_nom, self.y_rounded = net, y_nom, y_rounded
+        self.n_out, self.output = net.n_out, net.output
+        self.decision_sense = net.decision_sense
+
+    def exact_logits(self, x=None, params=None) -> list:
+        return self.y_nom if params is None else self.y_rounded
+
+    def forward(self, x=None, params=None) -> np.ndarray:
+        return np.array([float(v) for v in self.exact_logits(x, params)])
+
+    def scores(self, x=None, params=None) -> np.ndarray:
+        from hybridq.network import output_transform
+
+        return output_transform(self.forward(x, params)[None], self.output)[0]
+
+    def exact_scores(self, x=None, params=None) -> list:
+        from hybridq.actquant import _scores_of
+
+        y = self.exact_logits(x, params)
+        return y if self.output == "identity" else _scores_of(y, self.output)
+
+    def deviation(self, prop: Deviation) -> Fraction:
+        """``max_j |y_j(rounded) - y_j(float)|`` over the selected outputs (logits), exactly."""
+        return max(abs(self.y_rounded[j] - self.y_nom[j]) for j in prop.selected(self.n_out))
+
+
+def _evaluate(model: ActModel, x, params=None, y_nom=None) -> _Evaluated:
+    """One exact evaluation of the rounded network (``params``: default the deployed ones) and,
+    unless ``y_nom`` is given, of the float model at ``x``."""
+    return _Evaluated(model.network, model.network.exact_logits(x) if y_nom is None else y_nom,
+                      model.exact_logits(x, params))
+
+
 def _exact_deviation(model: ActModel, prop: Deviation, x) -> Fraction:
     """``max_j |y_j(x; rounded) - y_j(x; float)|`` over the selected outputs, exactly (logits)."""
-    yq = model.exact_logits(x)
-    y0 = model.network.exact_logits(x)
-    return max(abs(yq[j] - y0[j]) for j in prop.selected(model.network.n_out))
+    return _evaluate(model, x).deviation(prop)
+
+
+def _complete(cx, ev: _Evaluated, prop, spec: str) -> None:
+    """Fill a deployed model's counterexample (or witness) like every other one
+    (:func:`hybridq.bab.api.describe`): the float64 logits of the float model and of the rounded
+    network (from the exact ones in ``ev``), the constraint it violates, the property and ``spec``."""
+    if cx is None:
+        return
+    from hybridq.report import explain_counterexample, property_dict
+
+    info = explain_counterexample(ev, prop, cx.x, cx.params)
+    cx.outputs_nominal = np.asarray(info["outputs_nominal"])
+    cx.outputs_perturbed = np.asarray(info["outputs_perturbed"])
+    cx.violated = info["violated"]
+    cx.property = property_dict(prop)
+    cx.spec = spec
 
 
 def runtime_outputs(onnx_path, x) -> np.ndarray | None:
@@ -353,11 +218,15 @@ def _point_bounds(model: ActModel, box, prop):
     return x, lo, hi, model.network.exact_logits(x)
 
 
-def _cx(x, params, margin, value, kind, note=""):
-    """A counterexample at the exact point ``x`` (floats and Fractions; ``x_exact`` keeps the latter)."""
+def _cx(x, params, margin, value, kind, note="", ev: _Evaluated | None = None, prop=None, spec: str = ""):
+    """A counterexample at the exact point ``x`` (floats and Fractions; ``x_exact`` keeps the
+    latter), completed by :func:`_complete` from ``ev`` when given."""
     xf = np.array([float(v) for v in x])
     x_exact = tuple(Fraction(v) for v in x) if any(Fraction(float(v)) != v for v in x) else None
-    return Counterexample(xf, params, margin, value, kind=kind, note=note, x_exact=x_exact)
+    cx = Counterexample(xf, params, margin, value, kind=kind, note=note, x_exact=x_exact)
+    if ev is not None:
+        _complete(cx, ev, prop, spec)
+    return cx
 
 
 def _point_deviation(model: ActModel, box, prop: Deviation) -> Quantity | None:
@@ -377,13 +246,15 @@ def _point_deviation(model: ActModel, box, prop: Deviation) -> Quantity | None:
     up = float(proved)
     if Fraction(up) < proved:
         up = float(np.nextafter(up, np.inf))
-    w = _exact_deviation(model, prop, x)
+    ev = _evaluate(model, x, y_nom=y0)
+    w = ev.deviation(prop)
     wf = float(w)
     if Fraction(wf) > w:
         wf = float(np.nextafter(wf, -np.inf))
     stats = Stats(cells=1)
     stats.time["total"] = time.perf_counter() - t0
-    return Quantity("deviation", wf, max(up, wf), [], _cx(x, model.center, 0.0, wf, "rounded network"), stats)
+    return Quantity("deviation", wf, max(up, wf), [], _cx(x, model.center, 0.0, wf, "rounded network", ev=ev, prop=prop,
+                                                         spec=model.name), stats)
 
 
 def _point_verdict(model: ActModel, box, prop, onnx_path) -> Result | None:
@@ -417,17 +288,16 @@ def _point_verdict(model: ActModel, box, prop, onnx_path) -> Result | None:
         stats.time["total"] = time.perf_counter() - t0
         dev = float(worst) if isinstance(prop, Deviation) else float("nan")
         return Result("robust", prop, None, bound, stats, None, "", deviation_bound=dev)
-    if prop.check_exact(model.rounded_view(), x, model.center):
-        yq = np.array([float(v) for v in model.exact_logits(x)])
+    ev = _evaluate(model, x, y_nom=y0)  # the rounded network once, the float one from the bounds
+    if prop.check_exact(ev, x, model.center):
         xf = np.array([float(v) for v in x])
-        m = float(prop.margin(model.network, yq[None], model.network.forward(xf[None]))[0])
-        value = float(_exact_deviation(model, prop, x)) if isinstance(prop, Deviation) else None
+        m = float(prop.margin(model.network, ev.forward(xf, model.center)[None], ev.forward(xf)[None])[0])
+        value = float(ev.deviation(prop)) if isinstance(prop, Deviation) else None
         stats.refuted = 1
         stats.time["total"] = time.perf_counter() - t0
-        xf = np.array([float(v) for v in x])
         cx = _cx(x, model.center, max(m, 0.0), value, "rounded network",
                  _runtime_note(onnx_path, model, prop, xf) if all(Fraction(float(v)) == v for v in x)
-                 else "x is a decimal no float32 holds: not re-run on onnxruntime")
+                 else "x is a decimal no float32 holds: not re-run on onnxruntime", ev=ev, prop=prop, spec=model.name)
         return Result("not_robust", prop, cx, bound, stats)
     return None
 
@@ -440,15 +310,16 @@ def _same_decision_cx(model: ActModel, box, prop: SameDecision, x, onnx_path):
     xs = [y for y in (_float32_inside(np.asarray(x, dtype=np.float64), box),) if y is not None]
     for xc in xs + [x]:
         xe = box.snap(np.asarray(xc, dtype=np.float64) if not isinstance(xc, np.ndarray) or xc.dtype != object else xc)
-        if not prop.check_exact(model.rounded_view(), xe, model.center):
+        ev = _evaluate(model, xe)
+        if not prop.check_exact(ev, xe, model.center):
             continue
         xf = np.array([float(v) for v in xe])
-        yq = np.array([float(v) for v in model.exact_logits(xe)])
-        m = float(prop.margin(model.network, yq[None], model.network.forward(xf[None]))[0])
+        m = float(prop.margin(model.network, ev.forward(xf, model.center)[None], ev.forward(xf)[None])[0])
         exact = all(Fraction(float(v)) == v for v in xe)
         note = _runtime_note(onnx_path, model, prop, xf) if exact else \
             "x is a decimal no float32 holds: not re-run on onnxruntime"
-        return _cx(xe, model.center, m if m > 0 else 0.0, None, "rounded network", note)
+        return _cx(xe, model.center, m if m > 0 else 0.0, None, "rounded network", note, ev=ev, prop=prop,
+                   spec=model.name)
     return None
 
 
@@ -606,17 +477,17 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
         xe = box.snap(xc)  # into the decimal box the user wrote (hybridq.exact)
         x = np.array([float(v) for v in xe])
         x_exact = tuple(Fraction(v) for v in xe) if any(Fraction(float(v)) != v for v in xe) else None
+        y_nom = None  # the float model's exact logits: once per input
         for params, kind in kinds:
-            view = model.rounded_view(params)
-            if prop.check_exact(view, xe, params):
-                yq = np.array([float(v) for v in view.exact_logits(xe, params)])
-                m = float(prop.margin(model.network, yq[None], model.network.forward(x[None]))[0])
-                value = None
-                if isinstance(prop, Deviation):
-                    value = float(_exact_deviation(ActModel(model.network, params, model.radius, model.points), prop, xe))
+            ev = _evaluate(model, xe, params, y_nom)
+            y_nom = ev.y_nom
+            if prop.check_exact(ev, xe, params):
+                m = float(prop.margin(model.network, ev.forward(x, params)[None], ev.forward(x)[None])[0])
+                value = float(ev.deviation(prop)) if isinstance(prop, Deviation) else None
                 note = _runtime_note(onnx_path, model, prop, x) if params is model.center else ""
                 res.counterexample = Counterexample(x, params, max(m, 0.0), value, kind=kind, note=note,
                                                     x_exact=x_exact)
+                _complete(res.counterexample, ev, prop, model.name)
                 return res
     res.verdict = "unknown"
     res.counterexample = None
@@ -630,22 +501,25 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
 
 def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *, tol: float = 0.1,
                        method: str = "linear", config=None, progress=None, expanded=None, search: float | None = None,
-                       **options) -> Quantity:
+                       extremes: float | None = None, **options) -> Quantity:
     """The maximum deviation of the rounded deployed network from the float one, ``[witnessed, proved]``.
 
     ``proved`` is certified for the noise model (so for the rounded network); ``witnessed`` is the
     exact deviation of the rounded network at the best input found (rounded toward zero): the best
-    of :func:`search_rounded`, the noise model's own witness, and :func:`climb_rounded` from the
-    best of those for ``search`` seconds (default: 15 % of the timeout, at most 10 s, taken from
-    the branch and bound's share; 3 s without a timeout).  ``expanded``: as for
-    :func:`verify_deployed`.
+    of :func:`search_rounded`, the inputs of :func:`logit_extremes` (the float logits' extremes
+    beyond the deployed output quantizer's range, by MILP, for ``extremes`` seconds; default: 20 %
+    of the timeout, at most 20 s; 10 s without a timeout), the noise model's own witness, and
+    :func:`climb_rounded` from the best of those for ``search`` seconds (default: 15 % of the
+    timeout, at most 10 s; 3 s without a timeout); these shares are taken from the branch and
+    bound's.  ``expanded``: as for :func:`verify_deployed`.
 
     The timeout covers the whole call: the ranges (:meth:`ActModel.expand`, unless ``expanded`` is
     given), :func:`search_rounded` (at most half the search share), one exact evaluation of its
-    best input (which also times such an evaluation), the branch and bound (what is left less the
-    climb and two exact evaluations), :func:`climb_rounded` (at most half of what is left before
-    the branch and bound) and the exact re-check of the other candidates, best simulated deviation
-    first, only while one more evaluation fits.  What can still run past it: the branch and bound's
+    best input (which also times such an evaluation), :func:`logit_extremes` (at most a third of
+    what is left then), the branch and bound (what is left less the climb and two exact
+    evaluations), :func:`climb_rounded` (at most half of what is left before the branch and
+    bound) and the exact re-check of the other candidates, best simulated deviation first, only
+    while one more evaluation fits.  What can still run past it: the branch and bound's
     round in flight at its deadline (:mod:`hybridq.bab`; on a wide box the root cell's bound pass
     and attack) beyond the two evaluations kept for it, and one exact evaluation slower than the
     first.
@@ -672,8 +546,13 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     x_s = search_rounded(model, box, prop, deadline=t + climb / 2 if total else None)[0]
     t = time.perf_counter()
     bx = box.snap(x_s)  # a witness of the decimal box the user wrote (hybridq.exact)
-    best = _exact_deviation(model, prop, bx)
+    best_ev = _evaluate(model, bx)
+    best = best_ev.deviation(prop)
     t_exact = time.perf_counter() - t
+    ext = extremes if extremes is not None else (min(0.2 * total, 20.0) if total else 10.0)
+    if total:
+        ext = min(ext, max(left() - 2 * t_exact, 0.0) / 3)
+    found = logit_extremes(model, box, prop, ext, starts=[x_s]) if ext > 0 else []
     if total:
         # the branch and bound gets what is left less the climb and two exact evaluations (its own
         # exact witness and ours); with a deadline the witness search must fit the same budget
@@ -681,7 +560,7 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
         options = {**options, "timeout": max(left() - climb - 2 * t_exact, 0.01)}
     q = quantify(exp.network, exp.perturbation, box, prop, "deviation", tol=tol, config=config, progress=progress,
                  **options)
-    cands = [] if q.witness is None else [q.witness.x]
+    cands = ([] if q.witness is None else [q.witness.x]) + found
     if climb > 0 and not box.is_point and net.is_piecewise_linear:
         climb = min(climb, left() - t_exact)
         if climb > 0:
@@ -698,9 +577,10 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
         if total and left() < t_exact:
             break
         x = box.snap(x)
-        d = _exact_deviation(model, prop, x)
+        ev = _evaluate(model, x)
+        d = ev.deviation(prop)
         if d > best:
-            best, bx = d, x
+            best, bx, best_ev = d, x, ev
     w = float(best)
     if Fraction(w) > best:
         w = float(np.nextafter(w, -np.inf))
@@ -708,11 +588,11 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     q.lower = w
     if q.upper > w * (1 + tol):
         gap = (f"the noise model reaches {noise_w:.4g}, the rounded network {w:.4g} at the inputs found: "
-               "the rest of the gap is rounding errors that the noise model lets align")
+               "the rest of the gap is rounding errors that the noise model lets align") if noise_w > w else \
+            (f"the rounded network reaches {w:.4g} at the inputs found; the proof holds for every rounding error "
+             "the noise model admits")
         q.message = gap + ("; " + q.message if q.message else "")
-    x_exact = tuple(Fraction(v) for v in bx) if any(Fraction(float(v)) != v for v in bx) else None
-    q.witness = Counterexample(np.array([float(v) for v in bx]), model.center, 0.0, w, kind="rounded network",
-                               x_exact=x_exact)
+    q.witness = _cx(bx, model.center, 0.0, w, "rounded network", ev=best_ev, prop=prop, spec=model.name)
     if q.stats is not None:
         q.stats.time["total"] = time.perf_counter() - t0
     return q

@@ -46,7 +46,7 @@ def quantify(network, perturbation, inputs, property=None, what: str = "deviatio
         The parameter box (``what="deviation"``); ignored for ``epsilon`` and ``bits`` (the family
         gives the boxes), where ``None`` is allowed.
     inputs : InputBox, (n_in,) point or (lower, upper)
-    property : Deviation | Decision | OutputConstraint, optional
+    property : Deviation | Decision | OutputConstraint | SameDecision, optional
         Required for ``epsilon`` and ``bits``.  For ``deviation`` a :class:`Deviation` only
         contributes its ``space`` and ``outputs``.
     what : {"deviation", "epsilon", "bits"}
@@ -151,8 +151,14 @@ def _run_step(network, spec, inputs, prop, cfg, t_end, progress, step_timeout=No
         remaining = step_timeout if remaining is None else min(remaining, step_timeout)
     step_cfg = make_config(cfg, timeout=remaining) if remaining is not None else cfg
     t0 = time.perf_counter()
-    res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress,
-                 executor=client)
+    if type(prop).__name__ == "SameDecision":  # relational: hybridq.equivalence decides it
+        from hybridq.equivalence import verify_same_decision
+
+        res = verify_same_decision(network, make_perturbation(spec, network), inputs, prop, config=step_cfg,
+                                   progress=progress, executor=client)
+    else:
+        res = verify(network, make_perturbation(spec, network), inputs, prop, config=step_cfg, progress=progress,
+                     executor=client)
     return res, time.perf_counter() - t0
 
 

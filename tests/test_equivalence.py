@@ -165,6 +165,25 @@ def test_deployed_boundary_counterexample_rerun_on_onnxruntime(boundary_model):
     assert r.counterexample.note.startswith("onnxruntime shows it too" if shows else "onnxruntime does not show it")
 
 
+def test_deployed_counterexample_file_is_complete(boundary_model, tmp_path):
+    """Like every counterexample: both networks' outputs, the violated constraint and the property,
+    also after a round trip through the ``.npz`` file."""
+    from hybridq.deployed import load_against, verify_deployed
+    from hybridq.result import Counterexample
+
+    src, qf = boundary_model
+    model = load_against(src, qf)
+    box = InputBox(np.full(3, -0.5), np.full(3, 0.5))
+    cx = verify_deployed(model, box, SameDecision(), onnx_path=qf, jobs=1, timeout=60).counterexample
+    cx.save(tmp_path / "c.npz")
+    for c in (cx, Counterexample.load(tmp_path / "c.npz")):
+        assert np.array_equal(c.outputs_nominal, [float(v) for v in model.network.exact_logits(c.x)])
+        assert np.array_equal(c.outputs_perturbed, [float(v) for v in model.exact_logits(c.x)])
+        k, j = int(np.argmax(c.outputs_perturbed)), int(np.argmax(c.outputs_nominal))
+        assert k != j and c.violated == f"the perturbed network's class ({k}, a tie counts as a flip) is the nominal class {j}"
+        assert c.property["kind"] == "same_decision" and c.spec == model.name and c.kind == "rounded network"
+
+
 def test_deployed_proved_with_margin_and_on_a_one_class_box(boundary_model):
     from hybridq.deployed import load_against, runtime_outputs, verify_deployed
 
@@ -244,3 +263,37 @@ def test_slow_exact_rechecks_stay_within_the_timeout():
     assert res.verdict in ("unknown", "robust") and res.counterexample is None
     assert 1 <= len(calls) < 24
     assert elapsed < 2.0 + 3.0, elapsed
+
+
+def test_same_decision_in_toml_instance_lists_and_quantify(capsys, tmp_path):
+    """``same_decision`` is a TOML key of verify, a property of ``hybridq run`` instance lists, and
+    a property of ``quantify --what epsilon`` (not of ``--what deviation``: one clear line)."""
+    import csv
+
+    net = _relu_net(0)
+    net.save(tmp_path / "net.npz")
+    box = "-2:2,-2:2"
+    (tmp_path / "job.toml").write_text(f'perturb = "abs:0.02"\nbox = "{box}"\nsame_decision = true\n')
+    code, out, _ = run(capsys, "verify", tmp_path / "net.npz", "--config", tmp_path / "job.toml", "-j", 1,
+                       "--no-progress", "--timeout", 30)
+    assert code == 1 and out.startswith("not_robust")   # as the library call above: the classes differ there
+    lst = tmp_path / "list.csv"
+    lst.write_text("id,network,box,perturb,property,kappa\n"
+                   f"wide,net.npz,\"{box}\",abs:0.02,same_decision,0\n"
+                   f"margin,net.npz,\"{box}\",abs:0.02,same_decision,4\n")
+    code, _, _ = run(capsys, "run", lst, "-o", tmp_path / "res.csv", "-j", 1, "--timeout", 60)
+    with open(tmp_path / "res.csv") as f:
+        rows = {r["id"]: r for r in csv.DictReader(f)}
+    assert rows["wide"]["verdict"] == "not_robust" and rows["margin"]["verdict"] == "robust"
+    code, out, _ = run(capsys, "quantify", tmp_path / "net.npz", "--what", "epsilon", "--family", "abs",
+                       "--same-decision", "--kappa", "1", "--box", box, "-j", 1, "--no-progress", "--timeout", 60)
+    assert code == 0 and out.startswith("largest epsilon proved robust") and "refuted (counterexample) at" in out
+    lo = float(out.split("robust ")[1].split(";")[0])
+    hi = float(out.split("refuted (counterexample) at ")[1].split(",")[0])
+    assert 0 < lo < hi <= 1.2 * lo   # bisection to the 10 % tolerance
+    r = verify_same_decision(net, perturbation(f"abs:{1.01 * hi!r}", net), InputBox(np.full(2, -2.0), np.full(2, 2.0)),
+                             SameDecision(1), jobs=1, timeout=30)
+    assert r.verdict == "not_robust"   # (just above) the refuted step, re-run through the library
+    code, _, err = run(capsys, "quantify", tmp_path / "net.npz", "--perturb", "abs:0.02", "--same-decision",
+                       "--box", box)
+    assert code == 3 and "--same-decision is a yes/no property" in one_error_line(err)
