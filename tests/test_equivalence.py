@@ -297,3 +297,22 @@ def test_same_decision_in_toml_instance_lists_and_quantify(capsys, tmp_path):
     code, _, err = run(capsys, "quantify", tmp_path / "net.npz", "--perturb", "abs:0.02", "--same-decision",
                        "--box", box)
     assert code == 3 and "--same-decision is a yes/no property" in one_error_line(err)
+
+
+def test_a_stage_that_cannot_fit_is_not_started(monkeypatch):
+    """A stage's first round cannot be interrupted: when its estimate (ROOT_COST times the pair
+    filter's time) exceeds the time left, the call ends at once as unknown (timed out)."""
+    import time
+
+    import hybridq.equivalence as eq
+
+    net = _relu_net(0)
+    pert = perturbation("abs:0.02", net)
+    wide = InputBox(np.full(2, -2.0), np.full(2, 2.0))
+    monkeypatch.setattr(eq, "ROOT_COST", (1e9, 1e9))
+    t = time.perf_counter()
+    r = verify_same_decision(net, pert, wide, SameDecision(4), jobs=1, timeout=30)
+    assert r.verdict == "unknown" and r.stats.timed_out and time.perf_counter() - t < 10
+    assert "first bound pass" in r.message and "does not fit" in r.message
+    r = verify_same_decision(net, pert, wide, SameDecision(4), jobs=1)  # no timeout: every stage runs
+    assert r.verdict == "robust"
