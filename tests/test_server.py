@@ -373,3 +373,20 @@ def test_the_clients_resource_limits_hold_for_the_command(server, nets):
     assert r.returncode == -signal.SIGXCPU and _served(sock) == n0 + 1, (r.returncode, r.stderr)
     assert time.monotonic() - t0 < 60
     _wait_running(sock, 0, 10)
+
+
+def test_the_forwarding_client_imports_nothing_heavy(server, nets):
+    """Before (and while) forwarding, the client imports the standard library and hybridq.client
+    only: no numpy, numba, scipy, typer (``python -X importtime`` lists every module it imports)."""
+    sock, _ = server
+    n0 = _served(sock)
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "hybridq", "verify", str(nets["small"]), "--perturb",
+                        "fp16", "--point", "0.5,0.25", "--delta", "0.01", "--jobs", "1"], env=_env(sock),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.startswith("robust:") and _served(sock) == n0 + 1
+    mods = {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "hybridq.client" in mods
+    heavy = {m for m in mods if m.split(".")[0] in ("numpy", "numba", "scipy", "typer", "click", "pydantic", "rich")}
+    assert not heavy, heavy
+    ours = {m for m in mods if m.startswith("hybridq")}
+    assert ours <= {"hybridq", "hybridq.errors", "hybridq.client", "hybridq.__main__"}, ours
