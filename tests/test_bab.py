@@ -228,11 +228,11 @@ def test_deviation_properties_refine_the_differences_by_default():
     pert = perturbation("abs:0.01", net)
     box = (-np.ones(3), np.ones(3))
     mk = lambda prop, **kw: CellEngine(Problem(net, pert, prop, make_config(None, **kw), "verify", *box))  # noqa: E731
-    assert mk(Deviation(0.1)).inter == 2
+    assert mk(Deviation(0.1)).inter == 3
     assert mk(Decision(0)).inter == 1
     assert mk(Deviation(0.1), bound_inter=0).inter == 0
     from hybridq.errors import ConfigError
-    for bad in (3, True, "2", -1, 2.0):
+    for bad in (4, True, "2", -1, 2.0):
         with pytest.raises(ConfigError, match="bound_inter"):
             make_config(None, bound_inter=bad)
     for bad in (-1, 10 ** 11, 1e3):
@@ -316,3 +316,34 @@ def test_ctrl_c_stops_after_the_chunk_in_flight_with_a_partial_result():
     assert signal.getsignal(signal.SIGINT) is before
     assert q.stats.interrupted and q.message == "interrupted"
     assert len(q.steps) < 60
+
+
+def test_attack_allowance_shares_out_the_attacks():
+    """The run's attack allowance (``ATTACK_FREE`` + ``attack_share`` per cell examined, less the
+    attacks made) is shared out in chunk order; a chunk attacks at most its share, the first
+    cells due first; ``attack_share >= 1`` lifts the limit."""
+    from hybridq.bab.engine import CellEngine, Problem
+    from hybridq.bab.scheduler import ATTACK_FREE, attack_allowance
+    from hybridq.cell import Cell
+    from hybridq.config import make_config
+    from hybridq.errors import ConfigError
+
+    assert attack_allowance(0, 0, 1 / 32, 8) == [ATTACK_FREE // 8] * 8
+    assert attack_allowance(320, ATTACK_FREE + 7, 1 / 32, 8) == [1, 1, 1, 0, 0, 0, 0, 0]  # 10 - 7 = 3 left
+    assert attack_allowance(10 ** 6, 10 ** 9, 1 / 32, 4) == [0, 0, 0, 0]
+    assert min(attack_allowance(10 ** 6, 10 ** 9, 1.0, 4)) > 10 ** 6
+    for bad in (-0.1, True, "x"):
+        with pytest.raises(ConfigError, match="attack_share"):
+            make_config(None, attack_share=bad)
+    net = _net(4, [3, 8, 8, 2])
+    pert = perturbation("abs:0.01", net)
+    lo, hi = -10 * np.ones(3), 10 * np.ones(3)
+    prop = Deviation(4.0 * _sampled_max_dev(net, pert, InputBox(lo, hi), np.random.default_rng(0)))
+    eng = CellEngine(Problem(net, pert, prop, make_config(None, backend="none"), "verify", lo, hi))
+    items = [(i, Cell.root(lo + 0.1 * i, hi, 18)) for i in range(4)]  # depth 0: all due
+    for _, c in items:
+        c.priority = np.inf  # no parent bound (as the queue gives the root)
+    for allow, want in ((2, [True, True, False, False]), (0, [False] * 4), (1 << 30, [True] * 4)):
+        outs = eng.process(items, 0.0, 0.0, None, attack_allow=allow)
+        assert [o.attacked for o in outs] == want
+        assert all(o.status == "split" for o in outs)  # the wide box is neither proved nor refuted

@@ -373,7 +373,7 @@ def test_symbolic_difference_point_perturbation_sound(seed):
     pert = perturbation("point:fp16", net)
     lo = rng.uniform(-1, 0, n_in)
     hi = lo + rng.uniform(0.2, 1.5, n_in)
-    res = {inter: bounds(net, pert, (lo, hi), method="linear", inter=inter) for inter in (0, 1, 2)}
+    res = {inter: bounds(net, pert, (lo, hi), method="linear", inter=inter) for inter in (0, 1, 2, 3)}
     xs = [np.where(rng.random(n_in) < 0.5, lo, hi) for _ in range(6)] + [rng.uniform(lo, hi) for _ in range(14)]
     for x in xs:
         y = net.exact_logits(x, pert.center)
@@ -385,3 +385,60 @@ def test_symbolic_difference_point_perturbation_sound(seed):
     # separately gives widths of the order of the output range)
     B = res[2]
     assert np.all(B.dev_logit_hi[0] - B.dev_logit_lo[0] < 0.05 * (B.logit_hi[0] - B.logit_lo[0]))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_inter3_and_inherited_clips_sound(seed):
+    """``inter`` 3 (the perturbed network's CROWN rows only where ``dz`` is wide; every
+    ``dz_ratio``) and children whose clips are their parent's perturbed bounds (as the branch and
+    bound's children carry them; the nominal bounds are then clipped through ``z = z' - dz``):
+    the bounds of every pre-activation of both networks and of the deviation contain the exact
+    values (Fractions) at vertices and random points of each child, under a ``point:fp16`` copy
+    and under a parameter box around a shifted centre."""
+    from hybridq.perturbation import perturbation
+
+    rng = np.random.default_rng(300 + seed)
+    acts = [rng.choice(["relu", "relu", "leaky_relu", "hardtanh"]) for _ in range(3)] + ["identity"]
+    n_in = int(rng.integers(2, 5))
+    net = _net(rng, acts, [n_in, 8, 8, 6, 2], prep=seed % 2 == 1)
+    pert = perturbation("point:fp16", net) if seed < 4 else _pert(rng, net, 0.01, shift=True)
+    lo = rng.uniform(-1, 0, n_in)
+    hi = lo + rng.uniform(0.2, 1.5, n_in)
+    n = sum(net.widths[1:])
+    for ratio in (0.0, 0.1, np.inf):
+        root = bounds(net, pert, cells=[Cell.root(lo, hi, n)], method="linear", inter=3, dz_ratio=ratio)
+        plo = np.concatenate([a[0] for a in root.pre_lo])
+        phi = np.concatenate([a[0] for a in root.pre_hi])
+        d = int(rng.integers(n_in))
+        mid = 0.5 * (lo[d] + hi[d])
+        kids = []
+        for a, b in ((lo[d], mid), (mid, hi[d])):
+            c = Cell.root(lo, hi, n)
+            c.lower[d], c.upper[d] = a, b
+            c.pre_lo[:], c.pre_hi[:] = plo, phi
+            kids.append(c)
+        B = bounds(net, pert, cells=kids, method="linear", inter=3, dz_ratio=ratio)
+        assert not B.infeasible.any()
+        for r, c in enumerate(kids):
+            xs = [np.where(rng.random(n_in) < 0.5, c.lower, c.upper) for _ in range(4)]
+            xs += [rng.uniform(c.lower, c.upper) for _ in range(6)]
+            th = pert.center if seed < 4 else pert.snap_inside(pert.sample(rng))
+            for x in xs:
+                y, y0 = net.exact_logits(x, th), net.exact_logits(x)
+                pre, pre0 = _exact_pre(net, x, th), _exact_pre(net, x, net.params)
+                for j in range(2):
+                    assert _contains(B.dev_logit_lo[r, j], B.dev_logit_hi[r, j], y[j] - y0[j]), (ratio, r, j)
+                clo = np.concatenate([a[r] for a in B.pre_lo])
+                chi = np.concatenate([a[r] for a in B.pre_hi])
+                nlo = np.concatenate([a[r] for a in B.nom_pre_lo])
+                nhi = np.concatenate([a[r] for a in B.nom_pre_hi])
+                for j, (v, v0) in enumerate(zip(pre, pre0)):
+                    assert _contains(clo[j], chi[j], v), (ratio, r, "pre", j)
+                    assert _contains(nlo[j], nhi[j], v0), (ratio, r, "nom_pre", j)
+            # the clips hold: no child bound is wider than its parent's
+            assert np.all(clo >= plo) and np.all(chi <= phi)
+    # a clip that contradicts the nominal bounds through z = z' - dz proves the cell empty
+    c = Cell.root(lo, hi, n)
+    nom = bounds(net, pert, cells=[c], method="linear", inter=3)
+    c.pre_hi[0] = nom.nom_pre_lo[0][0, 0] - 1.0
+    assert bounds(net, pert, cells=[c], method="linear", inter=3).infeasible[0]

@@ -210,6 +210,15 @@ def _underflow(hmax, n):
     return up(up(s + 1.0) * ((n + 2) * ETA * 2.0))
 
 
+@_jit("b1(f8[::1])")
+def _all_zero(v):
+    """Whether every entry of ``v`` is zero (stops at the first that is not)."""
+    for x in v:
+        if x != 0.0:
+            return False
+    return True
+
+
 @_jit(f"{_M}({_M}, {_A})")
 def _dot_cols(F, W):
     """``F @ W`` skipping the all-zero columns of ``F`` (neurons inactive in every row, e.g. dead
@@ -268,7 +277,10 @@ def _lin_back(k, FP, FN, use_p, use_n, noise_mode, const, slack, Zs, Hs, widths,
             Q = GP[:, :0]
         else:
             nz = rbs
-            Q = _dot_cols(aF, R[a:b].reshape((n_out, n_in)))
+            if _all_zero(R[a:b]):  # no weight noise in this layer (a point perturbation): Q = 0
+                Q = np.zeros((rows, n_in))
+            else:
+                Q = _dot_cols(aF, R[a:b].reshape((n_out, n_in)))
         uf = _underflow(Hs[_HMAXP, ho:ho + n_in], n_out)
         for i in range(rows):
             err = up(up(up(e1[i] * (1.0 + g)) * g) + up(up(cba[i] * (1.0 + g)) * g) + uf)
@@ -432,6 +444,43 @@ def _dz_rows(code, nl, nh, pl, ph):
     return np.nonzero(keep)[0].astype(np.int64)
 
 
+@_jit("void(f8[::1], f8[::1], f8[::1], f8[::1], f8[:], f8[:], b1[::1])")
+def _clip_nominal(nl, nh, dl, dh, clo, chi, infeas):
+    """Intersect the nominal bounds ``[nl, nh]`` in place with ``[clo - dh, chi - dl]``, where
+    ``[clo, chi]`` clips the perturbed ``z'`` (a phase split, or the bounds of a parent cell, see
+    :meth:`hybridq.bab.engine.CellEngine.split`) and ``[dl, dh]`` encloses ``dz = z' - z``: ``z =
+    z' - dz`` (ends rounded outward).  An empty result proves that no input of the cell meets the
+    clips (``infeas[0]`` set; the bounds are then left as they were)."""
+    for j in range(nl.shape[0]):
+        lo = nl[j]
+        hi = nh[j]
+        if clo[j] > -INF:
+            v = dn(clo[j] - dh[j])
+            if v == v and v > lo:
+                lo = v
+        if chi[j] < INF:
+            v = up(chi[j] - dl[j])
+            if v == v and v < hi:
+                hi = v
+        if lo > hi:
+            infeas[0] = True
+        else:
+            nl[j] = lo
+            nh[j] = hi
+
+
+@_jit("i8[::1](i8[::1], f8[::1], f8[::1], f8[::1], f8[::1], f8)")
+def _wide_dz(idx, nl, nh, dl, dh, ratio):
+    """The entries of ``idx`` whose difference interval ``[dl, dh]`` is wider than ``ratio`` times
+    the nominal interval ``[nl, nh]``: elsewhere ``z' in z + dz`` (after the ``dz`` rows) is about
+    as tight as a CROWN pass of the perturbed network, which is then skipped (``inter_mode`` 3)."""
+    keep = np.zeros(idx.shape[0], dtype=np.bool_)
+    for t in range(idx.shape[0]):
+        j = idx[t]
+        keep[t] = not (dh[j] - dl[j] <= ratio * (nh[j] - nl[j]))
+    return idx[keep]
+
+
 @_jit(f"{_M}(i8[::1], i8)")
 def _unit_rows(idx, n):
     """Rows ``[e_idx; -e_idx]``: objectives for the upper and (negated) lower bounds."""
@@ -446,12 +495,12 @@ def _unit_rows(idx, n):
 _LP_OUT = ", ".join([_M] * 10 + ["b1[::1]", _M, _M])
 
 
-_LC_SIG = (f"void(i8, {_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + ", ".join([_M] * 12 + ["b1[::1]"])
+_LC_SIG = (f"void(i8, {_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, f8, " + ", ".join([_M] * 12 + ["b1[::1]"])
            + ", " + _NET_SIG + ")")
 
 
 @_jit(_LC_SIG)
-def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl, oPh,
+def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, dz_ratio, NL, NH, PL, PH, oNl, oNh, oPl, oPh,
                  oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT,
                  DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Method ``linear`` for cell ``c`` (see :func:`linear_pass`); writes row ``c`` of the outputs."""
@@ -480,6 +529,8 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
         ZNl, ZNh, ZPl, ZPh, DZl, DZh = _affine_step(k, HNl, HNh, HPl, HPh, DHl, DHh, True, widths, woff, noff,
                                                     acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT,
                                                     aDT, RdT, b0, bc, rb, db, rbd)
+        # clips on z' (phase splits, or bounds a parent cell proved): z = z' - dz lies in clip - dz
+        _clip_nominal(ZNl[0], ZNh[0], DZl[0], DZh[0], CLO[c, o0:o1], CHI[c, o0:o1], inf_c)
         if k >= 1:
             code = acts[k]
             # nominal: refine only neurons whose relaxation is not exact (CROWN on those rows)
@@ -500,7 +551,10 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
                 for j in range(nk):
                     pl[j] = max(ZPl[0, j], dn(ZNl[0, j] + DZl[0, j]), CLO[c, o0 + j])
                     ph[j] = min(ZPh[0, j], up(ZNh[0, j] + DZh[0, j]), CHI[c, o0 + j])
+            if inter_mode >= 1:
                 idx = _unstable(code, pl, ph, refine_all)
+                if inter_mode == 3:
+                    idx = _wide_dz(idx, ZNl[0], ZNh[0], DZl[0], DZh[0], dz_ratio)
                 if idx.size > 0:
                     FP = _unit_rows(idx, nk)
                     ub = _backsub(k, FP, np.zeros(FP.shape), True, False, False, noise_mode, l0, u0, Zs, Hs,
@@ -576,8 +630,8 @@ def _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all
     infeas[c] = inf_c[0]
 
 
-@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", parallel=True, entry=True)
-def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD, alphas,
+@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, f8, " + _NET_SIG + ")", parallel=True, entry=True)
+def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, dz_ratio, widths, woff, noff, acts, hasD, alphas,
                 W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Method ``linear`` for a batch of cells (parallel over cells).
 
@@ -599,14 +653,14 @@ def linear_pass(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, wi
     aL = np.empty((n, A.shape[0]))
     aH = np.empty((n, A.shape[0]))
     for c in prange(n):
-        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl,
+        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, dz_ratio, NL, NH, PL, PH, oNl, oNh, oPl,
                      oPh, oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
                      aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas, aL, aH
 
 
-@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, " + _NET_SIG + ")", entry=True)
-def linear_pass_serial(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, widths, woff, noff, acts, hasD,
+@_jit(f"Tuple(({_LP_OUT}))({_M}, {_M}, {_M}, {_M}, {_M}, i8, b1, i8, b1, f8, " + _NET_SIG + ")", entry=True)
+def linear_pass_serial(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, dz_ratio, widths, woff, noff, acts, hasD,
                        alphas, W0, W0T, aW0T, Wc, WcT, aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd):
     """Serial :func:`linear_pass` (small batches: no thread wake-up cost); same body (:func:`_linear_cell`)."""
     n = XL.shape[0]
@@ -615,7 +669,7 @@ def linear_pass_serial(XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_
     aL = np.empty((n, A.shape[0]))
     aH = np.empty((n, A.shape[0]))
     for c in range(n):
-        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, NL, NH, PL, PH, oNl, oNh, oPl,
+        _linear_cell(c, XL, XH, CLO, CHI, A, noise_mode, mix, inter_mode, refine_all, dz_ratio, NL, NH, PL, PH, oNl, oNh, oPl,
                      oPh, oDl, oDh, aL, aH, infeas, widths, woff, noff, acts, hasD, alphas, W0, W0T, aW0T, Wc, WcT,
                      aWcT, R, RT, DT, aDT, RdT, b0, bc, rb, db, rbd)
     return NL, NH, PL, PH, oNl, oNh, oPl, oPh, oDl, oDh, infeas, aL, aH
