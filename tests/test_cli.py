@@ -228,7 +228,7 @@ def test_quantify_exit_code_says_whether_the_tolerance_was_reached(capsys, tiny)
 @pytest.mark.parametrize("text, needle", [
     ('timeout = "sixty"\n', "timeout must be a positive number"),
     ('network = "x.npz"\n', "unknown key 'network'"),
-    ("bound_inter = 3\n", "bound_inter must be 0, 1, 2"),
+    ("bound_inter = 4\n", "bound_inter must be 0, 1, 2"),
     ("smt_budget = -1.0\n", "smt_budget must be a positive number"),
 ])
 def test_bad_config_file_values_name_the_file_and_key(capsys, tiny, tmp_path, text, needle):
