@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
+from processes import alive as _alive
 from hybridq import Layer, Network
 from hybridq import client as C
 
@@ -43,14 +44,6 @@ def _env(sock: str | Path, **extra) -> dict:
 def _hybridq(args, env, timeout=120, **kw) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "hybridq", *map(str, args)], env=env, capture_output=True, text=True,
                           timeout=timeout, **kw)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        st = (Path("/proc") / str(pid) / "stat").read_text()
-    except OSError:
-        return False
-    return st.rpartition(")")[2].split()[0] != "Z"
 
 
 @pytest.fixture(scope="module")
