@@ -73,7 +73,7 @@ def quantize(src: Path, boxes, out: Path, seed: int = 0) -> Path:
     return out
 
 
-def run(name, src, vnnlibs, tmp, timeout, jobs):
+def run(name, src, vnnlibs, tmp, timeout, jobs, witnesses=None):
     net = load_network(src)
     boxes = []
     for v in vnnlibs:
@@ -89,6 +89,8 @@ def run(name, src, vnnlibs, tmp, timeout, jobs):
         t = time.perf_counter()
         q = deviation_deployed(model, box, Deviation(0.0), tol=0.1, timeout=timeout, jobs=jobs, expanded=exp)
         t_dev = time.perf_counter() - t
+        if witnesses is not None:  # the witness input, for analyses after the run (e.g. the noise model at it)
+            np.save(Path(witnesses) / f"{name}_{vname}.npy", q.witness.x)
         x = _float32_inside(q.witness.x, box)  # the runtime reads float32: the nearest such input in the box
         y_rt = runtime_outputs(qpath, x) if x is not None else None
         rt = float(np.max(np.abs(y_rt - net.forward(x)))) if y_rt is not None else float("nan")
@@ -116,6 +118,7 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--only", choices=["mnist", "acas"], default=None)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "deployed.md"))
+    ap.add_argument("--witnesses", default=None, help="folder: save each box's witness input there (.npy)")
     a = ap.parse_args(argv)
     logging.getLogger().setLevel(logging.ERROR)
     rows = []
@@ -124,11 +127,12 @@ def main(argv=None):
         if a.only in (None, "mnist"):
             vs = sorted((DATA / "mnistfc").glob("*.vnnlib"))
             for w in ("256x2", "256x4"):
-                rows += run(f"mnist-net_{w}", DATA / "mnistfc" / f"mnist-net_{w}.onnx", vs, tmp, a.timeout, a.jobs)
+                rows += run(f"mnist-net_{w}", DATA / "mnistfc" / f"mnist-net_{w}.onnx", vs, tmp, a.timeout, a.jobs,
+                            a.witnesses)
         if a.only in (None, "acas"):
             vs = [DATA / "acasxu" / "vnnlib" / f"prop_{i}.vnnlib" for i in (1, 2, 3, 4)]
             rows += run("ACASXU_1_1", DATA / "acasxu" / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx", vs, tmp,
-                        a.timeout, a.jobs)
+                        a.timeout, a.jobs, a.witnesses)
     load = os.getloadavg()[0]
     lines = [
         "# Float model vs its onnxruntime int8 deployment (issue 14)",
@@ -137,8 +141,9 @@ def main(argv=None):
         f"on {os.cpu_count()} cores. quantize_static: QDQ, int8 weights per channel, int8 activations, calibration "
         "on the VNNLIB centres + 32 points per box. Max deviation of the logits, `[witnessed, proved]`: witnessed by "
         "the exactly rounded deployed network, proved for every rounding error the noise model admits (and "
-        "onnxruntime's float32 slack); the witness search (search_rounded, the noise model's witness, climb_rounded) takes "
-        f"15 % of the {a.timeout:g} s. `runtime at witness` = onnxruntime's max |deviation| at the witness rounded to the nearest "
+        "onnxruntime's float32 slack); the witness search (search_rounded, logit_extremes: the float logits' extremes "
+        "beyond the deployed output quantizer's range by MILP, 20 %; the noise model's witness, climb_rounded, 15 %) takes "
+        f"up to 35 % of the {a.timeout:g} s. `runtime at witness` = onnxruntime's max |deviation| at the witness rounded to the nearest "
         "float32 input in the box. Decision equivalence (`verify --same-decision`): at every input of the box the "
         "deployed model picks the float model's class at that input (argmax; ACAS Xu: argmin; a tie of the deployed model "
         "is a flip); a counterexample is one of the exactly rounded network, re-run on onnxruntime. Centre: the same max "

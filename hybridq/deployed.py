@@ -507,8 +507,8 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     ``proved`` is certified for the noise model (so for the rounded network); ``witnessed`` is the
     exact deviation of the rounded network at the best input found (rounded toward zero): the best
     of :func:`search_rounded`, the inputs of :func:`logit_extremes` (the float logits' extremes
-    beyond the deployed output quantizer's range, by MILP, for ``extremes`` seconds; default: 20 %
-    of the timeout, at most 20 s; 10 s without a timeout), the noise model's own witness, and
+    beyond the deployed output quantizer's range, by MILP, for ``extremes`` seconds; default: 30 %
+    of the timeout, at most 30 s; 20 s without a timeout), the noise model's own witness, and
     :func:`climb_rounded` from the best of those for ``search`` seconds (default: 15 % of the
     timeout, at most 10 s; 3 s without a timeout); these shares are taken from the branch and
     bound's.  ``expanded``: as for :func:`verify_deployed`.
@@ -549,7 +549,7 @@ def deviation_deployed(model: ActModel, inputs, prop: Deviation | None = None, *
     best_ev = _evaluate(model, bx)
     best = best_ev.deviation(prop)
     t_exact = time.perf_counter() - t
-    ext = extremes if extremes is not None else (min(0.2 * total, 20.0) if total else 10.0)
+    ext = extremes if extremes is not None else (min(0.3 * total, 30.0) if total else 20.0)
     if total:
         ext = min(ext, max(left() - 2 * t_exact, 0.0) / 3)
     found = logit_extremes(model, box, prop, ext, starts=[x_s]) if ext > 0 else []
