@@ -36,6 +36,7 @@ from hybridq.errors import ModelFormatError
 from hybridq.inputs import as_input_box
 from hybridq.network import Layer, Network
 from hybridq.properties import Decision, Deviation
+from hybridq.bab.api import describe
 from hybridq.result import Counterexample, Quantity, Result
 from hybridq.rounded_search import climb_rounded, logit_extremes, search_rounded
 
@@ -157,22 +158,6 @@ def _exact_deviation(model: ActModel, prop: Deviation, x) -> Fraction:
     return _evaluate(model, x).deviation(prop)
 
 
-def _complete(cx, ev: _Evaluated, prop, spec: str) -> None:
-    """Fill a deployed model's counterexample (or witness) like every other one
-    (:func:`hybridq.bab.api.describe`): the float64 logits of the float model and of the rounded
-    network (from the exact ones in ``ev``), the constraint it violates, the property and ``spec``."""
-    if cx is None:
-        return
-    from hybridq.report import explain_counterexample, property_dict
-
-    info = explain_counterexample(ev, prop, cx.x, cx.params)
-    cx.outputs_nominal = np.asarray(info["outputs_nominal"])
-    cx.outputs_perturbed = np.asarray(info["outputs_perturbed"])
-    cx.violated = info["violated"]
-    cx.property = property_dict(prop)
-    cx.spec = spec
-
-
 def runtime_outputs(onnx_path, x) -> np.ndarray | None:
     """onnxruntime's output of ``onnx_path`` at one input (``None`` without onnxruntime)."""
     try:
@@ -225,7 +210,7 @@ def _cx(x, params, margin, value, kind, note="", ev: _Evaluated | None = None, p
     x_exact = tuple(Fraction(v) for v in x) if any(Fraction(float(v)) != v for v in x) else None
     cx = Counterexample(xf, params, margin, value, kind=kind, note=note, x_exact=x_exact)
     if ev is not None:
-        _complete(cx, ev, prop, spec)
+        describe(cx, ev, spec, prop)
     return cx
 
 
@@ -487,7 +472,7 @@ def verify_deployed(model: ActModel, inputs, prop, *, onnx_path=None, method: st
                 note = _runtime_note(onnx_path, model, prop, x) if params is model.center else ""
                 res.counterexample = Counterexample(x, params, max(m, 0.0), value, kind=kind, note=note,
                                                     x_exact=x_exact)
-                _complete(res.counterexample, ev, prop, model.name)
+                describe(res.counterexample, ev, model.name, prop)
                 return res
     res.verdict = "unknown"
     res.counterexample = None
