@@ -296,18 +296,17 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=N
         L.append(f"| total over those pairs | {sum(both_h):.1f} s | {sum(both_n):.1f} s |")
     if easy_h:
         L.append(f"| median, {len(easy_h)} property 3/4 pairs both decide | {med(easy_h):.3f} s | {med(easy_n):.3f} s |")
-    if both_p:
-        L.append(f"| median per pair, one `hybridq verify` process per pair, no server ({len(both_p)} pairs of those, "
-                 f"start-up included) | {med(both_p):.3f} s | {med(both_pn):.3f} s (same pairs) |")
-        L.append(f"| total over those pairs, no server | {sum(both_p):.1f} s | {sum(both_pn):.1f} s |")
-        if cpu_p:
-            L.append(f"| median CPU (user + system) per pair, no server | {med(cpu_p):.3f} s | |")
-    if both_s:
-        L.append(f"| median per pair, one `hybridq verify` process per pair, `hybridq serve` running ({len(both_s)} "
-                 f"pairs, start-up included) | {med(both_s):.3f} s | {med(both_sn):.3f} s (same pairs) |")
-        L.append(f"| total over those pairs, server running | {sum(both_s):.1f} s | {sum(both_sn):.1f} s |")
-        if cpu_s:
-            L.append(f"| median CPU per pair, server running (the client's and the server child's) | {med(cpu_s):.3f} s | |")
+    for mode, total, cpu_label, h, n, cpu in (
+            ("no server ({k} pairs of those, start-up included)", "no server",
+             "median CPU (user + system) per pair, no server", both_p, both_pn, cpu_p),
+            ("`hybridq serve` running ({k} pairs, start-up included)", "server running",
+             "median CPU per pair, server running (the client's and the server child's)", both_s, both_sn, cpu_s)):
+        if h:
+            L.append(f"| median per pair, one `hybridq verify` process per pair, {mode.format(k=len(h))} | "
+                     f"{med(h):.3f} s | {med(n):.3f} s (same pairs) |")
+            L.append(f"| total over those pairs, {total} | {sum(h):.1f} s | {sum(n):.1f} s |")
+            if cpu:
+                L.append(f"| {cpu_label} | {med(cpu):.3f} s | |")
     L.append("")
     if both_h:
         L.append(f"Ratios against `neurodiff_here_60s` (pairs both decide): median {med(both_n) / med(both_h):.2f}x, "

@@ -391,7 +391,7 @@ def _float_milp_point(net: Network, x: np.ndarray, ob, n: int) -> np.ndarray:
 def _highs_max(c, A, rlo, rhi, clo, chi, integ, start, timeout: float):
     """``argmin c.v`` over the MILP by HiGHS within ``timeout`` seconds, from ``start``: its best
     solution (optimal or not), or ``None``."""
-    from hybridq.milp.search import _highspy, _new_highs
+    from hybridq.milp.search import _highspy, _new_highs, warm_start
 
     hs = _highspy()
     h = _new_highs()
@@ -411,10 +411,7 @@ def _highs_max(c, A, rlo, rhi, clo, chi, integ, start, timeout: float):
     h.passModel(lp)
     h.setOptionValue("time_limit", float(timeout))
     if start is not None:
-        sol = hs.HighsSolution()
-        sol.col_value = start
-        sol.value_valid = True
-        h.setSolution(sol)
+        warm_start(h, start)
     h.run()
     if h.getInfo().primal_solution_status < 1:
         return None

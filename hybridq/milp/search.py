@@ -42,7 +42,7 @@ from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, Objective
 
-__all__ = ["find", "neighbourhood", "prove", "root_bound", "ProofResult", "highs_available"]
+__all__ = ["find", "neighbourhood", "prove", "root_bound", "ProofResult", "highs_available", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,15 @@ def _time_limit(h, seconds: float) -> None:
     at once with "Time limit reached" (highspy 1.16: about the second half of a proof's window,
     whose nodes were then split without a bound)."""
     h.setOptionValue("time_limit", float(h.getRunTime()) + max(1e-3, float(seconds)))
+
+
+def warm_start(h, values) -> None:
+    """Hand HiGHS a starting point for the next ``h.run()``: ``values`` (one per column, float64)
+    are tried as an incumbent (HiGHS checks and repairs it; an infeasible one is dropped)."""
+    sol = _highspy().HighsSolution()
+    sol.col_value = np.asarray(values, dtype=np.float64)
+    sol.value_valid = True
+    h.setSolution(sol)
 
 
 def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
@@ -164,10 +173,7 @@ def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
     h.setOptionValue("mip_feasibility_tolerance", 1e-9)
     h.setOptionValue("primal_feasibility_tolerance", 1e-9)
     if start is not None:
-        sol = hs.HighsSolution()
-        sol.col_value = np.asarray(start, dtype=np.float64)
-        sol.value_valid = True
-        h.setSolution(sol)
+        warm_start(h, start)
     h.run()
     st = h.getModelStatus()
     info = h.getInfo()
@@ -209,7 +215,6 @@ def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline:
         The best float objective (with ``obj.const``) and its solution; ``value`` is ``inf``
         when ``on_candidate`` accepted ``v``.  Nothing here is a proof.
     """
-    hs = _highspy()
     c = obj.vector(model.n)
     const = float(obj.const)
     thr = float(obj.threshold)
@@ -237,10 +242,7 @@ def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline:
         _time_limit(h, left / (len(sizes) - i))
         h.setOptionValue("mip_feasibility_tolerance", 1e-9)
         h.setOptionValue("primal_feasibility_tolerance", 1e-9)
-        sol = hs.HighsSolution()
-        sol.col_value = best
-        sol.value_valid = True
-        h.setSolution(sol)
+        warm_start(h, best)
         h.run()
         if h.getInfo().primal_solution_status < 1:
             continue
