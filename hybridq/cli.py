@@ -899,6 +899,9 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point (in-process; :func:`hybridq.client.main` forwards to a server first):
     runs the app and maps every error to one line on stderr and exit 3."""
     if argv is None:
+        from hybridq.client import discard_closed_output
+
+        discard_closed_output()
         code = invoke(sys.argv[1:], _process_start())
         # the console command: every output is written and closed, so skip the interpreter's
         # teardown of numba, llvmlite and the solver modules (over a second on a busy machine,

@@ -41,7 +41,8 @@ import struct
 import sys
 import time
 
-__all__ = ["FORWARDED", "main", "forward", "control", "socket_path", "stamp", "process_start", "ServerPathError"]
+__all__ = ["FORWARDED", "main", "forward", "control", "socket_path", "stamp", "process_start", "ignored_signals", "discard_closed_output",
+           "ServerPathError"]
 
 #: The commands a running server takes over (the others, e.g. ``serve``, ``backends``, ``--help``,
 #: always run in-process).
@@ -266,6 +267,12 @@ def forward(args: list[str], path: str | None = None, header_stamp: dict | None 
         return None
     if path is None or not os.path.exists(path):
         return None
+    for fd in (0, 1, 2):  # a closed standard descriptor would be reused by the socket itself
+        try:
+            os.fstat(fd)
+        except OSError:
+            _note(f"descriptor {fd} is closed")
+            return None
     try:
         sock = _connect(path, HANDSHAKE_TIMEOUT)
     except OSError as e:
@@ -278,6 +285,7 @@ def forward(args: list[str], path: str | None = None, header_stamp: dict | None 
             os.umask(umask)
             header = {"protocol": PROTOCOL, "argv": list(args), "cwd": os.getcwd(), "env": dict(os.environ),
                       "umask": umask, "rlimits": rlimits(), "start": process_start(), "streams": _streams(),
+                      "ignored_signals": ignored_signals(),
                       "stamp": stamp() if header_stamp is None else header_stamp}
             for s in (sys.stdout, sys.stderr):
                 if s is not None:
@@ -303,7 +311,9 @@ def forward(args: list[str], path: str | None = None, header_stamp: dict | None 
                 except OSError:
                     pass
 
-        old = {s: signal.signal(s, relay) for s in FORWARDED_SIGNALS}
+        # a signal this process ignores (nohup, a background job of a script) stays ignored: the
+        # child ignores it too (``ignored_signals`` in the header), and it is not relayed
+        old = {s: signal.signal(s, relay) for s in FORWARDED_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
         try:
             sock.settimeout(None)
             sock.sendall(b"go\n")
@@ -331,19 +341,53 @@ def _note(msg: str) -> None:
 
 
 def _exit_with(code: int) -> None:
-    """Exit like the child did: with its code, or by the signal that ended it."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    """Exit like the child did: with its code, or by the signal that ended it (SIGKILL included,
+    whose disposition cannot be set)."""
+    for s in (sys.stdout, sys.stderr):
+        if s is not None:
+            try:
+                s.flush()
+            except (OSError, ValueError):
+                pass
     if code < 0:
-        signal.signal(-code, signal.SIG_DFL)
+        try:
+            signal.signal(-code, signal.SIG_DFL)
+        except (OSError, ValueError):  # SIGKILL / SIGSTOP: their default action is all there is
+            pass
         os.kill(os.getpid(), -code)
         code = 128 - code
     os._exit(code)
 
 
+def ignored_signals() -> list[int]:
+    """The signals of :data:`FORWARDED_SIGNALS` this process ignores (``SIG_IGN``)."""
+    return [int(s) for s in FORWARDED_SIGNALS if signal.getsignal(s) is signal.SIG_IGN]
+
+
+def discard_closed_output() -> None:
+    """Point a closed (or not writable) standard output or error (``>&-``, ``2>&-``) at
+    ``/dev/null``, before any file of ours could take its descriptor number: the output is discarded, the exit code still says the
+    verdict (without this, the first write raised and the command ended with a traceback, exit 1)."""
+    import fcntl
+
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:  # closed, or taken by a read-only file the launcher opened (e.g. a shell shim's script)
+            writable = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE in (os.O_WRONLY, os.O_RDWR)
+        except OSError:
+            writable = False
+        if not writable:
+            nul = os.open(os.devnull, os.O_WRONLY)
+            if nul != fd:
+                os.dup2(nul, fd)
+                os.close(nul)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "w", closefd=False))  # noqa: SIM115 - the process's own stream
+
+
 def main() -> None:
     """Console entry point: forward ``verify``/``bounds``/``quantify``/``run`` to a running server,
     else (no server, a stale one, any failure before it accepted) run :func:`hybridq.cli.main`."""
+    discard_closed_output()
     args = sys.argv[1:]
     if args and args[0] in FORWARDED:
         code = forward(args)

@@ -137,7 +137,9 @@ class Server:
         self.served = 0
         self.children_cpu = 0.0  # user + system seconds of the children that ended
         self.children: dict[int, _Request] = {}
-        self.stopping = False
+        self.stopping = False  # stop: running commands get SIGTERM
+        self.draining = False  # stale: no new commands, exit once the running ones end
+        self.terminated = False
         self.last_active = time.monotonic()
         self.lock = None  # the open lock file (closed in children)
 
@@ -173,9 +175,12 @@ class Server:
         _log(f"listening on {self.path} (hybridq {self.stamp['version']} from {self.stamp['package']})")
         try:
             while True:
-                if self.stopping and self.sock is not None:
+                if (self.stopping or self.draining) and self.sock is not None:
                     self._stop_listening()
-                if self.stopping and not self.children:
+                if self.stopping and not self.terminated:  # stopped: running commands end as interrupted
+                    self.terminated = True
+                    self._terminate_children()
+                if (self.stopping or self.draining) and not self.children:
                     break
                 if (self.idle_timeout and not self.children
                         and time.monotonic() - self.last_active > self.idle_timeout):
@@ -195,6 +200,7 @@ class Server:
                 self._reap()
         finally:
             self._stop_listening()
+            self._terminate_children()
             _log("stopped")
 
     def _stop_listening(self) -> None:
@@ -207,6 +213,8 @@ class Server:
             os.unlink(self.path)
         except OSError:
             pass
+
+    def _terminate_children(self) -> None:
         for pid in list(self.children):
             _kill(pid, signal.SIGTERM)
 
@@ -254,7 +262,7 @@ class Server:
                 data = b""
             if not data:
                 self.sel.unregister(req.conn)
-                _kill(req.pid, signal.SIGTERM)  # as the client's own process would have died
+                _kill(req.pid, signal.SIGKILL)  # at once, as the client's own process died
             return
         try:
             data, fds, _, _ = socket.recv_fds(req.conn, 65536, 3)
@@ -283,9 +291,9 @@ class Server:
             if why:
                 self._send(req, {"refused": why})
                 self._drop(req)
-                if why.startswith("stale"):
-                    _log(f"{why}: exiting")
-                    self.stopping = True
+                if why.startswith("stale"):  # no new commands; the running ones finish first
+                    _log(f"{why}: exiting once the {len(self.children)} running command(s) end")
+                    self.draining = True
                 return
             if not self._send(req, {"ok": True}):
                 self._drop(req)
@@ -385,6 +393,8 @@ def _child(req: _Request, close: list, sel) -> None:
         for s in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD):
             signal.signal(s, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for s in req.header.get("ignored_signals") or []:  # as the client (nohup, a script's background job)
+            signal.signal(int(s), signal.SIG_IGN)
         try:
             sel.close()
         except OSError:

@@ -383,3 +383,29 @@ def test_the_forwarding_client_imports_nothing_heavy(server, nets):
     assert not heavy, heavy
     ours = {m for m in mods if m.startswith("hybridq")}
     assert ours <= {"hybridq", "hybridq.errors", "hybridq.client", "hybridq.__main__"}, ours
+
+
+def test_client_exits_like_a_child_killed_by_sigkill():
+    """A forwarded child killed by SIGKILL (the OOM killer, ``ulimit -t``'s hard limit): the client
+    dies by SIGKILL too, as the command would have in its own process (it crashed with exit 1:
+    SIGKILL's disposition cannot be set)."""
+    r = subprocess.run([sys.executable, "-c", "from hybridq.client import _exit_with; _exit_with(-9)"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == -signal.SIGKILL and "Traceback" not in r.stderr
+
+
+def test_closed_stdout_or_stderr_keeps_the_exit_code(tmp_path):
+    """``>&-`` / ``2>&-``: the output is discarded, the exit code still says the verdict (0 robust,
+    3 bad input); it was a traceback and exit 1."""
+    net = Network((Layer(np.array([[1.0, -1.0]]), np.array([0.1]), "identity"),))
+    path = tmp_path / "n.npz"
+    net.save(path)
+    env = dict(os.environ, HYBRIDQ_SERVER="off")
+    for close in (1, 2):
+        for delta, code in (("10", 0), ("-1", 3)):
+            r = subprocess.run([sys.executable, "-m", "hybridq", "verify", str(path), "--perturb", "fp16",
+                                "--point", "0.1,0.2", "--delta", delta], env=env, timeout=300,
+                               stdout=subprocess.PIPE if close == 2 else None,
+                               stderr=subprocess.PIPE if close == 1 else None,
+                               preexec_fn=lambda fd=close: os.close(fd))
+            assert r.returncode == code, (close, delta, r)
