@@ -282,11 +282,12 @@ def test_cli_cluster_records_its_threads_and_refuses_jobs(client, tmp_path, caps
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs /proc (Linux) to list child processes")
-def test_ctrl_c_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_path):
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_path, how):
     """A terminal's Ctrl-C reaches the whole process group, also while ``--cluster local:2`` is still
-    spawning its workers (before their preload ignores SIGINT): the run ends with exit 2 and one
-    ``hybridq: interrupted`` line, no worker's or Dask's traceback, no leaked-semaphore warning, and
-    no process left behind."""
+    spawning its workers (before their preload ignores SIGINT); a harness's SIGTERM reaches the
+    hybridq process alone: either way the run ends with exit 2 and one ``hybridq: interrupted``
+    line, no worker's or Dask's traceback, no leaked-semaphore warning, and no process left behind."""
     import subprocess
     from pathlib import Path
 
@@ -314,7 +315,10 @@ def test_ctrl_c_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_path):
                 break
             time.sleep(0.02)
         assert p.poll() is None and workers, "the run ended or spawned no worker"
-        os.killpg(p.pid, signal.SIGINT)
+        if how == "ctrl-c":
+            os.killpg(p.pid, signal.SIGINT)
+        else:
+            p.send_signal(signal.SIGTERM)
         stdout, stderr = p.communicate(timeout=60)
         kids = descendants(p.pid) | workers
         deadline = time.monotonic() + 10

@@ -101,21 +101,33 @@ def local_cluster(n: int):
     # half-started workers with tracebacks (the preload ignores it only once they are up); the
     # press is kept pending and raised here once the cluster is closed again.
     # (multiprocessing's resource tracker is started first: starting it unblocks SIGINT again.)
+    # SIGTERM, which the CLI turns into a KeyboardInterrupt, cannot be blocked the same way (the
+    # workers would inherit the mask, and Dask stops them with SIGTERM): while the cluster starts,
+    # a Python handler of it is replaced by one that only records the signal; it is raised after.
     block = threading.current_thread() is threading.main_thread()
+    terms: list = []
     if block:
         from multiprocessing import resource_tracker
 
         resource_tracker.ensure_running()
         old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        old_term = signal.getsignal(signal.SIGTERM)
+        if callable(old_term):
+            signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
     try:
         with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=None, env=env, preload=[__name__])
-        if block and signal.SIGINT in signal.sigpending():
+        if block and (terms or signal.SIGINT in signal.sigpending()):
             cluster.close()
     finally:
         if block:
+            if callable(old_term):
+                signal.signal(signal.SIGTERM, old_term)
             signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is raised now
+    if terms:
+        old_term(signal.SIGTERM, None)  # the handler's own action (the CLI's raises KeyboardInterrupt)
+        raise KeyboardInterrupt("SIGTERM")
     return cluster
 
 
