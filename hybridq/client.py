@@ -393,8 +393,13 @@ def main() -> None:
         code = forward(args)
         if code is not None:
             _exit_with(code)
-    from hybridq.cli import main as cli_main
-
+    try:  # a Ctrl-C / SIGTERM while the CLI's libraries are still being imported
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        from hybridq.cli import main as cli_main
+    except KeyboardInterrupt:
+        sys.stderr.write("hybridq: interrupted\n")
+        sys.stderr.flush()
+        os._exit(2)
     cli_main()
 
 
