@@ -909,11 +909,12 @@ def main(argv: list[str] | None = None) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         logging.shutdown()
-        if code != 2 or "distributed" not in sys.modules:
+        cluster = sys.modules.get("hybridq.bab.cluster")
+        if cluster is None or not cluster.start_interrupted():
             os._exit(code)
-        # a Dask run interrupted (e.g. while its local cluster started): the interpreter's own exit
-        # releases the cluster's semaphores (os._exit would leave them to multiprocessing's
-        # resource tracker, which warns about them on stderr)
+        # a local Dask cluster's start was interrupted: the interpreter's own exit releases its
+        # semaphores (os._exit would leave them to multiprocessing's resource tracker, which warns
+        # about them on stderr); every other run skips that teardown
         sys.exit(code)
     sys.exit(invoke(argv))
 

@@ -98,8 +98,8 @@ def local_cluster(n: int):
     env = {"NUMBA_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // n))}
     # SIGINT blocked while the cluster starts: the threads Dask starts now and the worker processes
     # they spawn inherit the mask, so a Ctrl-C to the process group during the start does not kill
-    # half-started workers with tracebacks (the preload ignores it only once they are up); the
-    # press is kept pending and raised here once the cluster is closed again.
+    # half-started workers with tracebacks (the preload ignores it only once they are up); a
+    # press meanwhile is taken from the pending set and raised here once the cluster is closed.
     # (multiprocessing's resource tracker is started first: starting it unblocks SIGINT again.)
     # SIGTERM, which the CLI turns into a KeyboardInterrupt, cannot be blocked the same way (the
     # workers would inherit the mask, and Dask stops them with SIGTERM): while the cluster starts,
@@ -118,17 +118,40 @@ def local_cluster(n: int):
         with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
             cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                                dashboard_address=None, env=env, preload=[__name__])
-        if block and (terms or signal.SIGINT in signal.sigpending()):
+        # the scheduler, in this process, installs Dask's gc diagnosis (warnings about long
+        # collections); a Ctrl-C landing inside its gc callback is swallowed by Python ("Exception
+        # ignored"), and the run went on to its timeout: turned off
+        from distributed.gc import disable_gc_diagnosis
+
+        disable_gc_diagnosis(force=True)
+        if block and signal.SIGINT in signal.sigpending():
+            signal.sigtimedwait({signal.SIGINT}, 0)  # taken here and raised below: delivered on
+            terms.append(signal.SIGINT)  # unblocking, it could land in a gc callback of Dask's and be lost
+        if terms:
             cluster.close()
+            _INTERRUPTED_START.append(True)
     finally:
         if block:
             if callable(old_term):
                 signal.signal(signal.SIGTERM, old_term)
             signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is raised now
     if terms:
-        old_term(signal.SIGTERM, None)  # the handler's own action (the CLI's raises KeyboardInterrupt)
-        raise KeyboardInterrupt("SIGTERM")
+        if signal.SIGTERM in terms:
+            old_term(signal.SIGTERM, None)  # the handler's own action (the CLI's raises KeyboardInterrupt)
+        raise KeyboardInterrupt
     return cluster
+
+
+#: Non-empty once a local cluster's start was interrupted in this process: its worker processes
+#: semaphores are released only by the interpreter's own exit (see :func:`start_interrupted`).
+_INTERRUPTED_START: list = []
+
+
+def start_interrupted() -> bool:
+    """Whether a Ctrl-C / SIGTERM interrupted the start of a local cluster in this process (the
+    CLI then exits through the interpreter, so that multiprocessing's resource tracker finds no
+    leaked semaphores to warn about)."""
+    return bool(_INTERRUPTED_START)
 
 
 def dask_setup(worker) -> None:
