@@ -134,7 +134,7 @@ def local_cluster(n: int):
         if block:
             if callable(old_term):
                 signal.signal(signal.SIGTERM, old_term)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # a pending Ctrl-C is raised now
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # (a Ctrl-C since the check above: raised now)
     if terms:
         if signal.SIGTERM in terms:
             old_term(signal.SIGTERM, None)  # the handler's own action (the CLI's raises KeyboardInterrupt)
@@ -142,7 +142,7 @@ def local_cluster(n: int):
     return cluster
 
 
-#: Non-empty once a local cluster's start was interrupted in this process: its worker processes
+#: Non-empty once a local cluster's start was interrupted in this process: the worker processes'
 #: semaphores are released only by the interpreter's own exit (see :func:`start_interrupted`).
 _INTERRUPTED_START: list = []
 
