@@ -341,16 +341,33 @@ def _settings(cfg, cluster_jobs=None) -> dict:
     return d
 
 
+def _check_writable(opt: str, path: str) -> None:
+    """Fail (exit 3) unless ``path`` can be written: its directory exists and takes a new file (probed
+    with an anonymous temporary file there, which leaves nothing behind), or the file exists and is
+    writable. A run must not end with its requested output lost (``/proc``, a read-only mount)."""
+    import tempfile
+
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        _fail(f"{opt} {path}: directory {parent} does not exist")
+    if Path(path).is_dir():
+        _fail(f"{opt} {path} is a directory")
+    if Path(path).exists():
+        if not os.access(path, os.W_OK):
+            _fail(f"{opt} {path}: the file is not writable")
+        return
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        _fail(f"{opt} {path}: cannot create a file in {parent} ({e.strerror or e})")
+
+
 def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
     """Fail before the run (exit 3) when an output file cannot be written or a plot cannot be drawn."""
     for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
-        if path is None:
-            continue
-        parent = Path(path).resolve().parent
-        if not parent.is_dir():
-            _fail(f"{opt} {path}: directory {parent} does not exist")
-        if Path(path).is_dir():
-            _fail(f"{opt} {path} is a directory")
+        if path is not None:
+            _check_writable(opt, path)
     if plot is not None and Path(plot).suffix.lower() not in PLOT_FORMATS:
         _fail(f"--plot {plot}: the file name must end in {', '.join(PLOT_FORMATS)} (the image format)")
     if plot is not None and net.n_in > 2:
@@ -358,12 +375,19 @@ def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
 
 
 def _write_outputs(writers) -> None:
-    """Write each requested output; a failure is a warning, the verdict's exit code stands."""
+    """Write each requested output (all are tried). The paths were probed before the run
+    (:func:`_check_writable`); one that still fails (disk full, removed directory) is an error line
+    and exit 3 after the verdict's summary: a script must not read a verdict's exit code while the
+    file it asked for is missing."""
+    failed = False
     for opt, write in writers:
         try:
             write()
         except (OSError, ValueError) as e:
-            typer.echo(f"hybridq: warning: could not write {opt}: {e}", err=True)
+            typer.echo(f"hybridq: error: could not write {opt}: {e}", err=True)
+            failed = True
+    if failed:
+        raise typer.Exit(3)
 
 
 def _progress_cb(enabled: bool):
@@ -728,10 +752,7 @@ def run(
 
     run_toml, job = _load_toml(config)
     insts = load_instances(instances)
-    if results and Path(results).is_dir():
-        _fail(f"--results {results} is a directory")
-    if not Path(results).resolve().parent.is_dir():
-        _fail(f"--results {results}: directory {Path(results).resolve().parent} does not exist")
+    _check_writable("--results", results)
     defaults = {k: v for k, v in job.items() if k in ("perturb", "delta", "outputs", "space", "decision", "kappa", "label", "sense")}
     for k, v in (("perturb", perturb), ("delta", delta), ("outputs", outputs), ("space", space), ("property", prop),
                  ("timeout", timeout)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 import sys
 
 import numpy as np
@@ -172,6 +173,7 @@ def test_quantify_and_bounds_commands(capsys, tiny):
         (["--delta", "0.1", "--kappa", "0.5"], "--kappa applies to --decision"),
         (["--delta", "0.1", "--json", "/nonexistent-dir/r.json"], "does not exist"),
         (["--delta", "0.1", "--counterexample", "/nonexistent-dir/cx.npz"], "does not exist"),
+        (["--delta", "0.1", "--json", "/proc/hybridq-r.json"], "cannot create a file in /proc"),
     ],
 )
 def test_conflicting_options_and_unwritable_outputs_fail_before_the_run(capsys, tiny, extra, needle):
@@ -238,3 +240,21 @@ def test_bad_config_file_values_name_the_file_and_key(capsys, tiny, tmp_path, te
                          "--delta", "1")
     line = one_error_line(err)
     assert code == 3 and out == "" and str(cfg) in line and needle in line
+
+
+def test_an_output_that_fails_after_the_run_is_an_error(capsys, tiny, tmp_path, monkeypatch):
+    """A write that fails after the probe (disk full): the verdict is printed, then one error line
+    and exit 3, not the verdict's exit 0 with the requested file missing."""
+    import errno
+
+    from hybridq.result import Result
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Result, "to_json", full)
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--point", "1,0", "--delta", "10",
+                         "--json", tmp_path / "r.json")
+    assert code == 3 and out.startswith("robust")
+    assert "could not write --json" in one_error_line(err) and "No space left" in err
+    assert sorted(f.name for f in tmp_path.iterdir()) == [Path(tiny).name]  # the probe left nothing
