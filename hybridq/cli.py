@@ -7,6 +7,7 @@ stderr, the one-line verdict to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -36,6 +37,10 @@ EXIT_USAGE = 3
 DEFAULT_TIMEOUT = {"verify": 300.0, "quantify": 600.0, "run": 300.0}
 #: Seconds kept back from ``--timeout`` for printing and writing the outputs after the search.
 OUTPUT_RESERVE = 0.3
+#: Seconds kept back from ``--timeout`` for closing a ``--cluster local:N`` after the search: this
+#: share of what its start took (its worker processes shut down about as they started; measured
+#: 0.4-0.5 s to close after a 0.9-1.1 s start), at least the floor.
+CLUSTER_CLOSE_SHARE, CLUSTER_CLOSE_MIN = 0.75, 0.5
 #: Image formats of ``--plot`` (taken from the file name's suffix).
 PLOT_FORMATS = (".png", ".pdf", ".svg")
 #: Seconds between two progress lines on a non-terminal stderr.
@@ -428,15 +433,31 @@ def _progress_cb(enabled: bool):
 def _cluster(spec, jobs=None):
     """``--cluster``: a connected Dask client (context manager), or None without the option.
     ``--jobs`` with ``--cluster`` is refused: the cluster's worker threads are the parallelism."""
-    import contextlib
-
     if spec is None:
         return contextlib.nullcontext(None)
     if jobs is not None:
         _fail("--jobs and --cluster both set the parallelism: the cluster's worker threads do the work; drop --jobs")
+    return _timed_cluster(str(spec))
+
+
+_close_reserve = 0.0  # seconds :func:`_left` keeps back for closing the open local cluster
+
+
+@contextlib.contextmanager
+def _timed_cluster(spec: str):
+    """:func:`hybridq.bab.cluster.open_cluster`, timing a local cluster's start so that
+    :func:`_left` keeps back the time its close will take (the budget covers the close too)."""
     from hybridq.bab.cluster import open_cluster
 
-    return open_cluster(str(spec))
+    global _close_reserve
+    t = time.monotonic()
+    with open_cluster(spec) as client:
+        if spec.strip().startswith("local"):
+            _close_reserve = max(CLUSTER_CLOSE_MIN, CLUSTER_CLOSE_SHARE * (time.monotonic() - t))
+        try:
+            yield client
+        finally:
+            _close_reserve = 0.0
 
 
 def _run_config(toml_run: dict, backend, jobs, timeout, seed, command: str | None = None):
@@ -457,13 +478,13 @@ def _run_config(toml_run: dict, backend, jobs, timeout, seed, command: str | Non
 
 def _left(cfg):
     """``cfg`` with its timeout cut to what is left of the command's budget (counted from
-    :data:`T_START`, less :data:`OUTPUT_RESERVE` for writing the outputs): the verdict line comes
-    within the budget whatever start-up and earlier boxes took."""
+    :data:`T_START`, less :data:`OUTPUT_RESERVE` for writing the outputs and the close of a local
+    cluster): the process ends within the budget whatever start-up and earlier boxes took."""
     from hybridq.config import make_config
 
     if cfg.timeout is None:
         return cfg
-    left = cfg.timeout - (time.monotonic() - T_START) - OUTPUT_RESERVE
+    left = cfg.timeout - (time.monotonic() - T_START) - OUTPUT_RESERVE - _close_reserve
     return make_config(cfg, timeout=max(left, 0.01))
 
 
