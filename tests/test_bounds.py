@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridq import Layer, Network, Perturbation
+from hybridq import Layer, Network, Perturbation, perturbation
 from hybridq.bounds import METHODS, bounds
 from hybridq.cell import Cell
 from hybridq.network import ACTIVATIONS, iv_precision
@@ -442,3 +442,20 @@ def test_inter3_and_inherited_clips_sound(seed):
     nom = bounds(net, pert, cells=[c], method="linear", inter=3)
     c.pre_hi[0] = nom.nom_pre_lo[0][0, 0] - 1.0
     assert bounds(net, pert, cells=[c], method="linear", inter=3).infeasible[0]
+
+
+def test_softmax_scores_with_logit_gaps_beyond_exp_range():
+    """Logits that differ by more than ~709 (exp overflows float64): the softmax score bounds
+    stay finite and enclose the exact scores (``_exp_lo`` gave ``inf - inf = NaN`` before)."""
+    W1 = np.eye(2)
+    W2 = np.array([[-400.0, 0.0], [400.0, 0.0]])
+    net = Network((Layer(W1, np.zeros(2), "relu"), Layer(W2, np.zeros(2), "identity")), output="softmax")
+    pert = perturbation("abs:0.001", net)
+    for method in METHODS:
+        ob = bounds(net, pert, np.array([1.0, 0.5]), method=method)
+        for a in (ob.score_lo, ob.score_hi, ob.dev_score_lo, ob.dev_score_hi):
+            assert not np.isnan(a).any(), method
+        # nominal scores: s_0 = 1 / (1 + e^800) in (0, 2^-1000), s_1 = 1 - s_0
+        assert ob.score_lo[0, 0] == 0.0 and 0.0 < ob.score_hi[0, 0] < 2.0**-1000
+        assert ob.score_lo[0, 1] < 1.0 <= ob.score_hi[0, 1]
+        assert ob.dev_score_lo[0, 0] < 0.0 < ob.dev_score_hi[0, 0] < 2.0**-1000

@@ -47,11 +47,16 @@ def _exp_hi(v):
     return up(up(e + e * FSLACK) + ETA)
 
 
+_MAX_FLOAT = 1.7976931348623157e308
+
+
 @_jit("f8(f8)")
 def _exp_lo(v):
     if v == -INF or v != v:
         return 0.0
     e = math.exp(dn(v))
+    if e == INF:  # exp(v) > the largest float64 (inf - inf would be NaN)
+        return _MAX_FLOAT
     return max(dn(e - e * FSLACK), 0.0)
 
 
