@@ -520,6 +520,10 @@ def start_background(path: str | None = None, idle_timeout: float | None = 3600.
     dict
         The server's status (``pid``, ``path``, ...); ``already`` is True when one was running.
 
+    Two starts at once: the one whose process loses the socket's lock waits for the winner and
+    returns its status with ``already`` True. A Ctrl-C (or SIGTERM turned into KeyboardInterrupt
+    by the caller) while waiting terminates the new process: nothing is left running detached.
+
     Raises
     ------
     RuntimeError
@@ -539,15 +543,46 @@ def start_background(path: str | None = None, idle_timeout: float | None = 3600.
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=f, stderr=f, start_new_session=True,
                                 close_fds=True)
     t = time.monotonic()
-    while time.monotonic() - t < START_WAIT:
-        st = C.control("status", path)
-        if st is not None:
-            return dict(st, already=False, log=log)
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited ({proc.returncode}): {_last_line(log)}")
-        time.sleep(0.05)
-    proc.terminate()
+    try:
+        while time.monotonic() - t < START_WAIT:
+            st = C.control("status", path)
+            if st is not None:
+                return dict(st, already=st.get("pid") != proc.pid, log=log)
+            if proc.poll() is not None and not _lock_held(path):
+                raise RuntimeError(f"the server exited ({proc.returncode}): {_last_line(log)}")
+            time.sleep(0.05)  # ours is warming up, or another start holds the lock and is warming up
+    except BaseException:
+        _end(proc)
+        raise
+    _end(proc)
     raise RuntimeError(f"the server did not answer within {START_WAIT:g} s: {_last_line(log)}")
+
+
+def _lock_held(path: str) -> bool:
+    """Whether a live process holds ``PATH.lock`` (a server warming up or serving)."""
+    try:
+        with open(path + ".lock", "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except OSError:
+        return False
+
+
+def _end(proc) -> None:
+    """Terminate a server process this call started and reap it (SIGKILL after 5 s)."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5.0)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def _last_line(log: str) -> str:

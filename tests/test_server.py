@@ -409,3 +409,63 @@ def test_closed_stdout_or_stderr_keeps_the_exit_code(tmp_path):
                                stderr=subprocess.PIPE if close == 1 else None,
                                preexec_fn=lambda fd=close: os.close(fd))
             assert r.returncode == code, (close, delta, r)
+
+
+def _server_pids(sock: Path) -> list[int]:
+    """Processes serving (or warming up for) ``sock``, by their command line."""
+    pids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                cmd = (d / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"hybridq.server" in cmd and str(sock).encode() in cmd:
+                pids.append(int(d.name))
+    return pids
+
+
+def test_two_starts_at_once_give_one_server():
+    folder = Path(tempfile.mkdtemp(prefix="hq2-"))
+    sock = folder / "s.sock"
+    try:
+        ps = [subprocess.Popen([sys.executable, "-m", "hybridq", "serve", "--idle-timeout", "30"], env=_env(sock),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        outs = [p.communicate(timeout=600) for p in ps]
+        assert [p.returncode for p in ps] == [0, 0], outs
+        st = C.control("status", str(sock))
+        assert st is not None and sorted(o[0].split(":")[0] for o in outs) == [
+            "hybridq server already running", "hybridq server started"], outs
+        assert all(f"pid {st['pid']}," in o[0] for o in outs) and _server_pids(sock) == [st["pid"]]
+    finally:
+        _hybridq(["serve", "stop"], _env(sock))
+        for pid in _server_pids(sock):
+            os.kill(pid, signal.SIGKILL)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
+
+
+def test_ctrl_c_while_the_server_warms_up_leaves_no_server():
+    from hybridq.server import _lock_held
+
+    folder = Path(tempfile.mkdtemp(prefix="hqc-"))
+    sock = folder / "s.sock"
+    try:
+        p = subprocess.Popen([sys.executable, "-m", "hybridq", "serve", "--idle-timeout", "30"], env=_env(sock),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0 = time.monotonic()
+        while not _lock_held(str(sock)):  # the detached server process is warming up
+            assert p.poll() is None and time.monotonic() - t0 < 120, p.communicate()
+            time.sleep(0.02)
+        assert C.control("status", str(sock)) is None  # not serving yet
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 2 and err.strip().splitlines()[-1] == "hybridq: interrupted", err
+        assert _server_pids(sock) == [] and not _lock_held(str(sock))
+    finally:
+        for pid in _server_pids(sock):
+            os.kill(pid, signal.SIGKILL)
+        for f in folder.iterdir():
+            f.unlink()
+        folder.rmdir()
