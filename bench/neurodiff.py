@@ -33,6 +33,7 @@ import contextlib
 import csv
 import json
 import os
+import re
 import statistics
 import shutil
 import subprocess
@@ -47,6 +48,9 @@ sys.path.insert(0, str(ROOT))
 OUT = ROOT / "bench" / "results" / "neurodiff_acas_fp16"
 TMP = ROOT / "bench" / "results" / "tmp" / "neurodiff"  # instance lists (absolute paths; not committed)
 REPORT = ROOT / "bench" / "results" / "neurodiff_acas_fp16.md"
+#: Hand-written notes on the latest run, inserted into the report before its counterexamples (edit this file,
+#: not the report: the report is rewritten by every run and by --report-only).
+NOTES = OUT / "notes.md"
 
 
 def shared_dir() -> Path:
@@ -147,9 +151,14 @@ def exact_recheck(pair, nets: Path, npz: Path) -> dict:
 
     net = load_network(nets / pair["network_nnet"])
     pert = perturbation("point:fp16", net)
-    z = np.load(npz)
-    x = z["x"]
-    params = tuple((z[f"W{k}"], z[f"b{k}"]) for k in range(len(net.layers)))
+    if npz.is_file():
+        z = np.load(npz)
+        x = z["x"]
+        params = tuple((z[f"W{k}"], z[f"b{k}"]) for k in range(len(net.layers)))
+    else:  # the parameter file is not committed: x from the VNN-COMP answer; point:fp16 has one parameter point
+        txt = npz.with_suffix(".counterexample").read_text()
+        x = np.array([float(m) for m in re.findall(r"\(X_\d+ ([^)\s]+)\)", txt)])
+        params = pert.center
     same = all(np.array_equal(W, Wc) and np.array_equal(b, bc) for (W, b), (Wc, bc) in zip(params, pert.center))
     lo, hi = pair["box_raw"]["lo"], pair["box_raw"]["hi"]
     inside = all(Fraction(a) <= Fraction(float(v)) <= Fraction(b) for a, v, b in zip(lo, x, hi))
@@ -330,11 +339,15 @@ def write_report(pairs, nets, batch, proc, box, args, walls, elapsed, proc_srv=N
                  f"{sum(1 for p in pairs if box.get(p['id'], {}).get('result') == 'sat')} counterexamples), "
                  f"median {med(bt):.3f} s, total {sum(bt):.1f} s, {walls.get('box_timeout', 0):g} s per pair "
                  f"(box run wall {walls.get('box', float('nan')):.1f} s).\n")
+    if NOTES.is_file():  # hand-written reading of the run: kept across runs and --report-only
+        L.append(NOTES.read_text().rstrip() + "\n")
     L.append("## Counterexamples\n")
     if not sats:
         L.append("None.\n")
     for p in sats:
         npz = Path(batch[p["id"]]["counterexample"][: -len(".counterexample")] + ".npz")
+        if not npz.is_file():  # the CSV names the checkout that ran it: the same file in this one
+            npz = OUT / npz.parent.name / npz.name
         nd = (p["neurodiff_here_60s"] or {}).get("verdict"), p["neurodiff_logged_1800s"]["verdict"]
         try:
             chk = [exact_recheck(p, nets, npz) for _ in range(2)]
