@@ -127,6 +127,9 @@ def _quantify(network, perturbation, inputs, property, what, space, outputs, tol
     raise ConfigError(f"what must be 'deviation', 'epsilon' or 'bits', got {what!r}")
 
 
+_FLOAT_MAX = 1.7976931348623157e308
+
+
 def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg, progress, client=None) -> Quantity:
     from hybridq.perturbation import perturbation as make_perturbation
 
@@ -136,8 +139,12 @@ def _max_deviation(network, perturbation, inputs, prop, space, outputs, tol, cfg
     dev = Deviation(0.0, prop.space, prop.outputs) if prop is not None else Deviation(0.0, space, outputs)
     box = check_problem(network, pert, inputs, dev)
     out = run_bab(network, pert, box, dev, cfg, mode="maximize", rtol=tol, progress=progress, executor=client)
+    if not float(out.witnessed) < _FLOAT_MAX:  # the exact witnessed value, rounded toward zero, is past float64
+        raise ValueError(
+            f"the deviation overflows float64: an exactly evaluated pair deviates by more than {_FLOAT_MAX:.6g} "
+            f"under perturbation {pert.spec!r}; scale the network, the inputs or the perturbation down")
     msg = out.message
-    if not msg and out.proved > out.witnessed * (1 + tol) + 1e-12:
+    if not msg and not out.proved <= out.witnessed * (1 + tol) + 1e-12:  # an infinite proved bound too
         msg = "tolerance not reached"
     return Quantity("deviation", float(out.witnessed), float(out.proved), [], out.witness, out.stats, msg,
                     leaves=out.leaves)

@@ -83,3 +83,38 @@ def test_bad_quantify_arguments():
         quantify(net, "abs:0.1", np.zeros(2), tol=-1)
     with pytest.raises(ConfigError, match="family"):
         quantify(net, None, np.zeros(2), Deviation(0.1), "epsilon", family="log")
+
+
+def test_deviation_past_float64_is_an_error_not_a_bracket():
+    """abs:1e300 on a 2-4-2 relu net: logits reach ~1e600, so no float64 bracket exists; it printed
+    [1.8e308, inf] with RuntimeWarnings and exit 0 ('tolerance reached') before."""
+    import warnings
+
+    from hybridq.cli import main
+
+    rng = np.random.default_rng(1)
+    net = Network((Layer(rng.normal(size=(4, 2)), rng.normal(size=4), "relu"),
+                   Layer(rng.normal(size=(2, 4)), rng.normal(size=2), "identity")))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="overflows float64"):
+            quantify(net, perturbation("abs:1e300", net), np.array([0.5, 0.5]), backend="none", jobs=1, timeout=20)
+        # an infinite proved bound never counts as the tolerance reached
+        q = quantify(net, perturbation("abs:0.1", net), np.array([1e308, -1e308]), backend="none", jobs=1, timeout=20)
+    assert q.lower < 1.8e308 and not q.upper <= q.lower * 1.1 and q.message
+
+
+def test_cli_deviation_past_float64_one_error_line(tmp_path, capsys):
+    from hybridq.cli import main
+
+    rng = np.random.default_rng(1)
+    net = Network((Layer(rng.normal(size=(4, 2)), rng.normal(size=4), "relu"),
+                   Layer(rng.normal(size=(2, 4)), rng.normal(size=2), "identity")))
+    p = tmp_path / "n.npz"
+    net.save(p)
+    with pytest.raises(SystemExit) as ei:
+        main(["quantify", str(p), "--perturb", "abs:1e300", "--point", "0.5,0.5", "--jobs", "1", "--backend", "none",
+              "--no-progress"])
+    err = capsys.readouterr().err
+    assert ei.value.code == 3
+    assert err.count("\n") == 1 and err.startswith("hybridq: error: the deviation overflows float64"), err

@@ -222,7 +222,7 @@ class CellEngine:
                 for c, u in zip(kids[2 * k:2 * k + 2], ub[k]):
                     c.priority = float(u)
                 return kids[2 * k:2 * k + 2], "input"
-            mid = 0.5 * (cell.lower[order[0]] + cell.upper[order[0]])
+            mid = 0.5 * cell.lower[order[0]] + 0.5 * cell.upper[order[0]]  # no overflow near float64's max
             if cell.lower[order[0]] < mid < cell.upper[order[0]]:
                 return halves(cell, order[0]), "input"
         children = phase_split(net, self.offsets, cell, plo, phi, gh)

@@ -114,7 +114,8 @@ def phase_split(network, offsets, cell: Cell, plo, phi, gh) -> list[Cell]:
             continue
         if l.activation in ("relu", "leaky_relu", "hardtanh"):
             a, b = t - lo, hi - t
-            area = a * b / np.maximum(a + b, 1e-300)
+            with np.errstate(over="ignore"):  # huge boxes: an infinite area still ranks first
+                area = a * b / np.maximum(a + b, 1e-300)
         else:
             with np.errstate(over="ignore"):  # huge radii: an infinite area still ranks first
                 area = (hi - lo) ** 2
