@@ -23,7 +23,8 @@ Protocol (one connection per command, standard library only):
 4. the client answers ``go`` (from here on it is committed: the server forks only after ``go``, so
    a command never runs twice), the server forks a child and sends ``{"pid": PID}``;
 5. the child takes over the client's cwd, environment and descriptors and runs the ordinary CLI
-   (:func:`hybridq.cli.invoke`); the client forwards SIGINT, SIGTERM and SIGHUP to it (same user);
+   (:func:`hybridq.cli.invoke`); the client forwards SIGINT, SIGTERM and SIGHUP to it (same user),
+   and a Ctrl-Z (SIGTSTP) stops the child with the client until it is continued;
 6. the server sends ``{"exit": CODE}`` (``-N``: killed by signal N) when the child ends; the client
    exits with that code (or dies by the same signal).
 
@@ -33,6 +34,7 @@ else ``<tmp>/hybridq-<uid>/server.sock`` in a 0700 folder); ``HYBRIDQ_SERVER=off
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -311,9 +313,24 @@ def forward(args: list[str], path: str | None = None, header_stamp: dict | None 
                 except OSError:
                     pass
 
+        def suspend(signum, frame):
+            # Ctrl-Z: the child (the server's, outside this terminal's process group) stops with
+            # this process and continues with it (``fg`` / ``bg``)
+            if child[0] is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(child[0], signal.SIGSTOP)
+            signal.signal(signal.SIGTSTP, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTSTP)  # stopped here until SIGCONT
+            signal.signal(signal.SIGTSTP, suspend)
+            if child[0] is not None:
+                with contextlib.suppress(OSError):
+                    os.kill(child[0], signal.SIGCONT)
+
         # a signal this process ignores (nohup, a background job of a script) stays ignored: the
         # child ignores it too (``ignored_signals`` in the header), and it is not relayed
         old = {s: signal.signal(s, relay) for s in FORWARDED_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
+        if signal.getsignal(signal.SIGTSTP) is signal.SIG_DFL:
+            old[signal.SIGTSTP] = signal.signal(signal.SIGTSTP, suspend)
         try:
             sock.settimeout(None)
             sock.sendall(b"go\n")

@@ -469,3 +469,38 @@ def test_ctrl_c_while_the_server_warms_up_leaves_no_server():
         for f in folder.iterdir():
             f.unlink()
         folder.rmdir()
+
+
+def _state(pid: int) -> str:
+    return (Path("/proc") / str(pid) / "stat").read_text().rpartition(")")[2].split()[0]
+
+
+def test_ctrl_z_stops_the_forwarded_command_with_the_client(server, nets):
+    """SIGTSTP (Ctrl-Z) reaches only the terminal's process group, not the server's child: the
+    client stops it with itself, and continues it with itself (it ran on in the background)."""
+    from processes import descendants
+
+    sock, spid = server
+    before = descendants(spid)
+    p = subprocess.Popen([sys.executable, "-m", "hybridq", "verify", str(nets["hard"]), *HARD, "--timeout", "300"],
+                         env=_env(sock), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_running(sock, 1)
+        (child,) = descendants(spid) - before
+        p.send_signal(signal.SIGTSTP)
+        t0 = time.monotonic()
+        while not (_state(p.pid) == "T" and _state(child) == "T"):
+            assert time.monotonic() - t0 < 10, (_state(p.pid), _state(child))
+            time.sleep(0.02)
+        p.send_signal(signal.SIGCONT)
+        t0 = time.monotonic()
+        while _state(child) == "T" or _state(p.pid) == "T":
+            assert time.monotonic() - t0 < 10, (_state(p.pid), _state(child))
+            time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        stdout, stderr = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 2 and stdout.startswith("unknown:") and "Traceback" not in stderr, (stdout, stderr)
+    _wait_running(sock, 0, 10)
