@@ -365,6 +365,12 @@ class ActModel:
         Returns
         -------
         lo, hi : (n_out,) float64
+
+        Raises
+        ------
+        PerturbationError
+            An interval end leaves the range of a non-saturating affine quantizer (as
+            :meth:`expand` does), or a float format overflows.
         """
         net = self.network
         dn = lambda a: np.nextafter(a, -np.inf)  # noqa: E731
@@ -669,8 +675,14 @@ def _q_interval(q: QuantPoint, lo, hi):
         sl = np.broadcast_to(np.asarray(q.scale, dtype=np.float64), (n,))
         a = [v - Fraction(q.rel) * Fraction(float(t)) for v, t in zip(a, sl)]
         b = [v + Fraction(q.rel) * Fraction(float(t)) for v, t in zip(b, sl)]
-    sat = replace(q, saturate=True)
-    qa, qb = sat.exact(a), sat.exact(b)
+    if q.kind == "affine" and not q.saturate:  # a value that may leave the range is an error, as in expand
+        try:
+            qa, qb = q.exact(a), q.exact(b)
+        except PerturbationError as e:
+            raise PerturbationError(f"{e}; add ':saturate' to model the clip") from None
+    else:
+        sat = replace(q, saturate=True)
+        qa, qb = sat.exact(a), sat.exact(b)
     out_lo = np.array([float_down(v) for v in qa])
     out_hi = np.array([float_up(v) for v in qb])
     return out_lo, out_hi

@@ -112,3 +112,24 @@ def test_spec_parsing_and_errors():
     for x in np.random.default_rng(0).uniform(-1, 1, (50, 3)):
         y = np.array([float(v) for v in model.exact_logits(x)])
         assert np.all(y >= ob.logit_lo[0]) and np.all(y <= ob.logit_hi[0])
+
+
+def test_point_input_outside_a_non_saturating_range_is_an_error():
+    """At a point the deployed model is decided by an interval pass over the rounded network; it
+    saturated every quantizer, so act=q2.4 (range [-4, 3.9375], no ':saturate') with a logit of 5
+    was 'robust' (deviation bound 1.0625, the clip) where a box or the exact evaluation says the
+    value leaves the range."""
+    from hybridq import Decision, Deviation
+    from hybridq.deployed import verify_deployed
+
+    net = Network((Layer(np.array([[5.0]]), np.zeros(1), "identity"),))
+    point = InputBox.point([1.0])
+    model = act_model(net, "act=q2.4", point)
+    for prop in (Deviation(2), Decision(1)):
+        with pytest.raises(PerturbationError, match=r"layer 1 output .*neuron 0 .*outside the range.*saturate"):
+            verify_deployed(model, point, prop, jobs=1, timeout=10)
+    sat = act_model(net, "act=q2.4:saturate", point)
+    res = verify_deployed(sat, point, Deviation("1.0625"), jobs=1, timeout=10)  # 5 -> 3.9375
+    assert res.verdict == "robust"
+    res = verify_deployed(sat, point, Deviation("1.06"), jobs=1, timeout=10)
+    assert res.verdict == "not_robust" and res.counterexample.value == 1.0625
