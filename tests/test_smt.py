@@ -486,3 +486,28 @@ def test_leaky_and_hardtanh_layers_reduced_agrees_with_pure_and_sampling():
             finished += 1
             assert type(red) is type(pure), (trial, red, pure)
     assert finished >= 4
+
+
+@pytest.mark.parametrize("bias", [-1.0, -46.0])
+def test_score_space_sigmoid_threshold_keeps_its_sign(bias):
+    """Negative logit thresholds (nominal score below one half): ``mpf.man_exp`` dropped the sign,
+    so ``y' > t_up`` became ``y' > |t_up|`` and z3 proved 'robust' where the score moves by more than
+    delta (bias -46: y0 = -45 and y' up to -44, deviation 4.9e-20 > 4e-20, which float64 sigmoids do
+    not even see, so only the SMT stage decides it)."""
+    W = np.array([[0.8, -1.2]])
+    net = Network((Layer(W, np.array([bias]), "identity"),), output="sigmoid")
+    pert = Perturbation(net.params, ((np.zeros((1, 2)), np.array([1.0])),))
+    x = np.array([0.7, 0.4])
+    cell = root(net, x, x)
+    y0 = Fraction(0.8) * Fraction(0.7) - Fraction(1.2) * Fraction(0.4) + Fraction(bias)
+    t_up, t_dn = enc._sigmoid_thresholds(y0, Fraction(1, 100))
+    assert t_up < 0 and (t_dn is None or t_dn < t_up)
+    import mpmath
+
+    with mpmath.workdps(60):
+        sig = lambda v: 1 / (1 + mpmath.exp(-mpmath.mpf(v.numerator) / v.denominator))  # noqa: E731
+        dmax = max(sig(y0 + 1) - sig(y0), sig(y0) - sig(y0 - 1))
+        below, above = str(dmax * (1 - mpmath.mpf("1e-6"))), str(dmax * (1 + mpmath.mpf("1e-6")))
+    b = get_backend("z3")
+    recheck(net, pert, cell, Deviation(below, space="score"), b.check(net, pert, cell, Deviation(below, space="score"), 20))
+    assert isinstance(b.check(net, pert, cell, Deviation(above, space="score"), 20), Unsat)

@@ -490,10 +490,15 @@ def _diff(ar: Arith, a, b):
 
 
 def _mpf_fraction(v) -> Fraction:
+    """The exact value of an mpmath number or of an interval end (``iv.mpf(...).a`` / ``.b``, a
+    point interval), sign included (``mpf.man_exp`` drops the sign, and converting an interval
+    end with ``mpmath.mpf`` rounds it to the 53-bit context precision)."""
     import mpmath  # here, not at the top: only sigmoid / tanh encodings need it (start-up)
+    from mpmath import libmp
 
-    man, exp = mpmath.mpf(v).man_exp
-    return Fraction(man) * (Fraction(2) ** exp)
+    raw = v._mpi_[0] if hasattr(v, "_mpi_") else mpmath.mpf(v)._mpf_
+    p, q = libmp.to_rational(raw)
+    return Fraction(p, q)
 
 
 def _sigmoid_thresholds(y0: Fraction, d: Fraction):
