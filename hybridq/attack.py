@@ -499,7 +499,8 @@ def confirm(network, perturbation, prop, x, params, margin: float, box=None) -> 
         value = deviation_lower_bound(devs)
     elif not prop.check_exact(network, xe, params):
         return None
-    return Counterexample(_nearest(xe), params, float(margin), value, x_exact=_exact_or_none(xe))
+    # an exact violation that float64 misses (e.g. scores ~1e-20 that cancel) is still one: margin 0, never < 0
+    return Counterexample(_nearest(xe), params, max(float(margin), 0.0), value, x_exact=_exact_or_none(xe))
 
 
 def _nearest(xe) -> np.ndarray:

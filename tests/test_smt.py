@@ -511,3 +511,17 @@ def test_score_space_sigmoid_threshold_keeps_its_sign(bias):
     b = get_backend("z3")
     recheck(net, pert, cell, Deviation(below, space="score"), b.check(net, pert, cell, Deviation(below, space="score"), 20))
     assert isinstance(b.check(net, pert, cell, Deviation(above, space="score"), 20), Unsat)
+
+
+def test_exact_violation_that_float_misses_reports_margin_zero():
+    """y0 = -45, y' up to -44: the score deviation 4.9e-20 > 4e-20 is exact, but float64 sigmoids
+    cancel to 0 there; the counterexample's float margin was printed as 'margin -4e-20'."""
+    from hybridq import verify
+
+    net = Network((Layer(np.array([[1.0]]), np.array([0.0]), "leaky_relu", 0.5),
+                   Layer(np.array([[1.0]]), np.array([-46.0]), "identity")), output="sigmoid")
+    pert = Perturbation(net.params, ((np.zeros((1, 1)), np.zeros(1)), (np.zeros((1, 1)), np.array([1.0]))))
+    res = verify(net, pert, np.array([1.0]), Deviation("4e-20", space="score"), jobs=1, timeout=20)
+    assert res.verdict == "not_robust"
+    assert res.counterexample.margin >= 0 and "margin -" not in res.summary()
+    assert res.counterexample.value > 4e-20
