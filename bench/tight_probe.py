@@ -1,6 +1,14 @@
 """Issue 15: why the one open query of ``bench/tight.py`` stays open (a measurement, not a test).
 
     python bench/tight_probe.py [--query 'mnist256x4 int8 point dev'] [--f 1.02] [--prove 20] [--highs 60]
+    python bench/tight_probe.py --ref 0.131608 --cuts 20 [--cuts-after-obbt] [--prove 60 [--cut-rounds 20] [--probe]]
+
+``--ref`` takes the true optimum instead of solving the plain MILP first (113 s on this query).
+``--cuts N`` measures only the root LP of each objective with up to N rounds of ReLU cut
+separation (:class:`hybridq.milp.cuts.ReluCuts`; float LP value and certified bound per round),
+optionally after OBBT, and with ``--prove`` the certified branch and bound with those cuts
+(``--cut-rounds`` per sweep) and, with ``--probe``, root probing (:func:`hybridq.milp.search.prove`).
+Otherwise:
 
 For the query's root cell (the bound pass's neuron bounds) it prints, each with its seconds:
 
@@ -92,12 +100,59 @@ def roots(q):
     return model, data, {o.label: root_bound(model, o, data) + float(o.const) for o in model.objectives}
 
 
+def cut_rounds(model, obj, rounds, tol=1e-6):
+    """Root LP of ``obj`` with up to ``rounds`` rounds of :class:`hybridq.milp.cuts.ReluCuts`
+    separation.  Returns per round ``(cuts so far, float LP value, certified bound, seconds)``
+    (values with ``obj.const``)."""
+    import scipy.sparse as sp
+
+    from hybridq.milp.cuts import ReluCuts
+
+    hs = _highspy()
+    sep = ReluCuts(model)
+    c = -obj.vector(model.n)
+    h = _new_highs()
+    _pass(h, model, c, integer=False)
+    rows_A, rows_hi = [], []
+    out = []
+    t0 = time.perf_counter()
+    for rnd in range(rounds + 1):
+        h.run()
+        if h.getModelStatus() != hs.HighsModelStatus.kOptimal:
+            out.append((len(rows_hi), math.nan, math.nan, time.perf_counter() - t0))
+            break
+        sol = h.getSolution()
+        val = -h.getInfo().objective_function_value + float(obj.const)
+        A = sp.vstack([model.A] + rows_A).tocsr() if rows_A else model.A
+        data = LpData(A, np.concatenate([model.row_lo, np.full(len(rows_hi), -np.inf)]),
+                      np.concatenate([model.row_hi, np.array(rows_hi)]))
+        cert = -data.lower_bound(c, model.lb, model.ub, np.asarray(sol.row_dual)) + float(obj.const)
+        out.append((len(rows_hi), val, cert, time.perf_counter() - t0))
+        if rnd == rounds:
+            break
+        cuts = sep.separate(np.asarray(sol.col_value), tol)
+        if not cuts:
+            break
+        for cut in cuts:
+            rows_A.append(sp.csr_matrix((cut.vals, (np.zeros(cut.cols.size, dtype=np.int64), cut.cols)),
+                                        shape=(1, model.n)))
+            rows_hi.append(cut.rhs)
+            h.addRow(-hs.kHighsInf, cut.rhs, cut.cols.size, cut.cols.astype(np.int32), cut.vals)
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--query", default="mnist256x4 int8 point dev")
     ap.add_argument("--f", type=float, default=1.02)
     ap.add_argument("--prove", type=float, default=20.0)
     ap.add_argument("--highs", type=float, default=60.0)
+    ap.add_argument("--ref", type=float, default=None, help="the true optimum (skips the plain MILP)")
+    ap.add_argument("--cuts", type=int, default=0, help="only: root LP bounds with this many cut rounds")
+    ap.add_argument("--cuts-after-obbt", action="store_true", help="with --cuts: OBBT first")
+    ap.add_argument("--cut-rounds", type=int, default=20)
+    ap.add_argument("--cut-depth", type=int, default=0)
+    ap.add_argument("--probe", action="store_true", help="with --cuts and --prove: root probing")
     args = ap.parse_args()
     import tight
 
@@ -109,7 +164,7 @@ def main():
     pert = perturbation(spec, net)
     box = InputBox(lo, hi)
     j = int(np.argmax(net.forward(box.center))) if net.n_out == 10 else 0
-    ref = tight.plain_milp(net, pert, box, Deviation(0.0, outputs=(j,)), 300.0)
+    ref = (args.ref, 0.0) if args.ref else tight.plain_milp(net, pert, box, Deviation(0.0, outputs=(j,)), 300.0)
     thr = args.f * ref[0]
     prop = Deviation(thr, outputs=(j,))
     print(f"{name}: f={args.f} threshold {thr:.6g} (plain MILP optimum {ref[0]:.6g} in {ref[1]:.1f} s); "
@@ -124,6 +179,31 @@ def main():
     model, data, rb = roots(q)
     print(f"MILP: {model.binaries.size} binaries (unstable per layer {unstable(q)}), certified root LP bounds "
           f"{ {k: round(v, 6) for k, v in rb.items()} } ({time.perf_counter() - t:.2f} s)", flush=True)
+    if args.cuts and args.cuts_after_obbt:
+        t = time.perf_counter()
+        lps = obbt(q, [k for k in range(1 if bool(np.all(lo == hi)) else 0, len(net.layers) - 1)
+                       if net.layers[k].activation == "relu"])
+        model, data, rb = roots(q)
+        print(f"OBBT {time.perf_counter() - t:.2f} s ({lps} LPs): {model.binaries.size} binaries, root LP bounds "
+              f"{ {k: round(v, 6) for k, v in rb.items()} }", flush=True)
+    if args.cuts:
+        for obj in model.objectives:
+            for k, val, cert, sec in cut_rounds(model, obj, args.cuts):
+                print(f"cuts, {obj.label}: {k} cuts, LP {val:.6g}, certified {cert:.6g}, {sec:.2f} s", flush=True)
+        if args.prove > 0:
+            from hybridq.milp.cuts import ReluCuts
+
+            for obj in model.objectives:
+                t = time.perf_counter()
+                res = prove(model, obj, time.perf_counter() + args.prove, None, data,
+                            cuts=ReluCuts(model) if args.cut_rounds else None,
+                            cut_rounds=args.cut_rounds, cut_depth=args.cut_depth, probe=args.probe)
+                print(f"certified branch and bound with cuts ({args.cut_rounds} rounds to depth {args.cut_depth}), probing {args.probe}, "
+                      f"{obj.label}: {res.status} ({res.reason}) after {res.nodes} LPs, bound {res.bound:.6g}, "
+                      f"frontier {res.frontier + float(obj.const):.6g}, "
+                      f"{time.perf_counter() - t:.1f} s", flush=True)
+        print(f"load {os.getloadavg()[0]:.1f}")
+        return
     t = time.perf_counter()
     point = bool(np.all(lo == hi))
     lps = obbt(q, [k for k in range(1 if point else 0, len(net.layers) - 1) if net.layers[k].activation == "relu"])

@@ -117,6 +117,11 @@ class MilpModel:
         Per raw input: the column of the normalized input ``h0_i`` or its exact constant value.
     z_cols : list of list of int
         Per layer, the columns of the perturbed pre-activations ``z'_k``.
+    z_rows : dict of int -> (int, int)
+        Pre-activation column ``z`` -> ``(eq, up)``: the row ``z - C h - e`` of its layer equation
+        and the row ``e - R a <= ...`` of its noise (``-1`` where ``z`` has no noise column); their
+        sum bounds ``z`` above by an affine function of the previous layer's columns
+        (:mod:`hybridq.milp.cuts`).
     """
 
     lb: np.ndarray
@@ -132,6 +137,7 @@ class MilpModel:
     names: list = field(default_factory=list)
     x_std: list = field(default_factory=list)
     x_mean: list = field(default_factory=list)
+    z_rows: dict = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -228,6 +234,7 @@ class _Builder:
         self.row_hi: list[float] = []
         self.binaries: list[int] = []
         self.relus: list = []
+        self.z_rows: dict = {}
 
     def col(self, lo: float, hi: float, name: str, binary: bool = False) -> int:
         lo, hi = float(lo), float(hi)
@@ -431,7 +438,10 @@ def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val],
         extra_j = zs + [es[j] for j in range(n_out) if es[j] >= 0]
         extra_v = [1.0] * n_out + [-1.0] * sum(e >= 0 for e in es)
         M = M + sp.csr_matrix((extra_v, (extra_i, extra_j)), shape=M.shape)
+        i_eq = len(b.row_lo)
         b.block(M, L, U)
+        for j in range(n_out):
+            b.z_rows[zs[j]] = (i_eq + j, -1)
         if perturbed:
             # +-e_j - R_j a_var <= rb_j + R_j a_const (upper end of an outward enclosure)
             alo, ahi = _const_box(a)
@@ -444,7 +454,10 @@ def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val],
                 ecol = sp.csr_matrix(([1.0] * len(keep), (list(range(len(keep))), [es[j] for j in keep])),
                                      shape=Mk.shape)
                 inf = np.full(len(keep), -np.inf)
+                i_up = len(b.row_lo)
                 b.block(Mk + ecol, inf, Ue[keep])
+                for t, j in enumerate(keep):
+                    b.z_rows[zs[j]] = (b.z_rows[zs[j]][0], i_up + t)
                 b.block(Mk - ecol, inf, Ue[keep])
         new_h = [_activation(b, z, b.lb[z], b.ub[z], act, f"{tag}z{k}_{j}") for j, z in enumerate(zs)]
         h = new_h
@@ -590,4 +603,5 @@ def build_model(q) -> MilpModel:
     A.sum_duplicates()
     return MilpModel(np.array(b.lb), np.array(b.ub), A, np.array(b.row_lo), np.array(b.row_hi),
                      np.array(b.binaries, dtype=np.int64), b.relus, objectives, xcols, zcols, b.names,
-                     [Fraction(float(s)) for s in net.input_std], [Fraction(float(m)) for m in net.input_mean])
+                     [Fraction(float(s)) for s in net.input_std], [Fraction(float(m)) for m in net.input_mean],
+                     b.z_rows)

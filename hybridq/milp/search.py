@@ -22,7 +22,13 @@ prove anything:
     bound by :class:`hybridq.milp.certify.LpData` (Neumaier-Shcherbina); an infeasible node is
     pruned only by a Farkas ray that checks rigorously.  A node is pruned only when that certified
     bound shows it holds no violation, so ``"proved"`` is a proof.  Branching: the fractional
-    binary whose ReLU relaxation is loosest at the LP solution (``r - max(v, 0)``).
+    binary whose ReLU relaxation is loosest at the LP solution (``r - max(v, 0)``).  Optionally
+    (the milp stage turns both on) the LP carries valid ReLU cuts (:mod:`hybridq.milp.cuts`,
+    Anderson et al. 2020) and, when a short plain search does not finish, the root is probed:
+    a binary one of whose halves is pruned by a certified bound is fixed to the other for the
+    rest of the search (LP probing, the "strong branching fixings" of MILP solvers; Achterberg,
+    "Constraint Integer Programming", PhD thesis, TU Berlin 2007, ch. 10).  Both only shrink the
+    region left to search by certified arguments, so a proof stays a proof.
 """
 
 from __future__ import annotations
@@ -295,16 +301,22 @@ class ProofResult:
         For ``proved``: the largest certified upper bound of the objective over the pruned nodes
         (without ``obj.const``).
     reason : str
+    frontier : float
+        For ``open`` after the time or node limit: the largest float LP bound of the nodes left
+        (a measurement of how far the search got; not certified).
     """
 
     status: str
     nodes: int = 0
     bound: float = -math.inf
     reason: str = ""
+    frontier: float = math.inf
 
 
 def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
-          data: LpData | None = None, max_nodes: int = 1_000_000) -> ProofResult:
+          data: LpData | None = None, max_nodes: int = 1_000_000, cuts=None, cut_rounds: int = 0,
+          cut_depth: int = 0, probe: bool = False, probe_sweeps: int = 8,
+          probe_share: float = 0.75) -> ProofResult:
     """Certified best-first branch and bound over the binaries (see the module docstring).
 
     Parameters
@@ -319,6 +331,19 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
     data : LpData, optional
         The prepared rows (shared between objectives).
     max_nodes : int
+    cuts : hybridq.milp.cuts.ReluCuts, optional
+        Separates valid ReLU cuts (valid for the whole program): at nodes of depth at most
+        ``cut_depth``, up to ``cut_rounds`` rounds of separation and re-solving; the cut rows stay
+        for the rest of the search and enter every certified bound.
+    cut_rounds, cut_depth : int
+    probe : bool
+        Probe the root first: each free binary's two children are solved; one whose certified
+        bound shows no violation fixes the binary to the other value for the rest of the search
+        (LP-based probing, the "strong branching fixings" of MILP solvers); sweeps repeat, with
+        ``cut_rounds`` cut rounds on the restricted root before each, while they fix binaries.
+    probe_sweeps : int
+    probe_share : float
+        Most share of the time left that the probing may take.
 
     Returns
     -------
@@ -334,76 +359,222 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
     relus = model.relus
     d_of = {d: (v, r) for v, r, d in relus}
     touched = np.array(sorted({j for t in relus for j in t}), dtype=np.int32)
-    heap: list = [(-math.inf, 0, ())]
     count, nodes, worst, lost = 1, 0, -math.inf, ""
-    while heap:
-        if time.perf_counter() >= deadline:
-            return ProofResult("open", nodes, worst, "time limit")
-        if nodes >= max_nodes:
-            return ProofResult("open", nodes, worst, "node limit")
-        _, _, fix = heapq.heappop(heap)
-        lb, ub = model.lb.copy(), model.ub.copy()
-        for d, val in fix:
-            v, r = d_of[d]
-            lb[d] = ub[d] = float(val)
-            if val == 0:
-                ub[r] = 0.0
-                ub[v] = min(ub[v], 0.0)
-            else:
-                lb[v] = max(lb[v], 0.0)
-        if np.any(lb > ub):  # fixings contradict the bounds: the node is empty
-            continue
+    cut_i: list = []
+    cut_j: list = []
+    cut_v: list = []
+    cut_hi: list = []
+
+    def add_cuts(new) -> None:
+        nonlocal data
+        import scipy.sparse as sp
+
+        for cut in new:
+            h.addRow(-hs.kHighsInf, cut.rhs, cut.cols.size, cut.cols.astype(np.int32), cut.vals)
+            cut_i.extend([len(cut_hi)] * cut.cols.size)
+            cut_j.extend(cut.cols.tolist())
+            cut_v.extend(cut.vals.tolist())
+            cut_hi.append(cut.rhs)
+        rows = sp.csr_matrix((cut_v, (cut_i, cut_j)), shape=(len(cut_hi), model.n))
+        data = LpData(sp.vstack([model.A, rows]).tocsr(),
+                      np.concatenate([model.row_lo, np.full(len(cut_hi), -np.inf)]),
+                      np.concatenate([model.row_hi, np.array(cut_hi)]))
+
+    # minimising -objective: beyond -thr (with a margin for the certificate) nothing violates
+    cut_at = -float(thr) + 1e-7 * (1.0 + abs(float(thr)))
+
+    def solve(lb, ub, cutoff=False):
+        """Solve the LP with these column bounds; ``cutoff``: the dual simplex may stop as soon as
+        its objective shows no violation (status ``kObjectiveBound``, duals still usable)."""
+        h.setOptionValue("objective_bound", cut_at if cutoff else math.inf)
         if touched.size:
             h.changeColsBounds(touched.size, touched, lb[touched], ub[touched])
         _time_limit(h, deadline - time.perf_counter())
         h.run()
-        nodes += 1
-        st = h.getModelStatus()
+        return h.getModelStatus()
+
+    def pruned(lb, ub, st) -> float | None:
+        """The certified bound of the LP just solved if it shows no violation (``-inf`` for a
+        certified infeasible one), else None."""
         if st == hs.HighsModelStatus.kInfeasible:
-            got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
-            has, ray = got[-2], got[-1]
-            if has and data.infeasible(lb, ub, np.asarray(ray, dtype=np.float64)):
-                continue
-            why = "an infeasible node without a certifying Farkas ray"
-        elif st == hs.HighsModelStatus.kOptimal:
-            sol = h.getSolution()
-            y = np.asarray(sol.row_dual, dtype=np.float64)
-            lower = data.lower_bound(c, lb, ub, y)
-            if not math.isfinite(lower):
-                lower = max(data.lower_bound(c, lb, ub, -y), lower)
-            bound = -lower  # certified: objective - const <= bound on this node
-            if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
-                worst = max(worst, bound)
-                continue
-            vals = np.asarray(sol.col_value, dtype=np.float64)
-            fixed = {d for d, _ in fix}
-            free = [(v, r, d) for v, r, d in relus if d not in fixed]
-            frac = [(vals[r] - max(vals[v], 0.0), d) for v, r, d in free
-                    if min(vals[d], 1.0 - vals[d]) > 1e-7]
-            if not frac and float(-c @ vals) > float(thr) and on_candidate is not None and on_candidate(vals):
-                return ProofResult("candidate", nodes, worst)
-            fr = max(frac)[1] if frac else None
-            if fr is None and free:  # integral LP point that did not confirm: branch anyway
-                fr = max((vals[r] - max(vals[v], 0.0), d) for v, r, d in free)[1]
-            if fr is None:  # every binary fixed and the bound still violates: cannot be decided here
-                lost = f"a leaf whose certified bound {bound:.6g} does not beat the threshold {float(thr):.6g}"
-                continue
-            prio = bound if math.isfinite(bound) else math.inf
-            for val in (0, 1):
-                heapq.heappush(heap, (-prio, count, fix + ((fr, val),)))
-                count += 1
-            continue
+            got = h.getDualRay()
+            if got[-2] and data.infeasible(lb, ub, np.asarray(got[-1], dtype=np.float64)):
+                return -math.inf
+            return None
+        if st == hs.HighsModelStatus.kOptimal:
+            if -h.getInfo().objective_function_value > float(thr) + 1e-9 * (1.0 + abs(float(thr))):
+                return None  # the float bound violates: no certificate can prune
+        elif st != hs.HighsModelStatus.kObjectiveBound:
+            return None
+        y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
+        lower = data.lower_bound(c, lb, ub, y)
+        bound = -lower
+        if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
+            return bound
+        return None
+
+    def child(lb, ub, d, val):
+        v, r = d_of[d]
+        lb, ub = lb.copy(), ub.copy()
+        lb[d] = ub[d] = float(val)
+        if val == 0:
+            ub[r] = 0.0
+            ub[v] = min(ub[v], 0.0)
         else:
-            why = f"HiGHS status {h.modelStatusToString(st)}"
-        # an uncertified node: split it further if possible
-        fixed = {d for d, _ in fix}
-        free = [d for _, _, d in relus if d not in fixed]
-        if not free:
-            lost = why
-            continue
-        for val in (0, 1):
-            heapq.heappush(heap, (math.inf, count, fix + ((free[0], val),)))
-            count += 1
-    if lost:
-        return ProofResult("open", nodes, worst, lost)
-    return ProofResult("proved", nodes, worst)
+            lb[v] = max(lb[v], 0.0)
+        return lb, ub
+
+    def separate_rounds(lb, ub, rounds):
+        st = solve(lb, ub)
+        while rounds > 0 and st == hs.HighsModelStatus.kOptimal and time.perf_counter() < deadline:
+            rounds -= 1
+            new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=lb, ub=ub)
+            if not new:
+                break
+            add_cuts(new)
+            st = solve(lb, ub)
+        return st
+
+    def probe_root() -> ProofResult | None:
+        """Cut rounds, then probing (each binary's two children; a child whose certified bound
+        shows no violation fixes the binary to the other value for the rest of the search)."""
+        nonlocal base_lb, base_ub, nodes, worst
+        probe_end = time.perf_counter() + probe_share * max(0.0, deadline - time.perf_counter())
+        for _sweep in range(probe_sweeps):
+            st = separate_rounds(base_lb, base_ub, cut_rounds if cuts is not None else 0)
+            nodes += 1
+            b = pruned(base_lb, base_ub, st)
+            if b is not None:
+                return ProofResult("proved", nodes, max(worst, b))
+            # in the order of the units (earlier layers first), the half away from the sweep's root
+            # LP point first; a half that holds that point is not tried (it held when the root
+            # was not pruned; later fixings may have moved the root, so this only skips work)
+            vals = np.asarray(h.getSolution().col_value, dtype=np.float64)
+            fixed = 0
+            for _, _, d in relus:
+                if time.perf_counter() >= probe_end or nodes >= max_nodes:
+                    break
+                if base_lb[d] == base_ub[d]:
+                    continue
+                away = 1 if vals[d] < 0.5 else 0
+                halves = [away] if min(vals[d], 1.0 - vals[d]) <= 1e-9 else [away, 1 - away]
+                got = []
+                for val in halves:
+                    lb2, ub2 = child(base_lb, base_ub, d, val)
+                    if np.any(lb2 > ub2):  # an empty half
+                        b = -math.inf
+                    else:
+                        st = solve(lb2, ub2, cutoff=True)
+                        nodes += 1
+                        b = pruned(lb2, ub2, st)
+                    got.append((b, val))
+                    if b is not None:
+                        break
+                if got[-1][0] is not None:  # that half holds no violation: the other one is left
+                    worst = max(worst, got[-1][0])
+                    base_lb, base_ub = child(base_lb, base_ub, d, 1 - got[-1][1])
+                    fixed += 1
+                if np.any(base_lb > base_ub):  # the half left is empty: neither holds a violation
+                    return ProofResult("proved", nodes, worst)
+            if not fixed or time.perf_counter() >= probe_end:
+                break
+        return None
+
+    def bab(stop: float) -> ProofResult | None:
+        """Best-first branch and bound below the (restricted) root; None after ``stop`` LPs."""
+        nonlocal nodes, worst, lost, count
+        heap: list = [(-math.inf, 0, ())]
+        while heap:
+            if time.perf_counter() >= deadline:
+                return ProofResult("open", nodes, worst, "time limit", -heap[0][0])
+            if nodes >= max_nodes:
+                return ProofResult("open", nodes, worst, "node limit", -heap[0][0])
+            if nodes >= stop:
+                return None
+            _, _, fix = heapq.heappop(heap)
+            lb, ub = base_lb.copy(), base_ub.copy()
+            for d, val in fix:
+                v, r = d_of[d]
+                if base_lb[d] == base_ub[d] and base_lb[d] != val:  # pragma: no cover - not branched on
+                    lb[d], ub[d] = 1.0, 0.0
+                    continue
+                lb[d] = ub[d] = float(val)
+                if val == 0:
+                    ub[r] = 0.0
+                    ub[v] = min(ub[v], 0.0)
+                else:
+                    lb[v] = max(lb[v], 0.0)
+            if np.any(lb > ub):  # fixings contradict the bounds: the node is empty
+                continue
+            rounds = cut_rounds if cuts is not None and len(fix) <= cut_depth else 0
+            while True:
+                st = solve(lb, ub, cutoff=rounds <= 0)
+                nodes += 1
+                if rounds <= 0 or st != hs.HighsModelStatus.kOptimal or time.perf_counter() >= deadline:
+                    break
+                rounds -= 1
+                new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=base_lb, ub=base_ub)
+                if not new:
+                    break
+                add_cuts(new)
+            if st == hs.HighsModelStatus.kInfeasible:
+                got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
+                has, ray = got[-2], got[-1]
+                if has and data.infeasible(lb, ub, np.asarray(ray, dtype=np.float64)):
+                    continue
+                why = "an infeasible node without a certifying Farkas ray"
+            elif st in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
+                sol = h.getSolution()
+                y = np.asarray(sol.row_dual, dtype=np.float64)
+                lower = data.lower_bound(c, lb, ub, y)
+                if not math.isfinite(lower):
+                    lower = max(data.lower_bound(c, lb, ub, -y), lower)
+                bound = -lower  # certified: objective - const <= bound on this node
+                if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
+                    worst = max(worst, bound)
+                    continue
+                vals = np.asarray(sol.col_value, dtype=np.float64)
+                fixed = {d for d, _ in fix}
+                free = [(v, r, d) for v, r, d in relus if d not in fixed and base_lb[d] < base_ub[d]]
+                frac = [(vals[r] - max(vals[v], 0.0), d) for v, r, d in free
+                        if min(vals[d], 1.0 - vals[d]) > 1e-7]
+                if not frac and float(-c @ vals) > float(thr) and on_candidate is not None and on_candidate(vals):
+                    return ProofResult("candidate", nodes, worst)
+                fr = max(frac)[1] if frac else None
+                if fr is None and free:  # integral LP point that did not confirm: branch anyway
+                    fr = max((vals[r] - max(vals[v], 0.0), d) for v, r, d in free)[1]
+                if fr is None:  # every binary fixed and the bound still violates: cannot be decided here
+                    lost = f"a leaf whose certified bound {bound:.6g} does not beat the threshold {float(thr):.6g}"
+                    continue
+                prio = bound if math.isfinite(bound) else math.inf
+                for val in (0, 1):
+                    heapq.heappush(heap, (-prio, count, fix + ((fr, val),)))
+                    count += 1
+                continue
+            else:
+                why = f"HiGHS status {h.modelStatusToString(st)}"
+            # an uncertified node: split it further if possible
+            fixed = {d for d, _ in fix}
+            free = [d for _, _, d in relus if d not in fixed and base_lb[d] < base_ub[d]]
+            if not free:
+                lost = why
+                continue
+            for val in (0, 1):
+                heapq.heappush(heap, (math.inf, count, fix + ((free[0], val),)))
+                count += 1
+        if lost:
+            return ProofResult("open", nodes, worst, lost)
+        return ProofResult("proved", nodes, worst)
+
+    base_lb, base_ub = model.lb.copy(), model.ub.copy()
+    if probe and relus:
+        # a short plain search first (most cells need no more), then the probing, then the search
+        # again below the restricted root
+        res = bab(nodes + len(relus) + 16)
+        if res is not None:
+            return res
+        lost = ""
+        res = probe_root()
+        if res is not None:
+            return res
+    return bab(math.inf)

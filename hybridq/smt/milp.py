@@ -35,6 +35,13 @@ __all__ = ["MilpBackend", "NEAR"]
 #: for the closest one).
 NEAR = 0.1
 
+#: Rounds of ReLU cut separation (:mod:`hybridq.milp.cuts`) on the root LP of the certified
+#: branch and bound (before each probing sweep); 0 turns the cuts off.
+CUT_ROUNDS = 20
+
+#: Whether the certified branch and bound probes the root first (:func:`hybridq.milp.search.prove`).
+PROBE = True
+
 logger = logging.getLogger(__name__)
 
 
@@ -275,11 +282,15 @@ class MilpBackend(Backend):
                     stats["found_by"] = "milp"
                     return done(Sat(hit[0], hit[1]))
         # 2. certified branch and bound: every objective proved, or a violation at an integral node
+        from hybridq.milp.cuts import ReluCuts
+
+        cuts = ReluCuts(model) if CUT_ROUNDS else None
         for i, obj in enumerate(objs):
             now = time.perf_counter()
             if now >= deadline:
                 return done(Unknown("MILP stage timed out", "timeout"))
-            res = prove(model, obj, now + (deadline - now) / (len(objs) - i), on_candidate, data)
+            res = prove(model, obj, now + (deadline - now) / (len(objs) - i), on_candidate, data,
+                        cuts=cuts, cut_rounds=CUT_ROUNDS, probe=PROBE)
             stats["nodes"] += res.nodes
             if res.status == "candidate":
                 stats["found_by"] = "branch and bound"
