@@ -480,12 +480,12 @@ class ActModel:
         if self.out_rel:
             from hybridq.bounds import bounds
 
-            pert = Perturbation(tuple(map(tuple, b.center)), tuple(map(tuple, b.radius)), "activation quantization")
+            pert = b.perturbation("activation quantization")
             ob = bounds(enet, pert, box, method=method)
             b.passes += 1
             mag = np.maximum(np.abs(ob.pre_lo[-1][0]), np.abs(ob.pre_hi[-1][0]))
             b.radius[-1][1] = _up(b.radius[-1][1] + _up(_up(mag * self.out_rel) + 2.0**-149))
-        pert = Perturbation(tuple(map(tuple, b.center)), tuple(map(tuple, b.radius)), "activation quantization")
+        pert = b.perturbation("activation quantization")
         return Expanded(enet, pert, tuple(layer_of), b.passes, b.saturated)
 
 
@@ -500,16 +500,24 @@ class _Builder:
         self.passes = 0
         self.saturated: list = []
         self.pending = None
+        #: layer index -> what bounds its perturbed pre-activation whatever the input (a clamp's range):
+        #: ("base", lo, hi): ``z' in [lo, hi] +- its bias radius`` (weight radius 0); ("fold", lo, hi,
+        #: W, b, RWP, umax): ``z' = W c + b + e`` with ``c in [lo, hi]``, ``|e| <= RWP umax + bias radius``
+        self.clip: dict = {}
 
     def add(self, layer: Layer, center, radius) -> int:
         if self.pending is not None:  # fold a clamp's combination [I, -E_C] into this layer
-            P, delta = self.pending
+            P, delta, clamp = self.pending
             self.pending = None
             W0, W, RW = layer.W @ P, np.asarray(center[0]) @ P, np.asarray(radius[0]) @ np.abs(P)
             rb = np.asarray(radius[1], dtype=np.float64)
             if np.any(delta):
                 rb = _up(rb + _dot_up(_up(np.abs(center[0]) + radius[0]), delta))
             layer = Layer(W0, layer.b, layer.activation, layer.alpha)
+            if clamp is not None:  # z' = center W (P u) + b + e: P u is the clamp's output
+                clo, chi, umax = clamp
+                self.clip[len(self.layers)] = ("fold", clo, chi, np.asarray(center[0], dtype=np.float64),
+                                               np.asarray(center[1], dtype=np.float64), _up(RW), umax)
             center, radius = [W, center[1]], [RW, rb]
         self.layers.append(layer)
         self.center.append([np.asarray(center[0], dtype=np.float64), np.asarray(center[1], dtype=np.float64)])
@@ -519,20 +527,48 @@ class _Builder:
     def network(self, final: bool = False) -> Network:
         n = self.net
         if final and self.pending is not None:  # a clamp after the last layer: its combination as a layer
-            P, delta = self.pending
+            P, delta, clamp = self.pending
             self.pending = None
-            self.add(Layer(P, np.zeros(P.shape[0]), "identity"), [P, np.zeros(P.shape[0])],
-                     [np.zeros(P.shape), delta])
+            i = self.add(Layer(P, np.zeros(P.shape[0]), "identity"), [P, np.zeros(P.shape[0])],
+                         [np.zeros(P.shape), delta])
+            if clamp is not None:
+                self.clip[i] = ("base", clamp[0], clamp[1])
         if final:
             return Network(tuple(self.layers), n.output, n.input_mean, n.input_std, n.input_lower, n.input_upper,
                            n.output_mean, n.output_std, n.name)
         return Network(tuple(self.layers), "identity", n.input_mean, n.input_std, n.input_lower, n.input_upper)
 
-    def bounds(self):
-        from hybridq.bounds import bounds
+    def pre_clip(self):
+        """``(lo, hi)`` over all layers' neurons: the clamps' ranges as bounds of the perturbed
+        pre-activations (see :attr:`clip`; outward rounded), ``-inf``/``inf`` elsewhere; ``None``
+        when there are none.  Valid for every input of the box (the clamp bounds its output
+        whatever its input) and every parameter of the box built so far."""
+        if not self.clip:
+            return None
+        lo = [np.full(c[1].shape[0], -np.inf) for c in self.center]
+        hi = [np.full(c[1].shape[0], np.inf) for c in self.center]
+        for i, c in self.clip.items():
+            rb = self.radius[i][1]
+            if c[0] == "base":
+                lo[i], hi[i] = np.nextafter(c[1] - rb, -np.inf), _up(c[2] + rb)
+            else:
+                _, clo, chi, W, b, RWP, umax = c
+                a, z = _affine_interval(W, np.zeros_like(W), clo, chi)
+                e = _up(_dot_up(RWP, umax) + rb)
+                lo[i] = np.nextafter(np.nextafter(a + b, -np.inf) - e, -np.inf)
+                hi[i] = _up(_up(z + b) + e)
+        return np.concatenate(lo), np.concatenate(hi)
+
+    def perturbation(self, spec: str):
         from hybridq.perturbation import Perturbation
 
-        pert = Perturbation(tuple(map(tuple, self.center)), tuple(map(tuple, self.radius)), "prefix")
+        return Perturbation(tuple(map(tuple, self.center)), tuple(map(tuple, self.radius)), spec,
+                            pre_clip=self.pre_clip())
+
+    def bounds(self):
+        from hybridq.bounds import bounds
+
+        pert = self.perturbation("prefix")
         self.passes += 1
         return bounds(self.network(), pert, self.box, method=self.method)
 
@@ -606,7 +642,15 @@ class _Builder:
             P = np.zeros((n, m))
             P[np.arange(n), np.arange(n)] = 1.0
             P[up, n + np.arange(up.size)] = -1.0
-            self.pending = (P, delta)
+            # what the next layer sees, P u = relu(h + a1) - relu(h + a2 - hi) on the clipped rows (two
+            # noises: within 2 r of clamp(h + a1, 0, hi), which is 1-Lipschitz), relu(h + a1) elsewhere
+            lo_a, hi_a = np.maximum(np.nextafter(lo - r, -np.inf), 0.0), np.maximum(_up(hi + r), 0.0)
+            clo, chi = lo_a.copy(), hi_a.copy()
+            r2 = _up(2.0 * r[up])
+            clo[up] = np.nextafter(np.minimum(lo_a[up], rhi[up]) - r2, -np.inf)
+            chi[up] = _up(np.minimum(hi_a[up], rhi[up]) + r2)
+            umax = np.concatenate([hi_a, np.maximum(_up(hi_a[up] - rhi[up]), 0.0)])
+            self.pending = (P, delta, (clo, chi, umax))
             return
         vmin = min(float(np.min(lo - r)), float(np.min(nlo)))
         K = _pow2_above(max(0.0, -vmin)) if vmin < 0 else 0.0
@@ -623,7 +667,14 @@ class _Builder:
         Wm[np.arange(n), np.arange(n)] = 1.0
         Wm[up, n + np.arange(up.size)] = -1.0
         Wm[dn, n + up.size + np.arange(dn.size)] = 1.0
-        self.add(Layer(Wm, np.full(n, -K), "identity"), [Wm, np.full(n, -K)], [np.zeros((n, m)), delta])
+        i = self.add(Layer(Wm, np.full(n, -K), "identity"), [Wm, np.full(n, -K)], [np.zeros((n, m)), delta])
+        # its output is clamp(v + a, lo, hi) exactly (one noise a, |a| <= r), v in [lo, hi] of the tensor
+        # (monotone in v + a: the clamp of the ends; no level where that neuron has no clip row)
+        L = np.full(n, -np.inf)
+        U = np.full(n, np.inf)
+        L[dn], U[up] = rlo[dn], rhi[up]
+        self.clip[i] = ("base", np.minimum(np.maximum(np.nextafter(lo - r, -np.inf), L), U),
+                        np.minimum(np.maximum(_up(hi + r), L), U))
 
 
 def _dot_up(A: np.ndarray, r: np.ndarray) -> np.ndarray:

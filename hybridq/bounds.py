@@ -278,7 +278,8 @@ def bounds(network: Network, perturbation: Perturbation, inputs=None, method: st
     ----------
     network : Network
     perturbation : Perturbation
-        Parameter box (``center`` +- ``radius``); deviations are against ``network.params``.
+        Parameter box (``center`` +- ``radius``); deviations are against ``network.params``.  Its
+        ``pre_clip`` (if any) clips the perturbed pre-activations of every cell.
     inputs : InputBox, (n_in,) array, or (lower, upper) arrays of shape (n_cells, n_in) or (n_in,)
         Raw-space input set(s).  Ignored when ``cells`` is given.
     method : {"interval", "diff", "linear"}
@@ -347,6 +348,9 @@ def bounds(network: Network, perturbation: Perturbation, inputs=None, method: st
         clo = np.full((lo.shape[0], N), -np.inf)
         chi = np.full((lo.shape[0], N), np.inf)
     _check_box(lo, hi)
+    if perturbation.pre_clip is not None:  # known bounds of z' (a saturating quantizer's range): as clips
+        clo = np.maximum(clo, perturbation.pre_clip[0][None, :])
+        chi = np.minimum(chi, perturbation.pre_clip[1][None, :])
     C = None
     if spec is not None:
         C = np.array(spec, dtype=np.float64)

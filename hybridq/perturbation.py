@@ -45,6 +45,13 @@ class Perturbation:
         exact box ``|t - c| <= EPS`` (``<= EPS |c|``) lies inside the float box (``radius`` is
         rounded up).  :meth:`contains` and :meth:`snap_inside` decide against the exact box, so a
         counterexample's parameters are those of the spec as written.
+    pre_clip : (lo, hi) or None
+        Known bounds of the perturbed pre-activations ``z'_k`` (all layers concatenated, shape
+        ``(n_neurons,)`` each, ``-inf``/``inf`` where none), valid for every parameter of the box
+        and every input of the input set this box was built for (e.g. the range of a saturating
+        quantizer, :meth:`hybridq.actquant.ActModel.expand`).  :func:`hybridq.bounds.bounds`
+        intersects its own bounds with them, as with a cell's phase clips.  A box with other
+        centre or radii must not keep them.
 
     Raises
     ------
@@ -56,6 +63,7 @@ class Perturbation:
     radius: tuple
     spec: str = "custom"
     exact: tuple | None = None
+    pre_clip: tuple | None = None
 
     def __post_init__(self) -> None:
         if len(self.center) != len(self.radius):
@@ -76,6 +84,14 @@ class Perturbation:
         object.__setattr__(self, "radius", tuple(radius))
         if self.exact is not None and len(self.exact) != len(center):
             raise PerturbationError("exact radius rules and centre have different numbers of layers")
+        if self.pre_clip is not None:
+            lo, hi = (_frozen(a) for a in self.pre_clip)
+            n = sum(b.shape[0] for _, b in center)
+            if lo.shape != (n,) or hi.shape != (n,):
+                raise PerturbationError(f"pre_clip: two arrays of {n} entries (all layers' neurons) expected")
+            if np.isnan(lo).any() or np.isnan(hi).any() or np.any(lo > hi):
+                raise PerturbationError("pre_clip: NaN or an empty interval")
+            object.__setattr__(self, "pre_clip", (lo, hi))
 
     @property
     def n_layers(self) -> int:

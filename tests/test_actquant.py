@@ -133,3 +133,52 @@ def test_point_input_outside_a_non_saturating_range_is_an_error():
     assert res.verdict == "robust"
     res = verify_deployed(sat, point, Deviation("1.06"), jobs=1, timeout=10)
     assert res.verdict == "not_robust" and res.counterexample.value == 1.0625
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000),
+       spec=st.sampled_from(["act=int4:scale=0.05,saturate", "act=int4:scale=0.1,zp=-8,saturate",
+                             "act=uint4:scale=0.2,saturate",
+                             "int8@weights;act=int4:scale=0.1,zp=3,saturate;input=act=int4:scale=0.1,saturate"]),
+       acts=st.sampled_from([("relu", "relu", "identity"), ("identity", "relu", "relu")]))
+def test_clamp_ranges_bound_the_noise_model_and_the_outputs(seed, spec, acts):
+    """``pre_clip`` (a saturating quantizer's range as bounds of z') holds for every parameter of the
+    noise model's box, not only the real rounding: sampled parameters (corners included) and inputs,
+    every layer's pre-activation inside it; and the output bounds lie within the output quantizer's
+    range (widened by its noise), where the relaxation of the clamp alone was wider."""
+    from hybridq.network import activate
+
+    net = _net(seed, acts)
+    rng = np.random.default_rng(seed + 2)
+    c = rng.uniform(-1, 1, 3)
+    box = InputBox(c - 1.0, c + 1.0)
+    model = act_model(net, spec, box)
+    exp = model.expand(box)
+    pert = exp.perturbation
+    if pert.pre_clip is None:
+        assert not exp.saturated
+        return
+    lo, hi = pert.pre_clip
+    offs = np.concatenate([[0], np.cumsum([b.shape[0] for _, b in pert.center])])
+    X = rng.uniform(box.lower, box.upper, (40, 3))
+    X[0], X[1] = box.lower, box.upper
+    for t in range(40):
+        params = pert.sample(rng) if t % 2 else tuple(  # a random corner of the parameter box
+            (W + RW * rng.choice([-1.0, 1.0], W.shape), b + rb * rng.choice([-1.0, 1.0], b.shape))
+            for (W, b), (RW, rb) in zip(pert.center, pert.radius))
+        h = exp.network.normalize(X)
+        for k, (l, (W, b)) in enumerate(zip(exp.network.layers, params)):
+            z = h @ W.T + b
+            s = slice(offs[k], offs[k + 1])
+            tol = 1e-9 * (1 + np.abs(z))
+            assert np.all(z >= lo[s] - tol) and np.all(z <= hi[s] + tol), (k, spec)
+            h = activate(z, l.activation, l.alpha)
+    # the exactly rounded network, and its output bounds inside the output quantizer's clipped range
+    ob = bounds(exp.network, pert, box, method="linear")
+    Y = np.array([[float(v) for v in model.exact_logits(x)] for x in X[:12]])
+    assert np.all(Y >= ob.logit_lo[0]) and np.all(Y <= ob.logit_hi[0])
+    last = model.point("post", 2) or model.point("pre", 2)
+    if acts[-1] == "identity" and last is not None and any("layer 3" in s for s in exp.saturated):
+        rlo, rhi = last.range(2)
+        slack = 2 * float(np.max(pert.radius[-1][1])) + 1e-12
+        assert np.all(ob.logit_lo[0] >= rlo - slack) and np.all(ob.logit_hi[0] <= rhi + slack)
