@@ -230,6 +230,9 @@ class Expanded:
     perturbation : Perturbation
         Centre: the deployed parameters and the identity layers; radii: the deployed radii plus
         the quantization noise (fixed point: bias radius; floats: diagonal weight radius too).
+        Its ``pre_clip``: the clamps' ranges as bounds of the perturbed pre-activations (the
+        layer that combines a clamp's rows, or the layer it was folded into), ``None`` without
+        clamps.
     layer_of : tuple of int
         Index in ``network.layers`` of each original layer.
     passes : int

@@ -189,7 +189,7 @@ def _certainly_le(v, k) -> bool:
 
 
 # ------------------------------------------------------------------------- product network
-def product_network(network: Network, center, radius, name: str = "product") -> tuple[Network, object]:
+def product_network(network: Network, center, radius, name: str = "product", pre_clip=None) -> tuple[Network, object]:
     """``P(x) = [y(x; theta0); y(x; theta)]``: the nominal and the perturbed network side by side.
 
     Layer ``k`` of ``P`` is ``blockdiag(W0_k, W_k)`` (the first layer ``[W0_1; W_1]``, both reading
@@ -203,6 +203,9 @@ def product_network(network: Network, center, radius, name: str = "product") -> 
         The nominal network (``theta0 = network.params``).
     center, radius : Params
         The perturbed parameters' box, shapes of ``network``.
+    pre_clip : (lo, hi) or None
+        The perturbed network's known pre-activation bounds (:attr:`Perturbation.pre_clip`): kept
+        on the perturbed block (the nominal block gets none).
 
     Returns
     -------
@@ -225,7 +228,13 @@ def product_network(network: Network, center, radius, name: str = "product") -> 
     P = Network(tuple(layers), "identity", network.input_mean, network.input_std, network.input_lower,
                 network.input_upper, np.concatenate([network.output_mean] * 2),
                 np.concatenate([network.output_std] * 2), name, network.decision_sense)
-    return P, Perturbation(tuple(cen), tuple(rad), "product (nominal radius 0)")
+    clip = None
+    if pre_clip is not None:
+        offs = np.concatenate([[0], np.cumsum([l.n_out for l in network.layers])])
+        clip = tuple(np.concatenate([a for k in range(len(network.layers)) for a in
+                                     (np.full(offs[k + 1] - offs[k], fill), np.asarray(c)[offs[k]:offs[k + 1]])])
+                     for c, fill in zip(pre_clip, (-np.inf, np.inf)))
+    return P, Perturbation(tuple(cen), tuple(rad), "product (nominal radius 0)", pre_clip=clip)
 
 
 def _blockdiag(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -514,7 +523,7 @@ def decide_same_decision(prop: SameDecision, nominal: Network, q_net: Network, q
     # step 3: the product network and the relational unsafe set
     if (out := no_room("the product network", ROOT_COST[1])) is not None:
         return out
-    P, PP = product_network(q_net, q_pert.center, q_pert.radius)
+    P, PP = product_network(q_net, q_pert.center, q_pert.radius, pre_clip=getattr(q_pert, "pre_clip", None))
     con = prop.constraint(nominal.n_out, pairs)
     opts = _budget(options, config, t0, slowest[0] + t_pass)
     if opts.get("timeout", 1.0) <= 0.05:

@@ -73,6 +73,18 @@ def test_product_network_is_both_networks_side_by_side():
     assert np.allclose(Y[:, :3], net.forward(X)) and np.allclose(Y[:, 3:], net.forward(X, params))
     assert all(np.array_equal(a, c) and np.array_equal(b_, d) for (a, b_), (c, d) in zip(branch_params(net, Pparams), params))
     assert all(np.all(R[:l.n_out] == 0) for (R, _), l in zip(PP.radius, net.layers))  # the nominal branch is fixed
+    # known pre-activation bounds of the perturbed network stay on its block only
+    n = sum(l.n_out for l in net.layers)
+    clip = (np.arange(n) - 100.0, np.arange(n) + 100.0)
+    _, PC = product_network(net, pert.center, pert.radius, pre_clip=clip)
+    lo, hi = PC.pre_clip
+    o = 0
+    for k, l in enumerate(net.layers):
+        m = l.n_out
+        assert np.all(np.isneginf(lo[2 * o:2 * o + m])) and np.all(np.isposinf(hi[2 * o:2 * o + m]))
+        assert np.array_equal(lo[2 * o + m:2 * o + 2 * m], clip[0][o:o + m])
+        assert np.array_equal(hi[2 * o + m:2 * o + 2 * m], clip[1][o:o + m])
+        o += m
 
 
 def _brute_disagreement(net, pert, box, n=4000, seed=0):

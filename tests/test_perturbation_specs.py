@@ -188,3 +188,27 @@ def test_real_networks_every_format(networks_dir, rel):
     q, r = quantize_array(W, "bf16")
     assert np.array_equal(q, quantize(net, "bf16").params[0][0])
     assert np.max(r / np.where(W == 0, 1, np.abs(W))) <= 2.0**-8
+
+
+def test_pre_clip_is_checked_and_clips_the_bounds(net):
+    """``Perturbation.pre_clip``: shapes and empty intervals refused with one clear error; given,
+    the bound pass intersects the perturbed pre-activations (so the logits and the deviation) with it."""
+    from hybridq.bounds import bounds
+
+    p = perturbation("abs:0.01", net)
+    n = sum(b.shape[0] for _, b in p.center)
+    with pytest.raises(PerturbationError, match="pre_clip: two arrays of"):
+        Perturbation(p.center, p.radius, pre_clip=(np.zeros(n - 1), np.ones(n - 1)))
+    with pytest.raises(PerturbationError, match="empty interval"):
+        Perturbation(p.center, p.radius, pre_clip=(np.ones(n), np.zeros(n)))
+    x = np.full(net.n_in, 0.1)
+    box = (x - 0.5, x + 0.5)
+    ob = bounds(net, p, box)
+    lo, hi = np.full(n, -np.inf), np.full(n, np.inf)
+    m = net.n_out
+    mid = 0.5 * (ob.logit_lo[0] + ob.logit_hi[0])
+    lo[-m:], hi[-m:] = mid - 1e-3, mid + 1e-3  # not a valid enclosure: only to see that it is applied
+    oc = bounds(net, Perturbation(p.center, p.radius, pre_clip=(lo, hi)), box)
+    assert np.all(oc.logit_lo[0] >= mid - 1e-3 - 1e-12) and np.all(oc.logit_hi[0] <= mid + 1e-3 + 1e-12)  # outward
+    assert np.any(ob.logit_hi[0] - ob.logit_lo[0] > 0.1)  # the clip did something
+    assert np.all(oc.dev_logit_hi[0] <= np.nextafter(mid + 1e-3 - ob.nom_pre_lo[-1][0], np.inf) + 1e-12)
