@@ -153,8 +153,9 @@ def _exact_vector(text, what: str):
     for v in vals:
         try:
             out.append(to_fraction(v, what) if isinstance(v, str) else to_fraction(float(v), what))
-        except (TypeError, ValueError):
-            _fail(f"{what} must be finite comma-separated numbers, got {text!r}")
+        except (TypeError, ValueError) as e:
+            _fail(str(e) if "digits as an exact number" in str(e) else
+                  f"{what} must be finite comma-separated numbers, got {text!r}")
     if not out:
         _fail(f"{what} must be finite numbers, got {text!r}")
     return np.array(out, dtype=object)
@@ -169,8 +170,8 @@ def _number(v, what: str):
         return None
     try:
         return to_fraction(v, what)  # str / Decimal: the decimal text exactly; float: its binary value
-    except ValueError:
-        _fail(f"{what} must be a finite number, got {v!r}")
+    except ValueError as e:
+        _fail(str(e) if "digits as an exact number" in str(e) else f"{what} must be a finite number, got {v!r}")
 
 
 def _box(text):
@@ -200,8 +201,9 @@ def _box(text):
                 raise ValueError
             lo.append(to_fraction(a, "--box"))  # exact: the decimal the user wrote
             hi.append(to_fraction(b, "--box"))
-        except ValueError:
-            _fail(f"bad --box entry {part!r}: expected finite LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
+        except ValueError as e:
+            _fail(str(e) if "digits as an exact number" in str(e) else
+                  f"bad --box entry {part!r}: expected finite LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
     return InputBox(np.array(lo, dtype=object), np.array(hi, dtype=object))
 
 

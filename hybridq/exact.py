@@ -11,12 +11,48 @@ against the exact numbers, so it violates what the user wrote, not only its floa
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+__all__ = ["parse_exact", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+
+
+#: The most decimal digits (significant digits plus the exponent's size) an exact number may need:
+#: beyond it a Fraction's text would pass Python's int-to-str limit (4300 digits) and its arithmetic
+#: slows down; float64 values need far fewer (a subnormal's exact decimal has about 1100).
+MAX_DIGITS = 4000
+
+
+def parse_exact(text: str, name: str = "value") -> Fraction:
+    """A number written as text (``"0.1"``, ``"-1e-3"``, ``"3/4"``), exactly.
+
+    Raises
+    ------
+    ValueError
+        Not a finite number, or a decimal that needs more than :data:`MAX_DIGITS` digits as an exact
+        fraction (``1e-5000``: one clear line instead of an integer-conversion error after the run).
+    """
+    text = text.strip()
+    try:
+        d = Decimal(text)
+    except (InvalidOperation, ValueError):
+        d = None
+    if d is not None:
+        _check_size(d, name, text)
+    try:
+        return Fraction(text)
+    except (ValueError, ZeroDivisionError, OverflowError, ArithmeticError):
+        raise ValueError(f"{name} must be a finite real number, got {text!r}") from None
+
+
+def _check_size(d: Decimal, name: str, text) -> None:
+    if d.is_finite():
+        _, digits, exp = d.as_tuple()
+        if len(digits) + abs(exp) > MAX_DIGITS:
+            raise ValueError(f"{name} {text!r} needs more than {MAX_DIGITS} digits as an exact number "
+                             f"(exponent {d.adjusted():+d}); give it with fewer digits or a smaller exponent")
 
 
 def to_fraction(v, name: str = "value") -> Fraction:
@@ -37,16 +73,18 @@ def to_fraction(v, name: str = "value") -> Fraction:
     Raises
     ------
     ValueError
-        Not a finite real number (NaN, inf, bool, text that is not a number).
+        Not a finite real number (NaN, inf, bool, text that is not a number), or a decimal that
+        needs more than :data:`MAX_DIGITS` digits (:func:`parse_exact`).
     """
     if isinstance(v, (bool, np.bool_)):
         raise ValueError(f"{name} must be a real number, got {v!r}")
+    if isinstance(v, (str, bytes)):
+        return parse_exact(v.decode() if isinstance(v, bytes) else v, name)
+    if isinstance(v, Decimal):
+        _check_size(v, name, str(v))
     try:
         if isinstance(v, Fraction):
             return v
-        if isinstance(v, (str, bytes)):
-            text = v.decode() if isinstance(v, bytes) else v
-            return Fraction(text.strip())
         if isinstance(v, (int, np.integer, Decimal)):
             return Fraction(v)
         if isinstance(v, (float, np.floating)):

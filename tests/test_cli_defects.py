@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -146,3 +147,31 @@ def test_toml_paths_are_relative_to_the_toml_file(capsys, tiny, tmp_path, monkey
     code, out, err = _run(capsys, "verify", tiny, "--config", sub / "job.toml", "--no-progress")
     assert code == 0, err
     assert (sub / "out.json").exists() and not (elsewhere / "out.json").exists()
+
+
+@pytest.mark.parametrize("args", [("--point", "0,0", "--delta", "1e-5000"), ("--point", "0,1e-5000", "--delta", "1"),
+                                  ("--box=0:1e-5000,0:1", "--delta", "1"), ("--point", "0,0", "--decision", "--kappa", "1e-5000"),
+                                  ("--point", "0,0", "--delta", "1e100000000")])
+def test_numbers_too_long_for_exact_arithmetic_one_error_line(capsys, tiny, args):
+    """'--delta 1e-5000' ran the whole verification and then failed with Python's 'Exceeds the limit
+    (4300 digits) for integer string conversion' (the exact delta went into the JSON problem); a
+    huge exponent built a 10^100000000 integer first."""
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:0.1", *args, "--jobs", "1", "--no-progress")
+    assert code == 3 and "digits as an exact number" in _one_error(err), err
+
+
+def test_numbers_too_long_for_exact_arithmetic_library(tmp_path):
+    from hybridq import Deviation, perturbation
+    from hybridq.errors import PerturbationError
+
+    net = load_network(save_tiny(tmp_path))
+    with pytest.raises(ValueError, match="more than 4000 digits"):
+        Deviation("1e-5000")
+    with pytest.raises(PerturbationError, match="more than 4000 digits"):
+        perturbation("abs:1e-5000", net)
+    p = tmp_path / "p.vnnlib"
+    p.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)"
+                 "(assert (>= X_0 0))(assert (<= X_0 1e-5000))(assert (>= X_1 0))(assert (<= X_1 1))(assert (<= Y_0 0))")
+    with pytest.raises(Exception, match="more than 4000 digits"):
+        load_vnnlib(p, 2, 1)
+    assert Deviation("1e-400").delta_exact == Fraction(1, 10**400)  # small, but within the limit: kept exactly
