@@ -76,6 +76,12 @@ class RunConfig:
         than z3).  A cell that cannot be split further (its phases all fixed, or the depth
         limit) goes to the exact stage with the rest of the run's time (at most four times
         ``milp_timeout`` / ``smt_timeout``) instead of being left open.
+    milp_root_max_unstable : int
+        A ``verify`` run's root cell at a point input with more unstable neurons than
+        ``milp_max_unstable`` but at most this many gets one milp proof call with the run's time
+        left (at most four times ``milp_timeout``; most of it for the certified branch and bound,
+        whose root probing closes such cells where splitting phases does not), after its attack
+        and before it is split (one call per run, not charged to ``milp_budget``); 0 turns it off.
     dreal_precision : float
         dReal's ``delta`` (its answers are unsat or delta-sat; delta-sat models are re-checked
         exactly).  1e-6: at 1e-3 delta-sat boxes near a threshold did not re-check (2 of 40
@@ -131,6 +137,7 @@ class RunConfig:
     milp_timeout: float = 30.0
     milp_first_timeout: float = 8.0
     milp_box_max_unstable: int = 12
+    milp_root_max_unstable: int = 192
     milp_box_first_timeout: float = 1.0
     dreal_precision: float = 1e-6
     attack_samples: int = 8
@@ -161,6 +168,7 @@ class RunConfig:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")
         for name in ("smt_max_unstable", "smt_min_depth", "smt_max_unknown", "milp_max_unstable", "milp_max_unknown", "milp_box_max_unstable",
+                     "milp_root_max_unstable",
                      "attack_steps", "attack_screen", "seed", "chunk_size", "split_lookahead"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:

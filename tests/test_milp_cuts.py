@@ -164,3 +164,21 @@ def test_probing_and_cuts_are_deterministic_and_fix_phases():
     plain = search.prove(model, thr, math.inf, None, max_nodes=5_000)
     assert {r.status for r in runs + [plain]} == {"proved"}
     assert runs[0].nodes < plain.nodes  # here the cuts prove it at the root (1 LP against 11)
+
+
+def test_a_point_root_too_large_for_ordinary_calls_gets_one_proof_call():
+    """``milp_root_max_unstable``: the root of a point query with more unstable ReLUs than
+    ``milp_max_unstable`` is proved by one milp call instead of being split."""
+    from hybridq import verify
+
+    rng, net, pert, box = _deep_case(0)
+    model = _model(net, pert, box, Deviation(0.0))
+    assert model.binaries.size >= 4
+    thr = max(float(_above_optimum(model, o, F(1, 10**3))) for o in model.objectives)
+    # every unstable cell is too large for the ordinary calls (milp_max_unstable = 0)
+    kw = dict(backend="milp", jobs=1, timeout=60, milp_max_unstable=0)
+    r = verify(net, pert, box, Deviation(thr), milp_root_max_unstable=1000, **kw)
+    assert r.verdict == "robust" and r.stats.cells == 1 and r.stats.smt_calls == 1, r.stats
+    kw["timeout"] = 3
+    r0 = verify(net, pert, box, Deviation(thr), milp_root_max_unstable=0, **kw)
+    assert r0.verdict != "not_robust" and r0.stats.cells > 1, r0.stats  # split instead

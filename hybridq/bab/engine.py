@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hybridq.attack import attack, confirm
-from hybridq.bab.exact import ExactStage, ob_row
+from hybridq.bab.exact import ROOT_FIND_SHARE, ExactStage, ob_row
 from hybridq.bab.splitting import grad_bounds, halves, n_unstable, phase_split
 from hybridq.cell import Cell
 from hybridq.config import RunConfig
@@ -300,8 +300,9 @@ class CellEngine:
             exact = self.exact.enabled
             first, max_unstable = self.exact.limits(cell)
             budget = exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first
+            unstable = n_unstable(net, plo, phi)
             if budget and (
-                n_unstable(net, plo, phi) <= max_unstable
+                unstable <= max_unstable
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
@@ -322,6 +323,16 @@ class CellEngine:
                     continue
                 smt_unknown += out.smt_unknown
                 smt_charged += out.smt_charge
+            if budget and unstable > max_unstable and self.exact.root_proof_due(cell, unstable):
+                # a point root too large for the ordinary calls: one proof call with the run's time
+                # left, at most four times milp_timeout (splitting phases of such a cell rarely
+                # closes it in time); one per run, so it is not charged to the milp budget
+                out.smt_unknown = False
+                if self.exact.call(out, cell, ob_row(ob, i), deadline, np.inf, last=True, threshold=threshold,
+                                   start=start, find_share=ROOT_FIND_SHARE):
+                    outs.append(out)
+                    continue
+                smt_unknown += out.smt_unknown
             out = self._split_or_open(out, cell, ob, i, times, plo, phi)
             if out.status == "open" and exact and smt_allow[1] - smt_charged >= first:
                 # cannot be split: the exact stage with the run's time left (while budget is left)

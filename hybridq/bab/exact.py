@@ -26,13 +26,18 @@ from hybridq.cell import Cell
 from hybridq.config import RunConfig
 from hybridq.properties import Deviation
 
-__all__ = ["ExactStage", "uses_milp", "exact_budget", "ob_row", "float_margin", "POLISH_GAP"]
+__all__ = ["ExactStage", "uses_milp", "exact_budget", "ob_row", "float_margin", "POLISH_GAP", "ROOT_FIND_SHARE"]
 
 #: A cell too large for the exact call still gets the milp stage's neighbourhood search around
 #: the attack's best point when the attack came this close to the threshold: its margin's
 #: shortfall is at most this share of the gap between the attack's margin and the cell's certified
 #: margin bound.
 POLISH_GAP = 0.1
+
+#: Share of a root proof call (``RunConfig.milp_root_max_unstable``) that HiGHS's search for a
+#: violation may take before the certified branch and bound (the milp stage's default is 0.4;
+#: the attack has searched the root already).
+ROOT_FIND_SHARE = 0.05
 
 
 def uses_milp(config: RunConfig, network, prop) -> bool:
@@ -120,6 +125,15 @@ class ExactStage:
             return False
         return -attack_margin <= POLISH_GAP * min(margin_ub - attack_margin, scale)
 
+    def root_proof_due(self, cell: Cell, unstable: int) -> bool:
+        """Whether the cell gets the root proof call (``RunConfig.milp_root_max_unstable``): a
+        ``verify`` run's milp stage, the root cell, a point input, more unstable neurons than the
+        ordinary calls take but at most ``milp_root_max_unstable``."""
+        cfg = self.p.config
+        return (self.enabled and self.milp and self.p.mode == "verify" and cell.depth == 0
+                and not np.any(np.asarray(cell.upper) > np.asarray(cell.lower))
+                and cfg.milp_max_unstable < unstable <= cfg.milp_root_max_unstable)
+
     def limits(self, cell: Cell) -> tuple[float, int]:
         """``(first call's seconds, most unstable neurons)`` of the exact stage for this cell."""
         cfg = self.p.config
@@ -130,7 +144,7 @@ class ExactStage:
         return cfg.milp_first_timeout, cfg.milp_max_unstable
 
     def call(self, out, cell: Cell, row, deadline, seconds_left: float, last: bool = False,
-             threshold: float = 0.0, start=None, prove_it: bool = True) -> bool:
+             threshold: float = 0.0, start=None, prove_it: bool = True, find_share: float | None = None) -> bool:
         """One exact call on the cell; True when it decided it (unsat, or a re-checked
         counterexample), else the call is marked unknown and charged its time limit.
 
@@ -157,6 +171,9 @@ class ExactStage:
         prove_it : bool
             False: the milp stage's search only (root bounds and the neighbourhood of ``start``),
             for cells too large for a proof.  Its best point becomes ``out.seed``.
+        find_share : float or None
+            The milp stage: share of the call for HiGHS's search for a violation (None: the
+            backend's own).
         """
         p, cfg = self.p, self.p.config
         net, pert = p.network, p.perturbation
@@ -177,6 +194,8 @@ class ExactStage:
         if p.mode == "maximize":
             prop = Deviation(max(float(threshold), 0.0), self.max_prop.space, self.max_prop.outputs)
         kw = {"start": start, "prove_it": prove_it} if self.milp else {}
+        if self.milp and find_share is not None:
+            kw["find_share"] = find_share
         if self.milp and not prove_it and p.mode == "maximize":
             kw["best"] = True  # the highest point of the neighbourhood: the witness
         ans = self.backend.check(net, pert, cell, prop, tlim, neuron_bounds=row, box=p.box, **kw)

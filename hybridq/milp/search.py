@@ -480,8 +480,9 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
                 break
         return None
 
-    def bab(stop: float) -> ProofResult | None:
-        """Best-first branch and bound below the (restricted) root; None after ``stop`` LPs."""
+    def bab(stop: float, until: float = math.inf) -> ProofResult | None:
+        """Best-first branch and bound below the (restricted) root; None after ``stop`` LPs or
+        at time ``until``."""
         nonlocal nodes, worst, lost, count
         heap: list = [(-math.inf, 0, ())]
         while heap:
@@ -489,7 +490,7 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
                 return ProofResult("open", nodes, worst, "time limit", -heap[0][0])
             if nodes >= max_nodes:
                 return ProofResult("open", nodes, worst, "node limit", -heap[0][0])
-            if nodes >= stop:
+            if nodes >= stop or time.perf_counter() >= until:
                 return None
             _, _, fix = heapq.heappop(heap)
             lb, ub = base_lb.copy(), base_ub.copy()
@@ -568,9 +569,10 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
 
     base_lb, base_ub = model.lb.copy(), model.ub.copy()
     if probe and relus:
-        # a short plain search first (most cells need no more), then the probing, then the search
-        # again below the restricted root
-        res = bab(nodes + len(relus) + 16)
+        # a short plain search first (most cells need no more; at most binaries + 16 LPs and a
+        # tenth of the time), then the probing, then the search again below the restricted root
+        bab_end = min(deadline, time.perf_counter() + 0.1 * max(0.0, deadline - time.perf_counter()))
+        res = bab(nodes + len(relus) + 16, bab_end)
         if res is not None:
             return res
         lost = ""

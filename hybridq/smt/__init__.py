@@ -198,9 +198,9 @@ class AutoBackend:
         return ("dreal", "z3")
 
     def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
-              box=None, start=None, prove_it=True, best=False):
+              box=None, start=None, prove_it=True, best=False, find_share=None):
         """See :meth:`hybridq.smt.base.Backend.check`; the answer's ``stats["backend"]`` names the
-        backend that gave it; ``start``, ``prove_it`` and ``best`` go to the milp stage (see
+        backend that gave it; ``start``, ``prove_it``, ``best`` and ``find_share`` go to the milp stage (see
         :meth:`hybridq.smt.milp.MilpBackend.check`; without ``prove_it`` no other backend runs).
         A backend that ends without an answer before the time is up (not a timeout: e.g. the MILP
         stage's float bound cannot beat a threshold that only exact arithmetic separates, a decimal constant of the spec) hands the rest of the time to the next."""
@@ -230,7 +230,7 @@ class AutoBackend:
                 if isinstance(out, Unknown):
                     self._dreal_spent += time.perf_counter() - t
             else:
-                kw = {"start": start, "prove_it": prove_it, "best": best} if n == "milp" else {}
+                kw = {"start": start, "prove_it": prove_it, "best": best, "find_share": find_share} if n == "milp" else {}
                 out = b.check(network, perturbation, cell, prop, left,
                               neuron_bounds=neuron_bounds, encoding=encoding, ibp=ibp, box=box, **kw)
                 if not prove_it:

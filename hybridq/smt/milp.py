@@ -139,7 +139,7 @@ class MilpBackend(Backend):
         self.find_share = float(find_share)
 
     def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
-              box=None, start=None, prove_it: bool = True, best: bool = False):
+              box=None, start=None, prove_it: bool = True, best: bool = False, find_share: float | None = None):
         """See :meth:`hybridq.smt.base.Backend.check`; ``encoding`` must be ``reduced`` (the pure
         encoding is bilinear, not a MILP).
 
@@ -156,6 +156,8 @@ class MilpBackend(Backend):
         best : bool
             Search-only calls: run every round of the neighbourhood search and re-check its best
             point, instead of stopping at the first violation (``quantify``: the highest witness).
+        find_share : float or None
+            This call's share for HiGHS's search for a violation (None: the backend's).
 
         An answer without a verdict carries the best point the searches saw in
         ``stats["seed"] = (float value, x, params)`` (weights inside the box, not re-checked):
@@ -270,7 +272,8 @@ class MilpBackend(Backend):
         if not prove_it:
             return done(Unknown("MILP search: no violation found near the start", "unknown"))
         # 1b. HiGHS's MILP search for a violation of each objective (a share of the time each)
-        search_end = time.perf_counter() + self.find_share * (deadline - time.perf_counter())
+        share = self.find_share if find_share is None else float(find_share)
+        search_end = time.perf_counter() + share * (deadline - time.perf_counter())
         for i, obj in enumerate(objs):
             scale = 1.0 + abs(float(obj.threshold))
             for margin in (0.0, 1e-9 * scale, 1e-6 * scale):
