@@ -48,6 +48,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Hand-written notes appended to the report (edit this file, not the report: every run rewrites it).
+NOTES = ROOT / "bench" / "results" / "tight_notes.md"
 sys.path.insert(0, str(ROOT))
 
 from hybridq import Decision, Deviation, InputBox, load_network, perturbation, verify  # noqa: E402
@@ -245,17 +247,8 @@ def write(rows, skipped, args):
         lines += ["", "ACAS Xu int8: plain HiGHS reached no optimum on 11 more seeded random points either "
                   "(4 on 1_1, 4 on 2_3, 3 on 3_3, 120 s each), nor on 1_1's point in 600 s, nor under "
                   "int8:per_channel in 300 s (see the module docstring)."]
-    if any(r["verdict"] == "unknown" and r["name"] == "mnist256x4 int8 point dev" for r in rows):
-        lines += ["", "Why `mnist256x4 int8 point dev` at 1.02x stays open (`bench/tight_probe.py`, load 5-9): its "
-                  "root cell has 137 unstable ReLUs (the engine phase-splits it: about 70 cells in 60 s, the bound "
-                  "pass 0.6-1.1 s each); the certified root LP bounds are 0.266 (y8 up) and 1.334 (y8 down) "
-                  "against the threshold 0.134. LP bound tightening of the unstable pre-activations (OBBT, each "
-                  "bound certified from its duals) leaves 109 binaries after 20-24 s, root bounds 0.176 and 0.820; "
-                  "the certified branch and bound over the phases on that model stays open after 30-40 s per "
-                  "objective (best single branching at the root moves the down bound by 0.04 of the 0.69 gap); "
-                  "HiGHS's own MILP (float, uncertified) needs 28-57 s per objective on it even with a cutoff at "
-                  "the threshold, almost all at the root (cuts), so not even the float solver decides both "
-                  "objectives in 60 s here."]
+    if NOTES.is_file():  # hand-written reading of the runs: kept across runs and --merge
+        lines += ["", NOTES.read_text().rstrip()]
     Path(args.out).write_text("\n".join(lines) + "\n")
     Path(args.out).with_suffix(".json").write_text(json.dumps({"rows": rows, "skipped": skipped}, indent=1,
                                                               default=float))
