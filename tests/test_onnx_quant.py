@@ -157,3 +157,24 @@ def test_block_quantization_refused(tmp_path):
     path = save(m, tmp_path / "blk.onnx")
     with pytest.raises(HybridqError, match="block"):
         load_quantized_onnx(path)
+
+
+@pytest.mark.parametrize("change", ["scale", "zero_point"])
+def test_bias_with_its_own_scale_or_zero_point_refused(tmp_path, change):
+    """onnxruntime fuses DequantizeLinear -> Gemm(int32 bias) into QGemm, whose bias scale is
+    input scale x weight scale and zero point 0: a bias DequantizeLinear with another scale or zero point
+    is ignored by the runtime (its outputs do not change) but was read as written, so hybridq verified
+    another model than the deployed one (max |onnxruntime - exact rounded network| 1.1 on this MLP)."""
+    _, path = _quantize(tmp_path, "gemm", "static", "QDQ", "QInt8", True)
+    q = onnx.load(str(path))
+    name = "b1_quantized_" + change
+    for t in q.graph.initializer:
+        if t.name == name:
+            a = numpy_helper.to_array(t)
+            t.CopyFrom(numpy_helper.from_array((a * 2 if change == "scale" else a + 7).astype(a.dtype), name))
+    bad = save(q, tmp_path / "bad.onnx")
+    X = np.random.default_rng(3).uniform(-1, 1, (20, N_IN)).astype(np.float32)
+    assert np.array_equal(_ort_outputs(bad, X), _ort_outputs(path, X))   # the runtime ignores the bias's own numbers
+    with pytest.raises(UnsupportedLayerError, match="int32 bias 'b1'.*input scale x weight scale"):
+        load_quantized_onnx(bad)
+    load_quantized_onnx(path)  # the quantizer's own file stays accepted

@@ -75,6 +75,8 @@ class _QGraph(_Graph):
         self.acc = None          # pending weight scale of a MatMulInteger accumulator
         self.bias_added = False
         self.layer_points: set = set()
+        self.dq: dict = {}       # dequantized constant -> (integer dtype, scales (flat), zero points (flat))
+        self.dq_src = None       # (name, scale) of the running tensor's last DequantizeLinear output
 
     # ------------------------------------------------------------ helpers
     def qparams(self, ins, i_scale, i_zp, dtype=None, what="quantizer"):
@@ -108,6 +110,30 @@ class _QGraph(_Graph):
             raise self.fail(f"integers of {ins[0]!r} reach {int(np.abs(d).max())}: their dequantization is not exact "
                             "in float64 (only |q - z| < 2^29 is supported)", True)
         self.consts[out] = d.astype(np.float64) * s
+        self.dq[out] = (q.dtype, np.asarray(s, dtype=np.float64).reshape(-1), np.asarray(z, dtype=np.int64).reshape(-1))
+
+    def check_bias_scale(self, ins) -> None:
+        """An int32 bias ``DequantizeLinear`` of a ``Gemm`` between a dequantized input and a dequantized
+        weight: onnxruntime fuses the group into ``QGemm``, whose int32 bias has the scale ``s_x s_w``
+        and zero point 0 by definition, so the bias's own scale and zero point are ignored (measured:
+        a bias scale of 1e-40 s_x s_w changed nothing in onnxruntime's output).  A bias whose scale or
+        zero point differs would make the deployed model another than the graph's: refused."""
+        if len(ins) < 3 or not ins[2] or ins[2] not in self.dq or self.dq[ins[2]][0] != np.int32:
+            return
+        d, w = (0, 1) if ins[0] in self.data else (1, 0)
+        if self.dq_src is None or self.dq_src[0] != ins[d] or ins[w] not in self.dq:
+            return
+        _, bs, bz = self.dq[ins[2]]
+        ws = self.dq[ins[w]][1]
+        expected = (np.float32(self.dq_src[1]) * ws.astype(np.float32)).astype(np.float64)  # float32, as the runtime
+        try:
+            bs_, ex_ = np.broadcast_arrays(bs, expected)
+        except ValueError:
+            bs_, ex_ = bs, None
+        if np.any(bz != 0) or ex_ is None or np.any(np.abs(bs_ - ex_) > 2.0**-22 * np.abs(ex_)):
+            raise self.fail(f"the int32 bias {ins[2]!r} has scale {bs.tolist()[:4]} and zero point {bz.tolist()[:4]}, "
+                            f"but onnxruntime's fused QGemm takes an int32 bias with scale input scale x weight scale "
+                            f"({expected.tolist()[:4]}) and zero point 0; requantize the bias with those", True)
 
     def add_point(self, kind, s, z, rng, name) -> None:
         if self.phase == "pre":
@@ -132,6 +158,7 @@ class _QGraph(_Graph):
         self.layer_points = set()
 
     def op_gemm(self, node, ins, out) -> None:
+        self.check_bias_scale(ins)
         super().op_gemm(node, ins, out)
         self.bias_added = len(ins) > 2 and bool(ins[2])
 
@@ -165,6 +192,7 @@ class _QGraph(_Graph):
                 raise self.fail(f"DequantizeLinear scale/zero point differ from those of the quantizer {src!r}", True)
             self.qstate = None
             self.set_data(outs[0], self.shape)
+            self.dq_src = (outs[0], float(np.asarray(s).reshape(-1)[0]))
         elif op == "DynamicQuantizeLinear":
             if self.qstate is not None:
                 raise self.fail("DynamicQuantizeLinear of a quantized tensor", True)
