@@ -51,6 +51,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from hybridq.errors import ConfigError, HybridqError
+from hybridq.exact import split_numbers
 
 __all__ = ["Instance", "InstanceResult", "load_instances", "run_batch", "read_results", "vnncomp_word",
            "write_vnncomp_counterexample", "read_vnncomp_counterexample", "KEYS", "POSITIONAL", "RESULT_COLUMNS",
@@ -106,7 +107,7 @@ def _blank(v) -> bool:
 
 
 def _rows_csv(path: Path) -> list[dict]:
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8-sig")  # -sig: a spreadsheet's byte-order mark is not part of the first name
     rows = [r for r in csv.reader(text.splitlines()) if r and not (len(r) == 1 and not r[0].strip())
             and not r[0].lstrip().startswith("#")]
     if not rows:
@@ -178,9 +179,9 @@ def load_instances(path: str | Path) -> list[Instance]:
         if suffix == ".csv":
             rows = _rows_csv(p)
         elif suffix == ".json":
-            rows = _rows_mapping(p, json.loads(p.read_text(encoding="utf-8")), "instances")
+            rows = _rows_mapping(p, json.loads(p.read_text(encoding="utf-8-sig")), "instances")
         elif suffix == ".toml":
-            rows = _rows_mapping(p, tomllib.loads(p.read_text(encoding="utf-8")), "instance")
+            rows = _rows_mapping(p, tomllib.loads(p.read_text(encoding="utf-8-sig")), "instance")
         else:
             raise ConfigError(f"{p}: instance lists are .csv, .json or .toml files, got {p.suffix!r}")
     except (UnicodeDecodeError, json.JSONDecodeError, tomllib.TOMLDecodeError, csv.Error) as e:
@@ -392,7 +393,7 @@ def _exact(v, what: str):
 def _exacts(v, what: str) -> np.ndarray:
     """Numbers as written (see :func:`_exact`), as an object array of Fractions."""
     _floats(v, what)  # the same checks and messages
-    vals = list(v) if isinstance(v, (list, tuple)) else [s for s in str(v).replace(";", ",").split(",") if s.strip()]
+    vals = list(v) if isinstance(v, (list, tuple)) else split_numbers(v, what)
     return np.array([_exact(s, what) for s in vals], dtype=object)
 
 
@@ -400,7 +401,10 @@ def _floats(v, what: str) -> np.ndarray:
     if isinstance(v, (list, tuple)):
         vals = list(v)
     else:
-        vals = [s for s in str(v).replace(";", ",").split(",") if s.strip()]
+        try:
+            vals = split_numbers(v, what)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     try:
         out = np.array([float(s) for s in vals], dtype=np.float64)
     except (TypeError, ValueError):
@@ -416,7 +420,10 @@ def _input_box(v):
 
     if isinstance(v, dict) and "lo" in v and "hi" in v:
         return InputBox(_exacts(v["lo"], "box lo"), _exacts(v["hi"], "box hi"))
-    parts = v if isinstance(v, (list, tuple)) else [s for s in str(v).split(",") if s.strip()]
+    try:
+        parts = v if isinstance(v, (list, tuple)) else split_numbers(v, "box")  # ";" too: a CSV cell needs no quotes
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     lo, hi = [], []
     for part in parts:
         if isinstance(part, (list, tuple)) and len(part) == 2:
@@ -492,7 +499,7 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
     for b, con in zip(boxes, cons):
         if prop_kind == "deviation":
             outs = opts.get("outputs")
-            outs = None if outs is None else tuple(int(v) for v in _floats(outs, "outputs"))
+            outs = None if outs is None else tuple(_floats(outs, "outputs").tolist())  # Deviation refuses 0.5
             prop = Deviation(_exact(opts["delta"], "delta"), str(opts.get("space", "logit")), outs)
         elif prop_kind == "same_decision":  # decision equivalence (hybridq.equivalence)
             from hybridq.equivalence import SameDecision
@@ -633,7 +640,7 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     Raises
     ------
     ConfigError
-        ``results`` exists but is not a results file; an invalid default.
+        ``results`` exists but is not a results file; another batch is writing it; an invalid default.
     KeyboardInterrupt
         Ctrl-C (or a lost cluster, its message as the argument): the rows written so far stay;
         the interrupted instance is not recorded.
@@ -643,46 +650,97 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     config = config if config is not None else make_config()
     defaults = dict(defaults or {})
     results = Path(results)
-    done = {r["id"] for r in read_results(results)}
     cex_dir = Path(cex_dir) if cex_dir is not None else results.with_name(results.stem + "_counterexamples")
     loader = _Loader(tmpdir=cex_dir.parent / (results.stem + "_unpacked"))
-    new = not results.is_file() or results.stat().st_size == 0
+    f, writer, done = _open_results(results)  # locked until closed
     rows = []
     # one set of worker processes for the whole batch, started by the first run that lasts long enough
     workers = None
-    if config.jobs > 1 and executor is None:
-        from hybridq.bab.executors import WorkerPool
-
-        workers = WorkerPool(config.jobs)
     interrupted = False
-    instances = [i for i in instances if i.id not in done]
-    if instances:  # start-up (kernels from numba's cache, or compiled) before the first instance's clock
-        try:
-            from hybridq.bounds import load_kernels
-
-            load_kernels(loader.network(instances[0].network), config.bound_method)
-        except Exception:  # noqa: BLE001 - the instance itself reports a bad network
-            pass
     try:
-        with results.open("a", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
-            if new:
-                writer.writeheader()
-                f.flush()
-            for inst in instances:
-                if inst.id in done:
-                    continue
-                row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers, executor)
-                writer.writerow(row.row())
-                f.flush()
-                done.add(inst.id)
-                rows.append(row)
-                if on_result is not None:
-                    on_result(row)
+        if config.jobs > 1 and executor is None:
+            from hybridq.bab.executors import WorkerPool
+
+            workers = WorkerPool(config.jobs)
+        instances = [i for i in instances if i.id not in done]
+        if instances:  # start-up (kernels from numba's cache, or compiled) before the first instance's clock
+            try:
+                from hybridq.bounds import load_kernels
+
+                load_kernels(loader.network(instances[0].network), config.bound_method)
+            except Exception:  # noqa: BLE001 - the instance itself reports a bad network
+                pass
+        for inst in instances:
+            if inst.id in done:
+                continue
+            row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers, executor)
+            writer.writerow(row.row())
+            f.flush()
+            done.add(inst.id)
+            rows.append(row)
+            if on_result is not None:
+                on_result(row)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
+        f.close()
         if workers is not None:
             workers.close(interrupted)
     return rows
+
+
+def _open_results(path: Path):
+    """Open the results CSV ``path`` for appending: ``(file, csv.DictWriter, ids already done)``.
+
+    The file stays locked (``flock``) while it is open, so a second batch on the same results file
+    is refused instead of running every instance a second time.  Rows are appended in the file's
+    own column order (a file whose columns were reordered or pruned by hand keeps its layout, so
+    resuming still finds its ids); a last line without its line end (an editor that drops it, a
+    killed write) gets one first, so the next row is not glued to it, and a last row that a kill
+    cut short is not counted as done.
+
+    Raises
+    ------
+    ConfigError
+        Another process holds the file, or it is not a results file (no ``id`` / ``result`` column).
+    """
+    import fcntl
+    import io
+
+    if path.exists() and not path.is_file():  # a pipe or terminal (-o /dev/stdout): nothing to resume or lock
+        f = path.open("a", newline="", encoding="utf-8")
+        writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
+        writer.writeheader()
+        f.flush()
+        return f, writer, set()
+    f = path.open("a+", newline="", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ConfigError(f"{path}: another 'hybridq run' is writing this results file (it resumes "
+                              "where that one stops: run it again afterwards, or give another --results)") from None
+        f.seek(0)
+        text = f.read()
+        fields, done = list(RESULT_COLUMNS), set()
+        if text.strip():
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            missing = [c for c in ("id", "result") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{path}: not a hybridq results file (no {missing[0]!r} column)")
+            fields = list(reader.fieldnames)
+            rows = list(reader)
+            if rows and not text.endswith(("\n", "\r")) and None in rows[-1].values():
+                rows.pop()  # cut short (fewer cells than the header): not done
+            done = {r["id"] for r in rows}
+        writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+        if not text.strip():
+            writer.writeheader()
+        elif not text.endswith(("\n", "\r")):
+            f.write("\r\n")
+        f.flush()
+        return f, writer, done
+    except BaseException:
+        f.close()
+        raise

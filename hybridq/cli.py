@@ -131,7 +131,7 @@ def _exact_vector(text, what: str):
     white space), or the exact binary values of a .npy file's floats."""
     import numpy as np
 
-    from hybridq.exact import to_fraction
+    from hybridq.exact import split_numbers, to_fraction
 
     if isinstance(text, (list, tuple)):
         vals = [str(v) for v in text]
@@ -144,11 +144,14 @@ def _exact_vector(text, what: str):
                 if p.suffix.lower() == ".npy":
                     vals = np.asarray(np.load(p), dtype=np.float64).reshape(-1).tolist()
                 else:
-                    vals = p.read_text(encoding="utf-8").replace(",", " ").replace(";", " ").split()
+                    vals = p.read_text(encoding="utf-8-sig").replace(",", " ").replace(";", " ").split()
             except (OSError, ValueError, UnicodeDecodeError) as e:
                 _fail(f"{what} file {p} is unreadable: {e}")
         else:
-            vals = [v for v in str(text).replace(";", ",").split(",") if v.strip()]
+            try:
+                vals = split_numbers(text, what)
+            except ValueError as e:
+                _fail(str(e))
     out = []
     for v in vals:
         try:
@@ -177,22 +180,28 @@ def _number(v, what: str):
 def _box(text):
     import numpy as np
 
-    from hybridq.exact import to_fraction
+    from hybridq.exact import split_numbers, to_fraction
     from hybridq.inputs import InputBox
 
-    if isinstance(text, (list, tuple)):
-        parts = [str(v) for v in text]
+    if isinstance(text, (list, tuple)):  # TOML: ["0:1", ...] or [[0, 1], ...] (as in instance lists)
+        parts = [f"{v[0]}:{v[1]}" if isinstance(v, (list, tuple)) and len(v) == 2 else str(v) for v in text]
     else:
         p = Path(text)
         if p.suffix.lower() == ".npy":
             if not p.is_file():
                 _fail(f"box file not found: {p}")
-            arr = np.asarray(np.load(p), dtype=np.float64)
+            try:
+                arr = np.asarray(np.load(p), dtype=np.float64)
+            except (OSError, ValueError, TypeError) as e:
+                _fail(f"box file {p} is unreadable: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
             if arr.ndim != 2 or 2 not in arr.shape:
                 _fail(f"box file {p} must hold an array of shape (2, n_in), got {arr.shape}")
             arr = arr if arr.shape[0] == 2 else arr.T
             return InputBox(arr[0], arr[1])
-        parts = [v for v in str(text).split(",") if v.strip()]
+        try:
+            parts = split_numbers(text, "--box", ",")
+        except ValueError as e:
+            _fail(str(e))
     lo, hi = [], []
     for part in parts:
         a, sep, b = part.partition(":")
@@ -284,7 +293,7 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
 
             prop = SameDecision(_number(kappa, "--kappa") or 0, sense)
         elif delta is not None:
-            outs = None if outputs is None else tuple(int(v) for v in _vector(outputs, "--outputs"))
+            outs = None if outputs is None else tuple(_vector(outputs, "--outputs").tolist())  # Deviation refuses 0.5
             prop = Deviation(_number(delta, "--delta"), space or "logit", outs)
         elif decision:
             c = label
@@ -370,8 +379,29 @@ def _check_writable(opt: str, path: str) -> None:
         _fail(f"{opt} {path}: cannot create a file in {parent} ({e.strerror or e})")
 
 
-def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
-    """Fail before the run (exit 3) when an output file cannot be written or a plot cannot be drawn."""
+def _same_file(a, b) -> bool:
+    """Whether the paths ``a`` and ``b`` name one file (links and relative paths resolved)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def _check_outputs(net, json=None, counterexample=None, plot=None, inputs=(), derived_cex=False) -> None:
+    """Fail before the run (exit 3) when an output file cannot be written, would overwrite one of the
+    ``inputs`` (``(option, path)`` pairs: the network, ``--vnnlib``, ...) or another output, or a plot
+    cannot be drawn.  ``derived_cex``: a counterexample would go to ``JSON_STEM.counterexample.npz``."""
+    outs = [(opt, path) for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot))
+            if path is not None]
+    if derived_cex and json is not None and counterexample is None:
+        outs.append(("--json's counterexample file", str(Path(json).with_suffix("")) + ".counterexample.npz"))
+    for i, (opt, path) in enumerate(outs):
+        for iopt, ipath in inputs:
+            if ipath is not None and Path(str(ipath)).exists() and _same_file(path, ipath):
+                _fail(f"{opt} {path} is the {iopt} file: writing it would overwrite an input; give another name")
+        for opt2, path2 in outs[:i]:
+            if _same_file(path, path2):
+                _fail(f"{opt} {path} is also the {opt2} file; give another name")
     for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
         if path is not None:
             _check_writable(opt, path)
@@ -379,6 +409,13 @@ def _check_outputs(net, json=None, counterexample=None, plot=None) -> None:
         _fail(f"--plot {plot}: the file name must end in {', '.join(PLOT_FORMATS)} (the image format)")
     if plot is not None and net.n_in > 2:
         _fail(f"--plot draws cell maps of networks with at most two inputs; this one has {net.n_in}")
+
+
+def _inputs(network, against, config, o) -> list:
+    """The input files of a command, as ``(option, path)`` pairs (outputs must not overwrite them)."""
+    out = [("network", network), ("--against", against), ("--config", config), ("--vnnlib", o.get("vnnlib"))]
+    out += [(opt, o.get(k)) for opt, k in (("--point", "point"), ("--box", "box")) if isinstance(o.get(k), (str, Path))]
+    return out
 
 
 def _write_outputs(writers) -> None:
@@ -553,7 +590,7 @@ def verify(
                                    o["delta"], o["decision"], o["kappa"], o["label"], o["space"], o["outputs"],
                                    sense=o["sense"], same_decision=bool(o["same_decision"]))
     deployed = _deployed(network, net, o["perturb"], against)
-    _check_outputs(net, o["json"], o["counterexample"], o["plot"])
+    _check_outputs(net, o["json"], o["counterexample"], o["plot"], _inputs(network, against, config, o), derived_cex=True)
     from hybridq.bab import verify as verify_
     from hybridq.result import combine
 
@@ -624,7 +661,7 @@ def bounds(
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
                                    None, None, None, None, None, None, need_property=False)
     deployed = _deployed(network, net, o["perturb"], against)
-    _check_outputs(net, o["json"])
+    _check_outputs(net, o["json"], inputs=_inputs(network, against, config, o))
     from hybridq.bounds import bounds as _bounds
 
     rows = []
@@ -704,14 +741,14 @@ def quantify(
     deployed = _deployed(network, net, o["perturb"], against)
     if deployed is not None and what == "epsilon":
         _fail("--what epsilon varies a parameter radius; the act= parts fix the deployed model (use deviation or bits)")
-    _check_outputs(net, o["json"], None, o["plot"])
+    _check_outputs(net, o["json"], None, o["plot"], _inputs(network, against, config, o))
     from hybridq.quantify import quantify as quantify_
     from hybridq.properties import Deviation
 
     if o["plot"] and what != "deviation":
         _fail("--plot draws the cells of a 2-input '--what deviation' run only")
     if what == "deviation":
-        outs = None if o["outputs"] is None else tuple(int(v) for v in _vector(o["outputs"], "--outputs"))
+        outs = None if o["outputs"] is None else tuple(_vector(o["outputs"], "--outputs").tolist())
         prop = Deviation(0.0, o["space"] or "logit", outs)
     family_ = o["family"] or ("abs" if what == "epsilon" else ("int" if deployed is not None else "float"))
     if cluster is not None and deployed is not None and what != "deviation":
@@ -775,6 +812,8 @@ def run(
 
     run_toml, job = _load_toml(config)
     insts = load_instances(instances)
+    if _same_file(results, instances) or any(_same_file(results, p) for i in insts for p in (i.network, i.vnnlib) if p):
+        _fail(f"--results {results} is an input of the batch (the instance list or one of its files); give another name")
     _check_writable("--results", results)
     defaults = {k: v for k, v in job.items() if k in ("perturb", "delta", "outputs", "space", "decision", "kappa", "label", "sense")}
     for k, v in (("perturb", perturb), ("delta", delta), ("outputs", outputs), ("space", space), ("property", prop),

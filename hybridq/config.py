@@ -243,7 +243,7 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = tomllib.loads(p.read_text(), parse_float=Decimal)
+        data = tomllib.loads(p.read_text(encoding="utf-8-sig"), parse_float=Decimal)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: invalid TOML: {e}") from None
     run, job = {}, {}

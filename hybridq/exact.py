@@ -11,12 +11,13 @@ against the exact numbers, so it violates what the user wrote, not only its floa
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["parse_exact", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+__all__ = ["parse_exact", "split_numbers", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
 
 
 #: The most decimal digits (significant digits plus the exponent's size) an exact number may need:
@@ -45,6 +46,26 @@ def parse_exact(text: str, name: str = "value") -> Fraction:
         return Fraction(text)
     except (ValueError, ZeroDivisionError, OverflowError, ArithmeticError):
         raise ValueError(f"{name} must be a finite real number, got {text!r}") from None
+
+
+def split_numbers(text: str, name: str = "value", seps: str = ",;") -> list[str]:
+    """The entries of a list of numbers written as text (``"0.1,-2;3"``), still as text.
+
+    Space around an entry and a trailing separator are ignored; an empty entry between two
+    separators is an error (``"0,,1"`` is two or three numbers: rather than guess, refuse it).
+
+    Raises
+    ------
+    ValueError
+        An empty entry between separators (the message names ``name`` and its position).
+    """
+    parts = re.split("[" + re.escape(seps) + "]", str(text))
+    if parts and not parts[-1].strip():
+        parts = parts[:-1]
+    for i, part in enumerate(parts):
+        if not part.strip():
+            raise ValueError(f"{name} has an empty entry (number {i + 1}) in {str(text)!r}")
+    return [part.strip() for part in parts]
 
 
 def _check_size(d: Decimal, name: str, text) -> None:

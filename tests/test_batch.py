@@ -181,3 +181,87 @@ def test_interrupted_instance_not_recorded_and_resumed(tmp_path, nets, monkeypat
     monkeypatch.setattr(hybridq.bab, "verify", real)
     assert [r.id for r in run_batch(load_instances(lst), res, _cfg())] == ["b", "c"]
     assert [r["result"] for r in read_results(res)] == ["unsat"] * 3
+
+
+def test_byte_order_mark_and_fractional_output_index(tmp_path, nets):
+    """A spreadsheet's UTF-8 CSV starts with a byte-order mark: the header 'id,...' was refused as the
+    unknown column '\\ufeffid', a header 'network,...' was read as a data row, a JSON list was a parse
+    error.  'outputs = 0.5' checked output 0 (int() truncated it)."""
+    bom = "\ufeff"
+    (tmp_path / "a.csv").write_text(bom + "id,network,point,perturb,delta\nn1,tiny.npz,0;1,abs:0.001,1\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text(bom + "network,point,perturb,delta\ntiny.npz,0;1,abs:0.001,1\n", encoding="utf-8")
+    (tmp_path / "c.json").write_text(bom + json.dumps([{"network": "tiny.npz", "point": [0, 1], "perturb": "abs:0.001",
+                                                        "delta": 1, "outputs": 0.5}]), encoding="utf-8")
+    assert [i.id for i in load_instances(tmp_path / "a.csv")] == ["n1"]
+    b = load_instances(tmp_path / "b.csv")
+    assert len(b) == 1 and b[0].network == tmp_path / "tiny.npz" and b[0].options["delta"] == "1"
+    rows = run_batch(load_instances(tmp_path / "c.json"), tmp_path / "r.csv", _cfg())
+    assert rows[0].result == "error" and "got 0.5" in rows[0].message
+    (tmp_path / "d.csv").write_text("network,point,perturb,delta\ntiny.npz,\"0,,1\",abs:0.001,1\n")
+    rows = run_batch(load_instances(tmp_path / "d.csv"), tmp_path / "r2.csv", _cfg())
+    assert rows[0].result == "error" and "empty entry" in rows[0].message
+
+
+def _abc(tmp_path):
+    lst = tmp_path / "abc.csv"
+    lst.write_text("id,network,point,perturb,delta\n" + "".join(f"{i},tiny.npz,0;{v},abs:0.001,1\n"
+                                                                 for i, v in (("a", 0), ("b", 0.5), ("c", 1))))
+    return load_instances(lst)
+
+
+def test_results_edited_by_hand_resume_without_losing_or_repeating_rows(tmp_path, nets):
+    """A results file whose last line lost its line end (rows deleted in an editor): the next row was
+    glued to it (row 'b' lost, re-run on every resume); a file whose columns were reordered by hand got
+    rows in RESULT_COLUMNS order under its own header, so every resume ran every instance again."""
+    res = tmp_path / "r.csv"
+    run_batch(_abc(tmp_path), res, _cfg())
+    lines = res.read_text().splitlines()
+    res.write_text("\n".join(lines[:2]))                     # header + row a, no final line end
+    assert [r.id for r in run_batch(_abc(tmp_path), res, _cfg())] == ["b", "c"]
+    assert run_batch(_abc(tmp_path), res, _cfg()) == []
+    assert [(r["id"], r["result"]) for r in read_results(res)] == [("a", "unsat"), ("b", "unsat"), ("c", "unsat")]
+    res2 = tmp_path / "r2.csv"
+    res2.write_text("result,id\nunsat,a\n")
+    assert [r.id for r in run_batch(_abc(tmp_path), res2, _cfg())] == ["b", "c"]
+    assert run_batch(_abc(tmp_path), res2, _cfg()) == []
+    assert res2.read_text().splitlines() == ["result,id", "unsat,a", "unsat,b", "unsat,c"]
+    res3 = tmp_path / "r3.csv"                                 # a row cut short by a kill: not done
+    res3.write_text(lines[0] + "\r\n" + lines[1] + "\r\nb,uns")
+    assert [r.id for r in run_batch(_abc(tmp_path), res3, _cfg())] == ["b", "c"]
+
+
+def test_second_batch_on_the_same_results_file_is_refused(tmp_path, nets):
+    """Two 'hybridq run' on one results file each ran every instance and both appended their rows."""
+    import subprocess
+    import sys
+
+    res = tmp_path / "r.csv"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom pathlib import Path\n"
+                               "from hybridq.batch import _open_results\n"
+                               f"f = _open_results(Path({str(res)!r}))\nprint('held', flush=True)\ntime.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match="another 'hybridq run' is writing this results file"):
+            run_batch(_abc(tmp_path), res, _cfg())
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+    assert [r.id for r in run_batch(_abc(tmp_path), res, _cfg())] == ["a", "b", "c"]
+
+
+def test_box_cell_with_semicolons(tmp_path, nets):
+    """A CSV box cell '0:1;0:0.5' (no quotes needed, as for points) was refused as 'box lower ends must be
+    numbers'; an empty entry is an error, not a dropped dimension."""
+    (tmp_path / "l.csv").write_text("network,box,perturb,delta\ntiny.npz,0:1;0:0.5,abs:0.001,1\ntiny.npz,0:1;;0:0.5,abs:0.001,1\n")
+    rows = run_batch(load_instances(tmp_path / "l.csv"), tmp_path / "r.csv", _cfg())
+    assert [r.result for r in rows] == ["unsat", "error"] and "empty entry (number 2)" in rows[1].message
+
+
+def test_results_to_a_device_still_written(tmp_path, nets):
+    """'-o /dev/stdout' (or /dev/null): no file to lock or resume from, rows are still written."""
+    import os
+    from pathlib import Path
+
+    assert [r.id for r in run_batch(_abc(tmp_path), Path(os.devnull), _cfg())] == ["a", "b", "c"]

@@ -175,3 +175,64 @@ def test_numbers_too_long_for_exact_arithmetic_library(tmp_path):
     with pytest.raises(Exception, match="more than 4000 digits"):
         load_vnnlib(p, 2, 1)
     assert Deviation("1e-400").delta_exact == Fraction(1, 10**400)  # small, but within the limit: kept exactly
+
+
+@pytest.mark.parametrize("cmd,args,what", [
+    ("verify", ("--point", "0,,1", "--delta", "1"), "--point has an empty entry (number 2)"),
+    ("verify", ("--box=0:1,,0:1", "--delta", "1"), "--box has an empty entry (number 2)"),
+    ("verify", ("--point", "0,1", "--delta", "1", "--outputs", "0.5"), "output index must be a non-negative integer, got 0.5"),
+    ("quantify", ("--point", "0,1", "--outputs", "0.5"), "output index must be a non-negative integer, got 0.5")])
+def test_list_typos_are_refused_not_guessed(capsys, tiny, cmd, args, what):
+    """'--point 0,,1' ran at the point (0, 1) (the empty entry was dropped) and '--outputs 0.5'
+    checked output 0 (int() truncated it): a typo answered a question the user did not ask."""
+    code, out, err = _run(capsys, cmd, tiny, "--perturb", "abs:0.1", *args, "--jobs", "1", "--no-progress")
+    assert code == 3 and what in _one_error(err), err
+
+
+def test_list_trailing_separator_is_still_accepted(capsys, tiny):
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:0.001", "--point", "0,1,", "--delta", "1",
+                          "--jobs", "1", "--no-progress")
+    assert code == 0 and out.startswith("robust"), (out, err)
+
+
+def test_toml_with_byte_order_mark_and_box_pairs(capsys, tiny, tmp_path):
+    """A config saved with a byte-order mark was 'invalid TOML ... line 1, column 1'; 'box = [[0, 1], ...]'
+    (the form instance lists take) was 'bad --box entry [0, 1]'."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("\ufeffperturb = \"abs:0.001\"\nbox = [[0, 0.5], [\"0\", 1]]\ndelta = 1\n", encoding="utf-8")
+    code, out, err = _run(capsys, "verify", tiny, "--config", cfg, "--jobs", "1", "--no-progress", "--json", tmp_path / "r.json")
+    assert code == 0 and out.startswith("robust"), (out, err)
+    import json
+    boxes = json.loads((tmp_path / "r.json").read_text())["problem"]["input_set"]["boxes"]
+    assert [boxes[0]["lower"], boxes[0]["upper"]] == [[0, 0], [0.5, 1]]
+
+
+def test_unreadable_box_npy_names_the_file(capsys, tiny, tmp_path):
+    bad = tmp_path / "b.npy"
+    bad.write_text("not an array")
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--box", bad, "--delta", "1", "--jobs", "1")
+    assert code == 3 and f"box file {bad} is unreadable" in _one_error(err), err
+
+
+def test_outputs_never_overwrite_an_input(capsys, tiny, tmp_path):
+    """'--counterexample NET.npz' replaced the network by the counterexample, '--json prop.vnnlib' the
+    property, 'run -o' a network of the list: the user's input was lost after one typo."""
+    vnn = tmp_path / "p.vnnlib"
+    vnn.write_text("(declare-const X_0 Real)(declare-const X_1 Real)(declare-const Y_0 Real)"
+                   "(assert (>= X_0 0))(assert (<= X_0 1))(assert (>= X_1 0))(assert (<= X_1 1))(assert (>= Y_0 0.5))")
+    before = {p: p.read_bytes() for p in (tiny, vnn)}
+    cases = [("verify", tiny, "--perturb", "abs:0.1", "--vnnlib", vnn, "--counterexample", tiny, "--jobs", "1"),
+             ("verify", tiny, "--perturb", "abs:0.1", "--vnnlib", vnn, "--json", vnn, "--jobs", "1"),
+             ("bounds", tiny, "--perturb", "abs:0.1", "--vnnlib", vnn, "--json", tmp_path / "." / tiny.name),
+             ("quantify", tiny, "--perturb", "abs:0.1", "--vnnlib", vnn, "--json", tiny, "--jobs", "1"),
+             ("verify", tiny, "--perturb", "abs:0.1", "--vnnlib", vnn, "--json", tmp_path / "a.json",
+              "--counterexample", tmp_path / "a.json", "--jobs", "1")]
+    for args in cases:
+        code, out, err = _run(capsys, *args)
+        assert code == 3 and ("would overwrite an input" in _one_error(err) or "is also the --json file" in err), (args, err)
+    lst = tmp_path / "l.csv"
+    lst.write_text(f"network,vnnlib,perturb\n{tiny.name},{vnn.name},abs:0.1\n")
+    for res in (lst, tiny):
+        code, out, err = _run(capsys, "run", lst, "-o", res, "--jobs", "1")
+        assert code == 3 and "is an input of the batch" in _one_error(err), err
+    assert {p: p.read_bytes() for p in (tiny, vnn)} == before and lst.read_text().count("\n") == 2
