@@ -207,11 +207,12 @@ def load_instances(path: str | Path) -> list[Instance]:
                                   f"got {row['timeout']!r}")
         iid = str(row["id"]).strip() if not _blank(row.get("id")) else \
             _stem(net) + ("" if vnn is None else ":" + _stem(vnn))
-        if iid in seen:
-            seen[iid] += 1
-            iid = f"{iid}#{seen[iid]}"
-        else:
-            seen[iid] = 1
+        if iid in seen:  # a repeated id gets #2, #3, ... (one that no other instance has: ids are the resume keys)
+            base_id = iid
+            while iid in seen:
+                seen[base_id] += 1
+                iid = f"{base_id}#{seen[base_id]}"
+        seen[iid] = 1
         opts = {k: v for k, v in row.items() if k not in ("id", "network", "vnnlib", "timeout") and not _blank(v)}
         out.append(Instance(iid, net, vnn, timeout, opts))
     return out

@@ -265,3 +265,14 @@ def test_results_to_a_device_still_written(tmp_path, nets):
     from pathlib import Path
 
     assert [r.id for r in run_batch(_abc(tmp_path), Path(os.devnull), _cfg())] == ["a", "b", "c"]
+
+
+def test_generated_id_never_equals_another_instances_id(tmp_path, nets):
+    """Rows 'a', 'a', 'a#2': the second became 'a#2' like the third, so the third was skipped as done
+    (silently lost from the batch)."""
+    lst = tmp_path / "l.csv"
+    lst.write_text("id,network,point,perturb,delta\n" + "".join(f"{i},tiny.npz,0;{v},abs:0.001,1\n"
+                                                                 for i, v in (("a", 0), ("a", 0.5), ("a#2", 1))))
+    insts = load_instances(lst)
+    assert [i.id for i in insts] == ["a", "a#2", "a#2#2"]
+    assert [r.id for r in run_batch(insts, tmp_path / "r.csv", _cfg())] == ["a", "a#2", "a#2#2"]
