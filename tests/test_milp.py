@@ -541,3 +541,32 @@ def test_search_only_call_needs_an_attack_close_to_delta():
     assert st.worth_polish(near, 1e5, delta)
     assert not st.worth_polish(near, 1e5, 0.1 * POLISH_GAP * delta)
     assert not st.worth_polish(far, float("inf"), delta)
+
+
+def test_box_cells_get_the_milp_call_only_near_the_threshold():
+    """``ExactStage.box_call_due``: a box cell of a verify run gets the milp call only when its
+    attack came within BOX_EXACT_GAP of the threshold (deviation: of ``delta``; other properties:
+    of the gap to the cell's bound); a point cell, a cell without an attack on a point, and
+    maximize mode are unaffected; a box cell without an attack is split."""
+    from types import SimpleNamespace
+
+    from hybridq.bab.exact import BOX_EXACT_GAP, ExactStage
+    from hybridq.config import make_config
+
+    def stage(mode, prop=Deviation(1.0)):
+        return ExactStage(SimpleNamespace(config=make_config(None, backend="milp"), network=None, prop=prop, mode=mode))
+
+    box = Cell.root(np.zeros(2), np.ones(2), 4)
+    point = Cell.root(np.full(2, 0.5), np.full(2, 0.5), 4)
+    delta = 1.0
+    near, far = -0.9 * BOX_EXACT_GAP * delta, -1.1 * BOX_EXACT_GAP * delta  # attack margins (>= 0 violates)
+    st = stage("verify")
+    assert st.box_call_due(box, near, 0.3, delta) and not st.box_call_due(box, far, 0.3, delta)
+    assert not st.box_call_due(box, None, 0.3, delta)
+    assert st.box_call_due(point, None, 0.3, delta) and st.box_call_due(point, far, 0.3, delta)
+    assert stage("maximize").box_call_due(box, None, 0.3, delta)
+    # no delta (a decision): the shortfall against the gap between the attack and the bound
+    gap = 0.4
+    assert st.box_call_due(box, -0.9 * BOX_EXACT_GAP * gap, gap * (1 - 0.9 * BOX_EXACT_GAP), float("inf"))
+    assert not st.box_call_due(box, -1.1 * BOX_EXACT_GAP * gap, gap * (1 - 1.1 * BOX_EXACT_GAP), float("inf"))
+

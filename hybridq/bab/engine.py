@@ -301,8 +301,11 @@ class CellEngine:
             first, max_unstable = self.exact.limits(cell)
             budget = exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first
             unstable = n_unstable(net, plo, phi)
+            scale = p.prop.delta if p.mode == "verify" and isinstance(p.prop, Deviation) else float("inf")
             if budget and (
-                unstable <= max_unstable
+                (unstable <= max_unstable
+                 and self.exact.box_call_due(cell, None if res is None else self._margin(res, threshold),
+                                             self._margin_ub(u, threshold), scale))
                 or (cfg.smt_min_depth > 0 and cell.depth >= cfg.smt_min_depth)
             ):
                 if self.exact.call(out, cell, ob_row(ob, i), deadline, smt_allow[1] - smt_charged,
@@ -312,8 +315,7 @@ class CellEngine:
                 smt_unknown += out.smt_unknown
                 smt_charged += out.smt_charge
             elif budget and res is not None and self._polish_due(cell) and self.exact.worth_polish(
-                    self._margin(res, threshold), self._margin_ub(u, threshold),
-                    p.prop.delta if p.mode == "verify" and isinstance(p.prop, Deviation) else float("inf")):
+                    self._margin(res, threshold), self._margin_ub(u, threshold), scale):
                 # too large for a proof, but the attack came close: the milp stage's search around its
                 # point (maximize: for a point above the attack's, which raises the witness)
                 thr = max(threshold, res.value) if p.mode == "maximize" else threshold
