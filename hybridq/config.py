@@ -73,7 +73,8 @@ class RunConfig:
         longer limits.  Cells with an input box (not a point) use ``milp_box_max_unstable`` and
         ``milp_box_first_timeout`` instead: there the LP relaxation of the two networks is weak and
         splitting the input is often cheaper (on random 2-input networks 64 / 8 s made runs slower
-        than z3).  A cell that cannot be split further (its phases all fixed, or the depth
+        than z3), and in ``verify`` mode only when the cell's attack came close to the threshold
+        (:data:`hybridq.bab.exact.BOX_EXACT_GAP`).  A cell that cannot be split further (its phases all fixed, or the depth
         limit) goes to the exact stage with the rest of the run's time (at most four times
         ``milp_timeout`` / ``smt_timeout``) instead of being left open.
     milp_root_max_unstable : int
