@@ -391,6 +391,20 @@ def _exact(v, what: str):
         raise ConfigError(f"{what} must be a finite number, got {v!r}") from None
 
 
+def _label(v):
+    """A ``label`` cell: CSV text as an ``int``; other values (JSON/TOML numbers) unchanged, so that
+    :class:`hybridq.properties.Decision` refuses 1.5 rather than ``int()`` truncating it to 1.
+    ``ConfigError`` for text that is not an integer ('max', '1.5')."""
+    if isinstance(v, str):
+        if _blank(v):
+            return None
+        try:
+            return int(v.strip())
+        except ValueError:
+            raise ConfigError(f"label must be a non-negative integer, got {v!r}") from None
+    return v
+
+
 def _exacts(v, what: str) -> np.ndarray:
     """Numbers as written (see :func:`_exact`), as an object array of Fractions."""
     _floats(v, what)  # the same checks and messages
@@ -509,12 +523,12 @@ def _problems(inst: Instance, opts: dict, loader: _Loader):
             prop = SameDecision(_exact(opts.get("kappa", 0), "kappa"), sense)
         elif prop_kind == "decision":
             sense = str(opts.get("sense") or net.decision_sense).strip().lower()
-            c = opts.get("label")
+            c = _label(opts.get("label"))
             if c is None and con is not None:
                 c = decision_label(con, sense)
             if c is None:
                 c = int(net.predict(b.center, sense=sense))
-            prop = Decision(int(c), _exact(opts.get("kappa", 0), "kappa"), sense)
+            prop = Decision(c, _exact(opts.get("kappa", 0), "kappa"), sense)
         else:
             if con is None:
                 raise ConfigError("property vnnlib needs a VNNLIB file")

@@ -164,6 +164,19 @@ def _exact_vector(text, what: str):
     return np.array(out, dtype=object)
 
 
+def _tol(v) -> float:
+    """``--tol`` (command line or TOML) as a float: 0.1 when not given; 0, a negative or a
+    non-finite tolerance is an error (``0`` used to be read as "not given", i.e. 0.1)."""
+    import math
+
+    if v is None:
+        return 0.1
+    t = float(v)
+    if not (math.isfinite(t) and t > 0):
+        _fail(f"--tol must be a finite number > 0, got {v}")
+    return t
+
+
 def _number(v, what: str):
     """One number as the user wrote it (decimal text from the command line or a TOML value) as an
     exact Fraction; None stays None."""
@@ -730,6 +743,7 @@ def quantify(
         _fail("--what deviation needs --perturb SPEC or --against QUANT.onnx")
     if against is not None and what != "deviation":
         _fail("--against works with --what deviation (or use 'verify --against')")
+    tol_ = _tol(o["tol"])
     cfg = _run_config(run, backend, jobs, timeout, seed, "quantify")
     need = what != "deviation"
     net, pert, problems = _problem(network, o["perturb"], o["point"], o["box"], o["ball"], o["center"], o["vnnlib"],
@@ -761,14 +775,14 @@ def quantify(
             if deployed is not None and what == "deviation":
                 from hybridq.deployed import deviation_deployed
 
-                res = deviation_deployed(deployed(b), b, prop, tol=float(o["tol"] or 0.1), config=_left(cfg), progress=cb,
+                res = deviation_deployed(deployed(b), b, prop, tol=tol_, config=_left(cfg), progress=cb,
                                          executor=client)
             elif deployed is not None:
                 from hybridq.deployed import fewest_act_bits
 
                 res = fewest_act_bits(net, o["perturb"], b, prop, family_, config=_left(cfg))
             else:
-                res = quantify_(net, pert, b, prop, what, tol=float(o["tol"] or 0.1), family=family_,
+                res = quantify_(net, pert, b, prop, what, tol=tol_, family=family_,
                                 config=_left(cfg), progress=cb, executor=client, step_timeout=step_timeout)
         finally:
             if prog is not None:

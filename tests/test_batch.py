@@ -276,3 +276,30 @@ def test_generated_id_never_equals_another_instances_id(tmp_path, nets):
     insts = load_instances(lst)
     assert [i.id for i in insts] == ["a", "a#2", "a#2#2"]
     assert [r.id for r in run_batch(insts, tmp_path / "r.csv", _cfg())] == ["a", "a#2", "a#2#2"]
+
+
+def test_fractional_label_or_output_index_is_an_error_row(tmp_path, nets, capsys):
+    """A JSON 'label': 1.5 was truncated to 1 and 'outputs': [0.5] to [0] (the instances ran and
+    answered another question); a CSV label 'max' or '1.5' gave Python's 'invalid literal for int()'."""
+    lst = tmp_path / "l.json"
+    lst.write_text(json.dumps([
+        {"id": "lab", "network": "tiny.npz", "point": [1, 0], "property": "decision", "label": 1.5},
+        {"id": "outs", "network": "tiny.npz", "point": [1, 0], "delta": 1, "outputs": [0.5]},
+        {"id": "ok", "network": "tiny.npz", "point": [1, 0], "property": "decision", "label": 1}]))
+    csv_lst = tmp_path / "l.csv"
+    csv_lst.write_text("id,network,point,property,label\nmax,tiny.npz,\"1,0\",decision,max\n"
+                       "half,tiny.npz,\"1,0\",decision,1.5\n")
+    for src, res in ((lst, tmp_path / "r1.csv"), (csv_lst, tmp_path / "r2.csv")):
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(src), "--perturb", "abs:1e-3", "-o", str(res), "--jobs", "1", "--backend", "none"])
+        assert e.value.code == 0
+    capsys.readouterr()
+    rows = {}
+    for p in (tmp_path / "r1.csv", tmp_path / "r2.csv"):
+        with open(p, newline="") as f:
+            rows.update({r["id"]: r for r in csv.DictReader(f)})
+    assert rows["lab"]["result"] == "error" and rows["lab"]["message"] == "label must be a non-negative integer, got 1.5"
+    assert rows["outs"]["result"] == "error" and "output index must be a non-negative integer, got 0.5" in rows["outs"]["message"]
+    assert rows["ok"]["result"] == "unsat"
+    assert rows["max"]["message"] == "label must be a non-negative integer, got 'max'"
+    assert rows["half"]["message"] == "label must be a non-negative integer, got '1.5'"

@@ -236,3 +236,18 @@ def test_outputs_never_overwrite_an_input(capsys, tiny, tmp_path):
         code, out, err = _run(capsys, "run", lst, "-o", res, "--jobs", "1")
         assert code == 3 and "is an input of the batch" in _one_error(err), err
     assert {p: p.read_bytes() for p in (tiny, vnn)} == before and lst.read_text().count("\n") == 2
+
+
+def test_fractional_output_index_and_nonpositive_tol_are_refused(capsys, tiny):
+    """'--outputs 0.5' was truncated to output 0 by int() and the run answered for output 0;
+    'quantify --tol 0' was read as "not given" (0.1) and '--tol inf' failed as 'delta ... nan'."""
+    base = ("--perturb", "abs:1e-2", "--point", "1,0", "--jobs", "1", "--no-progress")
+    code, out, err = _run(capsys, "verify", tiny, *base, "--delta", "1", "--outputs", "0.5")
+    assert code == 3 and "output index must be a non-negative integer, got 0.5" in _one_error(err)
+    code, out, err = _run(capsys, "quantify", tiny, *base, "--outputs", "0.5")
+    assert code == 3 and "got 0.5" in _one_error(err)
+    code, out, err = _run(capsys, "verify", tiny, *base, "--delta", "1", "--outputs", "0")  # a whole number still works
+    assert code == 0 and out.startswith("robust"), err
+    for tol in ("0", "inf", "-0.5"):
+        code, out, err = _run(capsys, "quantify", tiny, *base, f"--tol={tol}")
+        assert code == 3 and "--tol must be a finite number > 0" in _one_error(err) and out == "", (tol, err)
