@@ -276,7 +276,7 @@ def read_results(path: str | Path) -> list[dict]:
     p = Path(path)
     if not p.is_file() or p.stat().st_size == 0:
         return []
-    with p.open(newline="", encoding="utf-8") as f:
+    with p.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.DictReader(f)
         missing = [c for c in ("id", "result") if c not in (reader.fieldnames or [])]
         if missing:
@@ -737,7 +737,7 @@ def _open_results(path: Path):
             raise ConfigError(f"{path}: another 'hybridq run' is writing this results file (it resumes "
                               "where that one stops: run it again afterwards, or give another --results)") from None
         f.seek(0)
-        text = f.read()
+        text = f.read().removeprefix("\ufeff")  # saved by a spreadsheet: the mark is not part of 'id'
         fields, done = list(RESULT_COLUMNS), set()
         if text.strip():
             reader = csv.DictReader(io.StringIO(text, newline=""))

@@ -303,3 +303,12 @@ def test_fractional_label_or_output_index_is_an_error_row(tmp_path, nets, capsys
     assert rows["ok"]["result"] == "unsat"
     assert rows["max"]["message"] == "label must be a non-negative integer, got 'max'"
     assert rows["half"]["message"] == "label must be a non-negative integer, got '1.5'"
+
+
+def test_results_saved_with_a_byte_order_mark_resume(tmp_path, nets):
+    """A results file saved by a spreadsheet starts with a byte-order mark: it was 'not a hybridq results
+    file (no 'id' column)'."""
+    res = tmp_path / "r.csv"
+    res.write_text("\ufeffid,result\r\na,unsat\r\n", encoding="utf-8")
+    assert [r.id for r in run_batch(_abc(tmp_path), res, _cfg())] == ["b", "c"]
+    assert [r["id"] for r in read_results(res)] == ["a", "b", "c"]
