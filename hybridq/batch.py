@@ -667,6 +667,8 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     results = Path(results)
     cex_dir = Path(cex_dir) if cex_dir is not None else results.with_name(results.stem + "_counterexamples")
     loader = _Loader(tmpdir=cex_dir.parent / (results.stem + "_unpacked"))
+    instances = list(instances)
+    _check_cex_targets(instances, cex_dir, results)
     f, writer, done = _open_results(results)  # locked until closed
     rows = []
     # one set of worker processes for the whole batch, started by the first run that lasts long enough
@@ -703,6 +705,36 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
         if workers is not None:
             workers.close(interrupted)
     return rows
+
+
+def _check_cex_targets(instances: list, cex_dir: Path, results: Path) -> None:
+    """Refuse a counterexample folder where an instance's counterexample files (``ID.npz``,
+    ``ID.counterexample``) would replace one of the batch's inputs (a network or VNNLIB file of the
+    list, e.g. ``--counterexamples .`` in the networks' folder) or the results file.
+
+    Raises
+    ------
+    ConfigError
+        Naming the instance, the file and the input it would overwrite."""
+    def key(p):
+        try:
+            st = Path(p).stat()
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    inputs = {}
+    for p in [results] + [q for i in instances for q in (i.network, i.vnnlib) if q is not None]:
+        k = key(p)
+        if k is not None:
+            inputs.setdefault(k, p)
+    for inst in instances:
+        for suffix in (".npz", ".counterexample"):
+            target = cex_dir / (_safe_name(inst.id) + suffix)
+            k = key(target)
+            if k is not None and k in inputs:
+                raise ConfigError(f"the counterexample file {target} of instance {inst.id!r} would overwrite the "
+                                  f"input {inputs[k]}; give another --counterexamples folder")
 
 
 def _open_results(path: Path):

@@ -312,3 +312,16 @@ def test_results_saved_with_a_byte_order_mark_resume(tmp_path, nets):
     res.write_text("\ufeffid,result\r\na,unsat\r\n", encoding="utf-8")
     assert [r.id for r in run_batch(_abc(tmp_path), res, _cfg())] == ["b", "c"]
     assert [r["id"] for r in read_results(res)] == ["a", "b", "c"]
+
+
+def test_counterexample_files_never_replace_an_input(tmp_path, nets):
+    """'--counterexamples .' beside the networks: instance 'tiny' (sat) wrote its counterexample to
+    tiny.npz, replacing the network (which then no longer loaded)."""
+    lst = tmp_path / "l.csv"
+    lst.write_text("id,network,vnnlib,perturb\ntiny,tiny.npz,prop.vnnlib,abs:0.1\n")
+    before = (tmp_path / "tiny.npz").read_bytes()
+    with pytest.raises(ConfigError, match=r"counterexample file .*tiny.npz of instance 'tiny' would overwrite the input"):
+        run_batch(load_instances(lst), tmp_path / "r.csv", _cfg(), cex_dir=tmp_path)
+    assert (tmp_path / "tiny.npz").read_bytes() == before and not (tmp_path / "r.csv").exists()
+    rows = run_batch(load_instances(lst), tmp_path / "r.csv", _cfg(), cex_dir=tmp_path / "cx")
+    assert rows[0].result == "sat" and (tmp_path / "cx" / "tiny.npz").is_file()
