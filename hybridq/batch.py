@@ -44,6 +44,7 @@ import math
 import re
 import time
 import tomllib
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -356,7 +357,11 @@ class _Loader:
         out = (self.tmpdir or path.parent) / path.name[:-3]
         if not out.is_file():
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_bytes(gzip.decompress(path.read_bytes()))
+            try:
+                data = gzip.decompress(path.read_bytes())
+            except (OSError, EOFError, zlib.error) as e:  # BadGzipFile, truncated stream, corrupt data
+                raise ConfigError(f"{path}: not a readable .gz file: {e}") from None
+            out.write_bytes(data)
         return out
 
     def network(self, path: Path):

@@ -325,3 +325,20 @@ def test_counterexample_files_never_replace_an_input(tmp_path, nets):
     assert (tmp_path / "tiny.npz").read_bytes() == before and not (tmp_path / "r.csv").exists()
     rows = run_batch(load_instances(lst), tmp_path / "r.csv", _cfg(), cex_dir=tmp_path / "cx")
     assert rows[0].result == "sat" and (tmp_path / "cx" / "tiny.npz").is_file()
+
+
+def test_corrupt_gz_network_is_an_error_row_naming_the_file(tmp_path, nets):
+    """A truncated .gz network gave 'internal error EOFError: Compressed file ended ...', a non-gzip one
+    'Not a gzipped file' without the file name."""
+    import gzip
+
+    gz = gzip.compress((tmp_path / "tiny.npz").read_bytes())
+    (tmp_path / "cut.npz.gz").write_bytes(gz[:40])
+    (tmp_path / "txt.npz.gz").write_text("not gzip")
+    (tmp_path / "ok.npz.gz").write_bytes(gz)
+    lst = tmp_path / "l.csv"
+    lst.write_text("network,point,perturb,delta\n" + "".join(f"{n}.npz.gz,0;1,abs:0.001,1\n" for n in ("cut", "txt", "ok")))
+    rows = run_batch(load_instances(lst), tmp_path / "r.csv", _cfg())
+    assert [r.result for r in rows] == ["error", "error", "unsat"]
+    for r, n in zip(rows[:2], ("cut", "txt")):
+        assert r.message.startswith(f"{tmp_path / (n + '.npz.gz')}: not a readable .gz file"), r.message
