@@ -30,3 +30,15 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return st.rpartition(")")[2].split()[0] != "Z"
+
+
+def as_in_a_terminal() -> None:
+    """``preexec_fn`` for a test's subprocess that receives a Ctrl-C or Ctrl-Z: SIGINT at its default (a
+    background job of a non-interactive shell, e.g. a CI script's ``cmd &``, starts with it ignored, and
+    the child would inherit that) and a process group of its own in this session (a stop signal sent
+    to an orphaned process group is discarded by the kernel)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.setpgrp()

@@ -293,8 +293,6 @@ def test_ctrl_c_stops_after_the_chunk_in_flight_with_a_partial_result():
     import os
     import signal
 
-    from hybridq import quantify
-
     net = _net(5, [2, 8, 8, 1])
     pert = perturbation("abs:0.05", net)
     box = InputBox(-np.ones(2), np.ones(2))
@@ -304,6 +302,19 @@ def test_ctrl_c_stops_after_the_chunk_in_flight_with_a_partial_result():
         calls.append(pending)
         if len(calls) >= 3:  # from the third round on (a run may end on the round it was sent in)
             os.kill(os.getpid(), signal.SIGINT)
+
+    # Python's own handler, as in a terminal (a CI script's background job starts with SIGINT ignored)
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _interrupted_runs(net, pert, box, calls, progress)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+
+
+def _interrupted_runs(net, pert, box, calls, progress):
+    import signal
+
+    from hybridq import quantify
 
     before = signal.getsignal(signal.SIGINT)
     q = quantify(net, pert, box, tol=1e-12, jobs=1, progress=progress)  # never converges by itself

@@ -291,7 +291,7 @@ def test_interrupt_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_pat
     import subprocess
     from pathlib import Path
 
-    from processes import alive, descendants
+    from processes import alive, as_in_a_terminal, descendants
 
     net = _net(7, [2, 8, 8, 1])
     p_net = tmp_path / "n.npz"
@@ -299,14 +299,10 @@ def test_interrupt_while_the_local_cluster_starts_is_one_line_and_exit_2(tmp_pat
     root = Path(__file__).resolve().parents[1]
     env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
-    def default_sigint():
-        signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a terminal (a background shell job ignores it)
-        os.setpgrp()
-
     p = subprocess.Popen([sys.executable, "-c", "from hybridq.cli import main; main()", "verify", str(p_net),
                           "--perturb", "fp16", "--box=-1:1,-1:1", "--delta", "1e-4", "--cluster", "local:2"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                         preexec_fn=default_sigint)
+                         preexec_fn=as_in_a_terminal)
     try:
         t0, workers = time.monotonic(), set()
         while time.monotonic() - t0 < 120 and p.poll() is None:  # a worker process is being spawned

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 from cli_helpers import run_cli
-from processes import alive as _alive
+from processes import alive as _alive, as_in_a_terminal
 from hybridq import Layer, Network
 from hybridq import client as C
 
@@ -453,7 +453,7 @@ def test_ctrl_c_while_the_server_warms_up_leaves_no_server():
     sock = folder / "s.sock"
     try:
         p = subprocess.Popen([sys.executable, "-m", "hybridq", "serve", "--idle-timeout", "30"], env=_env(sock),
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_in_a_terminal)
         t0 = time.monotonic()
         while not _lock_held(str(sock)):  # the detached server process is warming up
             assert p.poll() is None and time.monotonic() - t0 < 120, p.communicate()
@@ -482,11 +482,9 @@ def test_ctrl_z_stops_the_forwarded_command_with_the_client(server, nets):
 
     sock, spid = server
     before = descendants(spid)
-    # its own process group in this session: a stop signal to an orphaned process group (pytest's
-    # own, when started from a script that has exited) is discarded by the kernel
     p = subprocess.Popen([sys.executable, "-m", "hybridq", "verify", str(nets["hard"]), *HARD, "--timeout", "300"],
                          env=_env(sock), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         process_group=0)
+                         preexec_fn=as_in_a_terminal)
     try:
         _wait_running(sock, 1)
         (child,) = descendants(spid) - before
