@@ -413,15 +413,20 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
             return bound
         return None
 
-    def child(lb, ub, d, val):
+    def fix_phase(lb, ub, d, val):
+        # binary d := val in the column bounds, in place: 0 makes the relu's output 0 and its
+        # pre-activation <= 0, 1 its pre-activation >= 0
         v, r = d_of[d]
-        lb, ub = lb.copy(), ub.copy()
         lb[d] = ub[d] = float(val)
         if val == 0:
             ub[r] = 0.0
             ub[v] = min(ub[v], 0.0)
         else:
             lb[v] = max(lb[v], 0.0)
+
+    def child(lb, ub, d, val):
+        lb, ub = lb.copy(), ub.copy()
+        fix_phase(lb, ub, d, val)
         return lb, ub
 
     def separate_rounds(lb, ub, rounds):
@@ -495,16 +500,10 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
             _, _, fix = heapq.heappop(heap)
             lb, ub = base_lb.copy(), base_ub.copy()
             for d, val in fix:
-                v, r = d_of[d]
                 if base_lb[d] == base_ub[d] and base_lb[d] != val:  # pragma: no cover - not branched on
                     lb[d], ub[d] = 1.0, 0.0
                     continue
-                lb[d] = ub[d] = float(val)
-                if val == 0:
-                    ub[r] = 0.0
-                    ub[v] = min(ub[v], 0.0)
-                else:
-                    lb[v] = max(lb[v], 0.0)
+                fix_phase(lb, ub, d, val)
             if np.any(lb > ub):  # fixings contradict the bounds: the node is empty
                 continue
             rounds = cut_rounds if cuts is not None and len(fix) <= cut_depth else 0
