@@ -32,10 +32,13 @@ def parse_exact(text: str, name: str = "value") -> Fraction:
     Raises
     ------
     ValueError
-        Not a finite number, or a decimal that needs more than :data:`MAX_DIGITS` digits as an exact
-        fraction (``1e-5000``: one clear line instead of an integer-conversion error after the run).
+        Not a finite number (``"1_0"`` included: Python's digit grouping is refused, not read as 10),
+        or a decimal that needs more than :data:`MAX_DIGITS` digits as an exact fraction
+        (``1e-5000``: one clear line instead of an integer-conversion error after the run).
     """
     text = text.strip()
+    if "_" in text:  # Python's digit grouping ("1_0" is 10): not how anyone writes a coordinate
+        raise ValueError(f"{name} must be a finite real number, got {text!r}")
     try:
         d = Decimal(text)
     except (InvalidOperation, ValueError):

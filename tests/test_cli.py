@@ -60,6 +60,16 @@ def test_bad_point(capsys, tiny):
     assert code == 3 and "--point" in one_error_line(err)
 
 
+@pytest.mark.parametrize("opt, value", [("--point", "1_0,0"), ("--box", "0:1_0,0:1"), ("--delta", "1_0")])
+def test_digit_grouping_is_not_a_number(capsys, tiny, opt, value):
+    """Python reads ``1_0`` as 10; a coordinate or threshold written so is refused, not run as 10."""
+    args = {"--point": "1,0", "--delta": "1", opt: value}
+    if opt == "--box":
+        args.pop("--point")
+    code, out, err = run(capsys, "verify", tiny, "--perturb", "fp16", *[x for kv in args.items() for x in kv])
+    assert code == 3 and out == "" and "1_0" in one_error_line(err)
+
+
 def test_unsupported_onnx_op(capsys, tmp_path):
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
