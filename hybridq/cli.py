@@ -131,7 +131,7 @@ def _exact_vector(text, what: str):
     white space), or the exact binary values of a .npy file's floats."""
     import numpy as np
 
-    from hybridq.exact import split_numbers, to_fraction
+    from hybridq.exact import TooManyDigits, split_numbers, to_fraction
 
     if isinstance(text, (list, tuple)):
         vals = [str(v) for v in text]
@@ -156,9 +156,10 @@ def _exact_vector(text, what: str):
     for v in vals:
         try:
             out.append(to_fraction(v, what) if isinstance(v, str) else to_fraction(float(v), what))
-        except (TypeError, ValueError) as e:
-            _fail(str(e) if "digits as an exact number" in str(e) else
-                  f"{what} must be finite comma-separated numbers, got {text!r}")
+        except TooManyDigits as e:
+            _fail(str(e))
+        except (TypeError, ValueError):
+            _fail(f"{what} must be finite comma-separated numbers, got {text!r}")
     if not out:
         _fail(f"{what} must be finite numbers, got {text!r}")
     return np.array(out, dtype=object)
@@ -180,20 +181,22 @@ def _tol(v) -> float:
 def _number(v, what: str):
     """One number as the user wrote it (decimal text from the command line or a TOML value) as an
     exact Fraction; None stays None."""
-    from hybridq.exact import to_fraction
+    from hybridq.exact import TooManyDigits, to_fraction
 
     if v is None:
         return None
     try:
         return to_fraction(v, what)  # str / Decimal: the decimal text exactly; float: its binary value
-    except ValueError as e:
-        _fail(str(e) if "digits as an exact number" in str(e) else f"{what} must be a finite number, got {v!r}")
+    except TooManyDigits as e:
+        _fail(str(e))
+    except ValueError:
+        _fail(f"{what} must be a finite number, got {v!r}")
 
 
 def _box(text):
     import numpy as np
 
-    from hybridq.exact import split_numbers, to_fraction
+    from hybridq.exact import TooManyDigits, split_numbers, to_fraction
     from hybridq.inputs import InputBox
 
     if isinstance(text, (list, tuple)):  # TOML: ["0:1", ...] or [[0, 1], ...] (as in instance lists)
@@ -223,9 +226,10 @@ def _box(text):
                 raise ValueError
             lo.append(to_fraction(a, "--box"))  # exact: the decimal the user wrote
             hi.append(to_fraction(b, "--box"))
-        except ValueError as e:
-            _fail(str(e) if "digits as an exact number" in str(e) else
-                  f"bad --box entry {part!r}: expected finite LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
+        except TooManyDigits as e:
+            _fail(str(e))
+        except ValueError:
+            _fail(f"bad --box entry {part!r}: expected finite LO:HI pairs separated by commas, e.g. '0:1,-1:1'")
     return InputBox(np.array(lo, dtype=object), np.array(hi, dtype=object))
 
 
@@ -404,8 +408,9 @@ def _check_outputs(net, json=None, counterexample=None, plot=None, inputs=(), de
     """Fail before the run (exit 3) when an output file cannot be written, would overwrite one of the
     ``inputs`` (``(option, path)`` pairs: the network, ``--vnnlib``, ...) or another output, or a plot
     cannot be drawn.  ``derived_cex``: a counterexample would go to ``JSON_STEM.counterexample.npz``."""
-    outs = [(opt, path) for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot))
-            if path is not None]
+    given = [(opt, path) for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot))
+             if path is not None]
+    outs = list(given)
     if derived_cex and json is not None and counterexample is None:
         outs.append(("--json's counterexample file", str(Path(json).with_suffix("")) + ".counterexample.npz"))
     for i, (opt, path) in enumerate(outs):
@@ -415,9 +420,8 @@ def _check_outputs(net, json=None, counterexample=None, plot=None, inputs=(), de
         for opt2, path2 in outs[:i]:
             if _same_file(path, path2):
                 _fail(f"{opt} {path} is also the {opt2} file; give another name")
-    for opt, path in (("--json", json), ("--counterexample", counterexample), ("--plot", plot)):
-        if path is not None:
-            _check_writable(opt, path)
+    for opt, path in given:
+        _check_writable(opt, path)
     if plot is not None and Path(plot).suffix.lower() not in PLOT_FORMATS:
         _fail(f"--plot {plot}: the file name must end in {', '.join(PLOT_FORMATS)} (the image format)")
     if plot is not None and net.n_in > 2:

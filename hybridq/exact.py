@@ -17,13 +17,18 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["parse_exact", "split_numbers", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+__all__ = ["TooManyDigits", "parse_exact", "split_numbers", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
 
 
 #: The most decimal digits (significant digits plus the exponent's size) an exact number may need:
 #: beyond it a Fraction's text would pass Python's int-to-str limit (4300 digits) and its arithmetic
 #: slows down; float64 values need far fewer (a subnormal's exact decimal has about 1100).
 MAX_DIGITS = 4000
+
+
+class TooManyDigits(ValueError):
+    """A decimal that needs more than :data:`MAX_DIGITS` digits as an exact number (its message is
+    the whole explanation; callers pass it on rather than replace it with a generic one)."""
 
 
 def parse_exact(text: str, name: str = "value") -> Fraction:
@@ -75,7 +80,7 @@ def _check_size(d: Decimal, name: str, text) -> None:
     if d.is_finite():
         _, digits, exp = d.as_tuple()
         if len(digits) + abs(exp) > MAX_DIGITS:
-            raise ValueError(f"{name} {text!r} needs more than {MAX_DIGITS} digits as an exact number "
+            raise TooManyDigits(f"{name} {text!r} needs more than {MAX_DIGITS} digits as an exact number "
                              f"(exponent {d.adjusted():+d}); give it with fewer digits or a smaller exponent")
 
 

@@ -484,15 +484,10 @@ def serve_forever(path: str | None = None, idle_timeout: float | None = 3600.0) 
     if path is None:
         _log("HYBRIDQ_SERVER is off: nothing to serve")
         return 3
-    lock = open(path + ".lock", "a")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-        if e.errno in (errno.EAGAIN, errno.EACCES):
-            _log(f"another server holds {path}.lock")
-            lock.close()
-            return 3
-        raise
+    lock = _take_lock(path)
+    if lock is None:
+        _log(f"another server holds {path}.lock")
+        return 3
     try:
         t = time.monotonic()
         missing = warm_up()
@@ -558,18 +553,36 @@ def start_background(path: str | None = None, idle_timeout: float | None = 3600.
     raise RuntimeError(f"the server did not answer within {START_WAIT:g} s: {_last_line(log)}")
 
 
+def _take_lock(path: str):
+    """``PATH.lock`` opened and locked (exclusive, without waiting): the server holds it from its
+    warm-up to its exit.  None when another process holds it.
+
+    Raises
+    ------
+    OSError
+        The file cannot be opened, or locked for another reason.
+    """
+    f = open(path + ".lock", "a")  # noqa: SIM115 - kept open by the caller while it holds the lock
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        f.close()
+        if e.errno in (errno.EAGAIN, errno.EACCES):
+            return None
+        raise
+    return f
+
+
 def _lock_held(path: str) -> bool:
     """Whether a live process holds ``PATH.lock`` (a server warming up or serving)."""
     try:
-        with open(path + ".lock", "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                return True
-            fcntl.flock(f, fcntl.LOCK_UN)
-            return False
+        f = _take_lock(path)
     except OSError:
         return False
+    if f is None:
+        return True
+    f.close()  # releases it
+    return False
 
 
 def _end(proc) -> None:

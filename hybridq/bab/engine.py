@@ -300,7 +300,7 @@ class CellEngine:
             exact = self.exact.enabled
             first, max_unstable = self.exact.limits(cell)
             budget = exact and smt_unknown < smt_allow[0] and smt_allow[1] - smt_charged >= first
-            unstable = n_unstable(net, plo, phi)
+            unstable = n_unstable(net, plo, phi) if budget else 0  # read only where there is budget
             scale = p.prop.delta if p.mode == "verify" and isinstance(p.prop, Deviation) else float("inf")
             if budget and (
                 (unstable <= max_unstable
