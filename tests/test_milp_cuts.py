@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -110,6 +111,69 @@ def test_cuts_hold_at_every_exactly_evaluated_point(case):
     assert checked > 0 or not cuts
 
 
+@pytest.mark.parametrize("case", [("random", s) for s in (0, 2, 3, 5, 8)] + [("deep", s) for s in (0, 1)])
+def test_every_row_of_the_program_holds_at_every_exactly_evaluated_point(case):
+    """The program is a relaxation of the exact problem (hybridq.milp.model: rounded C + R
+    coefficients with their error in the right-hand side, outward-rounded constants)."""
+    kind, seed = case
+    rng, net, pert, box = (random_case if kind == "random" else _deep_case)(seed)
+    model = _model(net, pert, box, Deviation(0.0))
+    names = model.names
+    A = model.A.tocsr()
+    checked = 0
+    for xs, params in sample_pairs(rng, net, pert, box, n_theta=8, n_x=3):
+        for x in xs:
+            val = _exact_columns(net, x, params)
+            for tag in ("p", "n"):
+                last = len(net.layers) - 1
+                for r in range(net.n_out):
+                    z = val[f"{tag}z{last}_{r}"]
+                    h = max(z, F(0)) if net.layers[-1].activation == "relu" else z
+                    val[f"{tag}y{r}"] = h * F(float(net.output_std[r])) + F(float(net.output_mean[r]))
+            v = [val[nm] for nm in names]
+            for j, vj in enumerate(v):
+                assert F(float(model.lb[j])) <= vj <= F(float(model.ub[j])), names[j]
+            for i in range(model.m):
+                lo, hi = A.indptr[i], A.indptr[i + 1]
+                lhs = sum((F(float(a)) * v[j] for j, a in zip(A.indices[lo:hi].tolist(), A.data[lo:hi].tolist())), F(0))
+                if math.isfinite(model.row_hi[i]):
+                    assert lhs <= F(float(model.row_hi[i])), (i, float(lhs - F(float(model.row_hi[i]))))
+                if math.isfinite(model.row_lo[i]):
+                    assert lhs >= F(float(model.row_lo[i])), (i, float(F(float(model.row_lo[i])) - lhs))
+                checked += 1
+    assert checked > 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rounded_coefficient_sums_carry_their_whole_error_into_the_right_hand_side(seed):
+    """``S = fl(P + Q)`` with ``err``: at the corner of the column box where the rounding hurts
+    most, ``S v - (P + Q) v <= err`` exactly (hybridq.milp.model._rounded_sum)."""
+    import scipy.sparse as sp
+
+    from hybridq.milp.model import _Builder, _rounded_sum
+
+    rng = np.random.default_rng(seed)
+    m, n = 5, 12
+    b = _Builder()
+    for j in range(n):
+        lo = -rng.uniform(0, 10) * 10.0 ** rng.integers(-3, 4)
+        b.col(lo, lo + rng.uniform(0, 20) * 10.0 ** rng.integers(-3, 4), f"c{j}")
+    P = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-8, 3, size=(m, n))
+    Q = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-8, 3, size=(m, n))
+    P[rng.random((m, n)) < 0.3] = 0.0
+    S, err = _rounded_sum(sp.csr_matrix(P), sp.csr_matrix(Q), b)
+    S = S.toarray()
+    inexact = 0
+    for i in range(m):
+        gap = F(0)
+        for j in range(n):
+            d = F(float(S[i, j])) - F(float(P[i, j])) - F(float(Q[i, j]))
+            inexact += d != 0
+            gap += d * F(b.ub[j] if d > 0 else b.lb[j])  # the worst corner
+        assert gap <= F(float(err[i])), (i, float(gap), err[i])
+    assert inexact > 0  # the case exercises rounding
+
+
 def _sampled_max(net, pert, box, obj, rng) -> Fraction:
     """The largest exact value of a deviation objective ``s (y'_j - y_j)`` over sampled points."""
     j, up = int(obj.label.split()[0][1:]), obj.label.endswith("up")
@@ -150,6 +214,36 @@ def test_probing_with_cuts_never_proves_a_violated_objective_and_its_bound_enclo
         assert res.status == "proved", (obj.label, res)
         assert res.bound == -math.inf or F(res.bound) + obj.const >= best
         assert res.bound == -math.inf or F(res.bound) + obj.const <= above.threshold
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_a_proof_paused_at_every_few_lps_ends_as_an_uninterrupted_one_would(seed):
+    """hybridq.milp.search.Proof in slices of 2 ms: it pauses (open, 'time limit', no result) and
+    resumes where it stopped; a violated threshold is never proved, a safe one is, with a
+    certified bound between the exact sampled value and the threshold."""
+    rng, net, pert, box = _deep_case(seed)
+    model = _model(net, pert, box, Deviation(0.0))
+    kw = dict(cuts=ReluCuts(model), cut_rounds=3, cut_depth=2, probe=True)
+    pauses = 0
+    for obj in model.objectives:
+        best = _sampled_max(net, pert, box, obj, rng)
+        below = dataclasses.replace(obj, threshold=best - F(1, 10**9) * (1 + abs(best)))
+        above = dataclasses.replace(obj, threshold=_above_optimum(model, obj, F(1, 10**6)))
+        for o, max_nodes in ((below, 300), (above, 20_000)):
+            proof = search.Proof(model, o, math.inf, None, max_nodes=max_nodes, **kw)
+            while True:
+                res = proof.run(time.perf_counter() + 0.002)
+                if proof.result is not None:
+                    break
+                assert res.status == "open" and res.reason == "time limit"
+                pauses += 1
+            assert proof.run(time.perf_counter() + 1.0) is proof.result  # ended: stays ended
+            if o is below:
+                assert res.status != "proved", (obj.label, res)
+            else:
+                assert res.status == "proved", (obj.label, res)
+                assert res.bound == -math.inf or best <= F(res.bound) + obj.const <= above.threshold
+    assert pauses > 0
 
 
 def test_probing_and_cuts_are_deterministic_and_fix_phases():

@@ -16,9 +16,9 @@ directed rounding: a sum of ``n`` products computed in any order errs by at most
 own rounding, and each final result is stepped one ulp outward.  The residual ``r`` is enclosed
 in ``[r - err, r + err]`` and the box term takes the worst of the four corner products.
 
-The only assumption is that the program's data are the exact data of the problem (the MILP
-encoding of :mod:`hybridq.milp.model` guarantees this), so the returned number is a proof: no
-feasible point has objective below it.  An infeasible LP is certified by a Farkas ray ``y`` (as
+The bound holds for the program exactly as given (float data taken as exact reals); the MILP
+encoding of :mod:`hybridq.milp.model` makes that program a relaxation of the real problem, so the
+returned number is a proof: no point of the real problem has objective below it.  An infeasible LP is certified by a Farkas ray ``y`` (as
 HiGHS reports it): scaled up, the bound above grows without limit when ``y`` proves infeasibility.
 """
 

@@ -3,10 +3,11 @@
 Each unstable ReLU ``r = max(z, 0)`` of :mod:`hybridq.milp.model` has one binary ``d`` and the
 big-M rows ``r <= u d``, ``r <= z - l (1 - d)``, whose LP relaxation (the triangle) ignores what
 ``z`` depends on.  In the per-neuron-noise encoding ``z`` is not a function of the previous layer
-``x``, but it is bounded above by one: the layer equation ``z - C x - e <= U0`` and the noise row
-``e - R x <= Ue`` add up (exactly, in real arithmetic; ``e`` cancels) to
+``x``, but it is bounded above by one: the model's row ``z - w . x <= b`` (``w`` the rounded
+``C + R``, ``b`` a right-hand side that covers the rounding; the layer equation where ``z`` has
+no noise) is
 
-    z <= b + w . x,      w = C + R,  b = U0 + Ue,
+    z <= b + w . x,
 
 and in every integer point of the program ``d = 1`` gives ``r <= z`` and ``d = 0`` gives
 ``r <= 0``.  So ``(x, r, d)`` satisfies ``d = 1 => r <= b + w.x``, ``d = 0 => r <= 0`` with ``x``
@@ -23,8 +24,8 @@ smaller one); that is :meth:`ReluCuts.separate`.
 **Rigour.**  A cut is returned as float coefficients ``r - sum_I s_i x_i - beta d <= gamma`` where
 ``s_i`` is the rounded ``w_i`` and ``beta`` any float near Anderson's; ``gamma`` is not Anderson's
 right-hand side but a rigorous upper bound, in outward-rounded arithmetic, of the left side over
-both cases ``d = 0`` (``r <= 0``) and ``d = 1`` (``r <= b + w.x`` with ``w_i = s_i + delta_i``
-exactly, ``delta_i`` the rounding error recovered by TwoSum) with ``x`` in the root column box.
+both cases ``d = 0`` (``r <= 0``) and ``d = 1`` (``r <= b + w.x``, ``s = w``) with ``x`` in the
+root column box.
 Hence every cut holds at every feasible point of the program (and of every node below the root,
 whose boxes are smaller), and a dual bound of the program with cut rows added
 (:mod:`hybridq.milp.certify`) is still a proof.
@@ -59,14 +60,6 @@ def _dot_up(a: np.ndarray, b: np.ndarray) -> float:
     return out if math.isfinite(out) else math.inf
 
 
-def _two_sum(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(s, e)`` with ``s = fl(a + b)`` and ``s + e = a + b`` exactly (Knuth's TwoSum)."""
-    s = a + b
-    bb = s - a
-    e = (a - (s - bb)) + (b - bb)
-    return s, e
-
-
 @dataclass
 class Cut:
     """One row ``sum vals * v[cols] <= rhs`` (no lower side)."""
@@ -88,8 +81,7 @@ class ReluCuts:
     Attributes
     ----------
     units : list of tuple
-        Per usable ReLU: ``(r, d, cols, s, delta, b_hi, b_lo)`` -- ``z <= b_hi + b_lo + sum (s + delta)
-        v[cols]`` exactly.
+        Per usable ReLU: ``(r, d, cols, s, b)`` -- ``z <= b + sum s v[cols]`` is a row of the model.
     """
 
     def __init__(self, model: MilpModel) -> None:
@@ -97,32 +89,18 @@ class ReluCuts:
         self.lb, self.ub = model.lb, model.ub
         self.units = []
         for v, r, d in model.relus:
-            rows = model.z_rows.get(v)
-            if rows is None:
+            row = model.z_rows.get(v)
+            if row is None or not math.isfinite(model.row_hi[row]):
                 continue
-            eq, up = rows
-            if not math.isfinite(model.row_hi[eq]):  # pragma: no cover - equality rows are two-sided
+            lo, hi = A.indptr[row], A.indptr[row + 1]
+            g = dict(zip(A.indices[lo:hi].tolist(), A.data[lo:hi].tolist()))
+            if g.pop(v, 0.0) != 1.0:  # pragma: no cover - the row has z with +1
                 continue
-            g = {}
-            for row, sgn in ((eq, 0), (up, 1)):
-                if row < 0:
-                    continue
-                lo, hi = A.indptr[row], A.indptr[row + 1]
-                for j, a in zip(A.indices[lo:hi].tolist(), A.data[lo:hi].tolist()):
-                    g.setdefault(j, [0.0, 0.0])[sgn] = a
-            if g.pop(v, [0.0, 0.0])[0] != 1.0:  # pragma: no cover - the layer equation has z with +1
-                continue
-            cols = np.array(sorted(j for j, (a1, a2) in g.items() if not (a1 + a2 == 0.0 and a1 == -a2)),
-                            dtype=np.int64)
+            cols = np.array(sorted(j for j, a in g.items() if a != 0.0), dtype=np.int64)
             if cols.size == 0:  # a constant upper function: the triangle is already the hull
                 continue
-            g1 = -np.array([g[j][0] for j in cols.tolist()])
-            g2 = -np.array([g[j][1] for j in cols.tolist()])
-            s, delta = _two_sum(g1, g2)
-            if up >= 0 and not math.isfinite(model.row_hi[up]):  # pragma: no cover
-                continue
-            b_hi, b_lo = _two_sum(np.array([model.row_hi[eq]]), np.array([model.row_hi[up] if up >= 0 else 0.0]))
-            self.units.append((r, d, cols, s, delta, float(b_hi[0]), float(b_lo[0])))
+            s = -np.array([g[j] for j in cols.tolist()])
+            self.units.append((r, d, cols, s, float(model.row_hi[row])))
 
     def separate(self, v: np.ndarray, tol: float = 1e-6, lb: np.ndarray | None = None,
                  ub: np.ndarray | None = None) -> list[Cut]:
@@ -146,7 +124,7 @@ class ReluCuts:
         out = []
         lb = self.lb if lb is None else lb
         ub = self.ub if ub is None else ub
-        for r, d, cols, s, delta, b_hi, b_lo in self.units:
+        for r, d, cols, s, b in self.units:
             lo, hi = lb[cols], ub[cols]
             Lb = np.where(s >= 0, lo, hi)  # where s_i x_i is smallest
             Ub = np.where(s >= 0, hi, lo)
@@ -155,17 +133,14 @@ class ReluCuts:
             a = s * (x - Lb * (1.0 - dd))
             c = s * Ub * dd
             inI = a < c
-            b = b_hi + b_lo
             beta = float(np.sum(s[inI] * Lb[inI]) + b + np.sum(s[~inI] * Ub[~inI]))
             value = float(np.sum(a[inI]) + np.sum(c[~inI]) + b * dd)
             if not (v[r] - value > tol * (1.0 + abs(beta))):
                 continue
             # rigorous right-hand side: the larger of the two cases' maxima over the box
             g0 = _dot_up(-s[inI], Lb[inI])
-            Ed = np.where(delta >= 0, hi, lo)
             nI = ~inI
-            g1 = _dot_up(np.concatenate(([b_hi, b_lo, -beta], delta[inI], s[nI], delta[nI])),
-                         np.concatenate(([1.0, 1.0, 1.0], Ed[inI], Ub[nI], Ed[nI])))
+            g1 = _dot_up(np.concatenate(([b, -beta], s[nI])), np.concatenate(([1.0, 1.0], Ub[nI])))
             gamma = max(g0, g1)
             if not math.isfinite(gamma):  # pragma: no cover
                 continue

@@ -3,10 +3,10 @@
 For a network whose hidden activations are ``relu`` or ``identity`` the per-neuron-noise
 reformulation makes "some ``(x, theta)`` in the cell violates the property" a mixed-integer
 *linear* feasibility question.  Per layer ``k`` and neuron ``j`` (``C, c`` the box centre, ``R, rb``
-the radii, ``a = |h'|``)::
+the radii, ``a = |h'|``) the noise ``e_kj = z'_kj - C_j h'_{k-1} - c_j`` with ``|e_kj| <= R_j a_{k-1}
++ rb_j`` is eliminated (Fourier-Motzkin; no column per noise term, a third fewer rows)::
 
-    z'_kj - C_j h'_{k-1} - e_kj = c_j              (equality)
-    e_kj - R_j a_{k-1} <= rb_j,   -e_kj - R_j a_{k-1} <= rb_j
+    z'_kj - C_j h'_{k-1} - R_j a_{k-1} <= c_j + rb_j,   -z'_kj + C_j h'_{k-1} - R_j a_{k-1} <= rb_j - c_j
 
 and per unstable ReLU ``r = max(v, 0)`` with sound bounds ``l < 0 < u`` of ``v`` one binary ``d``
 (the big-M form, whose LP relaxation is the triangle relaxation)::
@@ -18,11 +18,15 @@ of a sign-changing input of an identity layer or of the first layer is ``2 max(v
 binary).  The nominal network (deviation properties) is encoded the same way without noise, or
 folded to exact constants when the input is a point.
 
-**Every coefficient of the program is a float64 value used exactly** (products only by ``+-1`` and
-``2``); right-hand sides and column bounds that are not float64 values (sums of exact constants,
-the input normalization ``(x - mean) / std``) are rounded outward, so the program's feasible set
-contains the exact one.  That is what lets :mod:`hybridq.milp.certify` turn any dual vector into
-a rigorous bound (Neumaier and Shcherbina 2004).
+**Every coefficient of the program is a float64 value**, and the program is a relaxation of the
+exact one: a coefficient that is a single weight (times ``+-1`` or ``2``) is used exactly; one
+that is a sum of a centre weight and a radius (``C_ji +- R_ji`` where ``a = h'``) is rounded, its
+rounding error recovered exactly (TwoSum) and its largest effect over the column's bounds added to
+the right-hand side (a rigorous upper bound); right-hand sides and column bounds that are not
+float64 values (sums of exact constants, the input normalization ``(x - mean) / std``) are rounded
+outward.  So the program's feasible set contains the exact one, which is what lets
+:mod:`hybridq.milp.certify` turn any dual vector into a rigorous bound (Neumaier and Shcherbina
+2004): a bound over a larger set bounds the exact one.
 
 Objectives (one per way to violate the property; violated iff ``value > threshold``, or ``>=``
 where ``strict`` is false): a deviation output and sign ``s (y'_j - y_j)`` vs ``delta``; a decision
@@ -117,11 +121,10 @@ class MilpModel:
         Per raw input: the column of the normalized input ``h0_i`` or its exact constant value.
     z_cols : list of list of int
         Per layer, the columns of the perturbed pre-activations ``z'_k``.
-    z_rows : dict of int -> (int, int)
-        Pre-activation column ``z`` -> ``(eq, up)``: the row ``z - C h - e`` of its layer equation
-        and the row ``e - R a <= ...`` of its noise (``-1`` where ``z`` has no noise column); their
-        sum bounds ``z`` above by an affine function of the previous layer's columns
-        (:mod:`hybridq.milp.cuts`).
+    z_rows : dict of int -> int
+        Perturbed pre-activation column ``z`` -> the row ``z - w . x <= b`` that bounds it above by
+        an affine function of the previous layer's columns (``w = C + R`` rounded, see the module
+        docstring; the layer equation where ``z`` has no noise): :mod:`hybridq.milp.cuts`.
     """
 
     lb: np.ndarray
@@ -194,20 +197,12 @@ def assignment(model: "MilpModel", q, x: np.ndarray, params) -> np.ndarray:
     yp = hp[-1] * net.output_std + net.output_mean
     yn = hn[-1] * net.output_std + net.output_mean
     v = np.zeros(model.n)
-    prev = {"p": [h0], "n": [h0]}
-    for k in range(len(net.layers)):
-        prev["p"].append(hp[k])
-        prev["n"].append(hn[k])
     for j, name in enumerate(model.names):
         if name.startswith("h0_"):
             v[j] = h0[int(name[3:])]
         elif name[:2] in ("pz", "nz"):
             k, i = map(int, name[2:].split("_"))
             v[j] = (zp if name[0] == "p" else zn)[k][i]
-        elif name.startswith("e"):
-            k, i = map(int, name[1:].split("_"))
-            (C, c) = q.perturbation.center[k]
-            v[j] = zp[k][i] - (np.asarray(C)[i] @ prev["p"][k] + c[i])
         elif name[:2] in ("py", "ny"):
             v[j] = (yp if name[0] == "p" else yn)[int(name[2:])]
     v = np.clip(v, model.lb, model.ub)
@@ -402,6 +397,44 @@ def _const_box(vals: list[_Val]) -> tuple[np.ndarray, np.ndarray]:
     return lo, hi
 
 
+def _add_up(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Floats ``>=`` the exact sums ``a + b`` (round to nearest, then one ulp up)."""
+    with np.errstate(over="ignore"):
+        s = np.nextafter(np.asarray(a, dtype=np.float64) + np.asarray(b, dtype=np.float64), np.inf)
+    if not np.all(np.isfinite(s)):
+        raise ModelUnsupported("a right-hand side overflowed float64")
+    return s
+
+
+def _rounded_sum(P: sp.spmatrix, Q: sp.spmatrix, b: _Builder) -> tuple[sp.csr_matrix, np.ndarray]:
+    """``S = fl(P + Q)`` entrywise and, per row ``i``, a float ``err_i >= sum_j |(P + Q - S)_ij|
+    max(|lb_j|, |ub_j|)`` over the columns' bounds: so ``S v <= rhs + err`` holds wherever
+    ``(P + Q) v <= rhs`` does (the rounding error of each entry is exact by TwoSum, Knuth TAOCP
+    vol. 2, §4.2.2)."""
+    import scipy.sparse as sp
+
+    P, Q = sp.csr_matrix(P), sp.csr_matrix(Q)
+    m, n = P.shape
+    used = np.union1d(P.indices, Q.indices).astype(np.int64)
+    if used.size == 0:
+        return sp.csr_matrix((m, n)), np.zeros(m)
+    p, q = P[:, used].toarray(), Q[:, used].toarray()
+    s = p + q
+    bb = s - p
+    e = (p - (s - bb)) + (q - bb)  # p + q = s + e exactly
+    S = sp.csr_matrix(s)
+    S.eliminate_zeros()
+    S = sp.csr_matrix((S.data, used[S.indices], S.indptr), shape=(m, n))
+    mag = np.maximum(np.abs(np.asarray(b.lb)[used]), np.abs(np.asarray(b.ub)[used]))
+    k = used.size + 1
+    with np.errstate(over="ignore"):  # a sum of k - 1 non-negative products: relative error gamma_k
+        err = np.abs(e) @ mag
+        err = np.nextafter(err * (1.0 + 2.0 * k * 2.0 ** -53 / (1.0 - k * 2.0 ** -53)) + k * 2.0 ** -1074, np.inf)
+    if not np.all(np.isfinite(err)):
+        raise ModelUnsupported("a coefficient's rounding error overflowed float64")
+    return S, err
+
+
 def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val], list[list[int]]]:
     import scipy.sparse as sp
 
@@ -422,43 +455,48 @@ def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val],
         c = np.asarray(c, dtype=np.float64)
         n_out = layer.n_out
         zs = [b.col(blo[j], bhi[j], f"{tag}z{k}_{j}") for j in range(n_out)]
-        # z - C h_var - e in [c + C h_const] (an outward enclosure of the exact constant)
+        # z - C h_var in [L, U] (without noise; an outward enclosure of c + C h_const)
         hlo, hhi = _const_box(h)
         L, U = _dot_enclosure(C, hlo, hhi, c)
-        es = [-1] * n_out
+        n_cols = len(b.lb)
+        Mh = sp.csr_matrix(-(sp.csr_matrix(C) @ _term_matrix(h, n_cols)))  # exact entries
+        Z = sp.csr_matrix(([1.0] * n_out, (list(range(n_out)), zs)), shape=Mh.shape)
+        noisy = np.zeros(n_out, dtype=bool)
         if perturbed:
             R = np.asarray(R, dtype=np.float64)
             rb = np.asarray(rb, dtype=np.float64)
             _, emax = _dot_enclosure(R, amax, amax, rb)
-            es = [b.col(-emax[j], emax[j], f"e{k}_{j}") if emax[j] > 0.0 else -1 for j in range(n_out)]
-        n_cols = len(b.lb)
-        Th = _term_matrix(h, n_cols)
-        M = sp.csr_matrix(-(sp.csr_matrix(C) @ Th))
-        extra_i = list(range(n_out)) + [j for j in range(n_out) if es[j] >= 0]
-        extra_j = zs + [es[j] for j in range(n_out) if es[j] >= 0]
-        extra_v = [1.0] * n_out + [-1.0] * sum(e >= 0 for e in es)
-        M = M + sp.csr_matrix((extra_v, (extra_i, extra_j)), shape=M.shape)
-        i_eq = len(b.row_lo)
-        b.block(M, L, U)
-        for j in range(n_out):
-            b.z_rows[zs[j]] = (i_eq + j, -1)
-        if perturbed:
-            # +-e_j - R_j a_var <= rb_j + R_j a_const (upper end of an outward enclosure)
+            noisy = emax > 0.0
+        quiet = np.flatnonzero(~noisy)
+        if quiet.size:  # no noise: the layer equation itself
+            i_eq = len(b.row_lo)
+            b.block((Z + Mh)[quiet], L[quiet], U[quiet])
+            for t, j in enumerate(quiet.tolist()):
+                b.z_rows[zs[j]] = i_eq + t
+        keep = np.flatnonzero(noisy)
+        if keep.size:
+            # the noise e = z - C h - c' with |e| <= R a + rb (DESIGN.md §2) eliminated:
+            #   z - C h_var - R a_var <= U + Ue,   -z + C h_var - R a_var <= Ue - L
             alo, ahi = _const_box(a)
             _, Ue = _dot_enclosure(R, alo, ahi, rb)
-            Ta = _term_matrix(a, n_cols)
-            Me = sp.csr_matrix(-(sp.csr_matrix(R) @ Ta))
-            keep = [j for j in range(n_out) if es[j] >= 0]
-            if keep:
-                Mk = Me[keep]
-                ecol = sp.csr_matrix(([1.0] * len(keep), (list(range(len(keep))), [es[j] for j in keep])),
-                                     shape=Mk.shape)
-                inf = np.full(len(keep), -np.inf)
-                i_up = len(b.row_lo)
-                b.block(Mk + ecol, inf, Ue[keep])
-                for t, j in enumerate(keep):
-                    b.z_rows[zs[j]] = (b.z_rows[zs[j]][0], i_up + t)
-                b.block(Mk - ecol, inf, Ue[keep])
+            Ma = sp.csr_matrix(-(sp.csr_matrix(R) @ _term_matrix(a, n_cols)))[keep]  # exact entries
+            up, err_up = _rounded_sum(Mh[keep], Ma, b)
+            dn, err_dn = _rounded_sum(-Mh[keep], Ma, b)
+            hi_up = _add_up(_add_up(U[keep], Ue[keep]), err_up)
+            hi_dn = _add_up(_add_up(Ue[keep], -L[keep]), err_dn)
+            # rows with no other column (the first layer at a point input) are bounds of z
+            const = (np.diff(up.indptr) == 0) & (np.diff(dn.indptr) == 0)
+            for t in np.flatnonzero(const).tolist():
+                zc = zs[int(keep[t])]
+                b.lb[zc] = max(b.lb[zc], -float(hi_dn[t]))
+                b.ub[zc] = max(b.lb[zc], min(b.ub[zc], float(hi_up[t])))  # an empty cell stays empty
+            rows = np.flatnonzero(~const)
+            inf = np.full(rows.size, -np.inf)
+            i_up = len(b.row_lo)
+            b.block((Z[keep] + up)[rows], inf, hi_up[rows])
+            for t, j in enumerate(keep[rows].tolist()):
+                b.z_rows[zs[j]] = i_up + t
+            b.block((dn - Z[keep])[rows], inf, hi_dn[rows])
         new_h = [_activation(b, z, b.lb[z], b.ub[z], act, f"{tag}z{k}_{j}") for j, z in enumerate(zs)]
         h = new_h
         zcols.append(zs)

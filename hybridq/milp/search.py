@@ -48,7 +48,7 @@ from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, Objective
 
-__all__ = ["find", "neighbourhood", "prove", "root_bound", "ProofResult", "highs_available", "warm_start"]
+__all__ = ["find", "neighbourhood", "prove", "Proof", "root_bound", "ProofResult", "highs_available", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -313,6 +313,11 @@ class ProofResult:
     frontier: float = math.inf
 
 
+#: With probing, the short plain search before it runs only where the program has at most this
+#: many binaries (above, only the root node and its cut rounds).
+PLAIN_SEARCH_MAX_BINARIES = 64
+
+
 def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
           data: LpData | None = None, max_nodes: int = 1_000_000, cuts=None, cut_rounds: int = 0,
           cut_depth: int = 0, probe: bool = False, probe_sweeps: int = 8,
@@ -348,9 +353,68 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
     Returns
     -------
     ProofResult
+
+    See :class:`Proof` for a search that can be paused and resumed.
     """
+    return Proof(model, obj, deadline, on_candidate, data, max_nodes, cuts, cut_rounds, cut_depth, probe,
+                 probe_sweeps, probe_share).run(deadline)
+
+
+class Proof:
+    """:func:`prove` as a search that pauses at the end of a time slice and resumes where it
+    stopped (its nodes, cuts, probing fixings and LP basis kept), so several objectives of one
+    query can share a time budget by what each turns out to need (:mod:`hybridq.smt.milp`).
+
+    Parameters
+    ----------
+    Those of :func:`prove`; ``deadline`` (``time.perf_counter()`` seconds) is the hard end: no
+    slice goes past it, and no LP is given time beyond it.
+
+    Attributes
+    ----------
+    result : ProofResult or None
+        The final result once the search has ended (proved, a candidate, or open for good:
+        a node that could not be certified, the node limit, or the deadline).
+    """
+
+    def __init__(self, model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
+                 data: LpData | None = None, max_nodes: int = 1_000_000, cuts=None, cut_rounds: int = 0,
+                 cut_depth: int = 0, probe: bool = False, probe_sweeps: int = 8,
+                 probe_share: float = 0.75) -> None:
+        self.deadline = float(deadline)
+        self.slice_end = float(deadline)
+        self.result: ProofResult | None = None
+        self.last: ProofResult = ProofResult("open", 0, -math.inf, "not started")
+        self._steps = _proof_steps(model, obj, self, on_candidate, data, max_nodes, cuts, cut_rounds,
+                                   cut_depth, probe, probe_sweeps, probe_share)
+
+    def run(self, until: float) -> ProofResult:
+        """Search until ``time.perf_counter()`` reaches ``min(until, deadline)`` (checked between
+        LPs) or the search ends.
+
+        Returns
+        -------
+        ProofResult
+            The final result (also in :attr:`result`), or, when paused, an ``open`` result with
+            reason ``"time limit"`` (:attr:`result` stays None: ``run`` may be called again).
+        """
+        if self.result is not None:
+            return self.result
+        self.slice_end = min(float(until), self.deadline)
+        try:
+            self.last = next(self._steps)
+        except StopIteration as stop:
+            self.result = self.last = stop.value
+        return self.last
+
+
+def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, data, max_nodes, cuts,
+                 cut_rounds, cut_depth, probe, probe_sweeps, probe_share):
+    """The generator behind :class:`Proof`: yields an ``open`` snapshot whenever the time reaches
+    ``clock.slice_end`` before ``clock.deadline``; returns the final :class:`ProofResult`."""
+    deadline = clock.deadline
     hs = _highspy()
-    data = data or LpData(model.A, model.row_lo, model.row_hi)
+    data = base_data = data or LpData(model.A, model.row_lo, model.row_hi)
     c = -obj.vector(model.n)  # minimize -objective
     h = _new_highs()
     _pass(h, model, c, integer=False)
@@ -360,25 +424,27 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
     d_of = {d: (v, r) for v, r, d in relus}
     touched = np.array(sorted({j for t in relus for j in t}), dtype=np.int32)
     count, nodes, worst, lost = 1, 0, -math.inf, ""
-    cut_i: list = []
-    cut_j: list = []
-    cut_v: list = []
-    cut_hi: list = []
+    cut_rows: list = []  # the Cut rows added to the LP, in order (LP rows model.m, model.m + 1, ...)
 
-    def add_cuts(new) -> None:
+    def set_data() -> None:
         nonlocal data
         import scipy.sparse as sp
 
+        if not cut_rows:
+            data = base_data
+            return
+        rows = sp.csr_matrix((np.concatenate([ct.vals for ct in cut_rows]),
+                              (np.repeat(np.arange(len(cut_rows)), [ct.cols.size for ct in cut_rows]),
+                               np.concatenate([ct.cols for ct in cut_rows]))), shape=(len(cut_rows), model.n))
+        data = LpData(sp.vstack([model.A, rows]).tocsr(),
+                      np.concatenate([model.row_lo, np.full(len(cut_rows), -np.inf)]),
+                      np.concatenate([model.row_hi, np.array([ct.rhs for ct in cut_rows])]))
+
+    def add_cuts(new) -> None:
         for cut in new:
             h.addRow(-hs.kHighsInf, cut.rhs, cut.cols.size, cut.cols.astype(np.int32), cut.vals)
-            cut_i.extend([len(cut_hi)] * cut.cols.size)
-            cut_j.extend(cut.cols.tolist())
-            cut_v.extend(cut.vals.tolist())
-            cut_hi.append(cut.rhs)
-        rows = sp.csr_matrix((cut_v, (cut_i, cut_j)), shape=(len(cut_hi), model.n))
-        data = LpData(sp.vstack([model.A, rows]).tocsr(),
-                      np.concatenate([model.row_lo, np.full(len(cut_hi), -np.inf)]),
-                      np.concatenate([model.row_hi, np.array(cut_hi)]))
+        cut_rows.extend(new)
+        set_data()
 
     # minimising -objective: beyond -thr (with a margin for the certificate) nothing violates
     cut_at = -float(thr) + 1e-7 * (1.0 + abs(float(thr)))
@@ -431,7 +497,7 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
 
     def separate_rounds(lb, ub, rounds):
         st = solve(lb, ub)
-        while rounds > 0 and st == hs.HighsModelStatus.kOptimal and time.perf_counter() < deadline:
+        while rounds > 0 and st == hs.HighsModelStatus.kOptimal and time.perf_counter() < clock.slice_end:
             rounds -= 1
             new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=lb, ub=ub)
             if not new:
@@ -444,7 +510,7 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
         """Cut rounds, then probing (each binary's two children; a child whose certified bound
         shows no violation fixes the binary to the other value for the rest of the search)."""
         nonlocal base_lb, base_ub, nodes, worst
-        probe_end = time.perf_counter() + probe_share * max(0.0, deadline - time.perf_counter())
+        probe_end = time.perf_counter() + probe_share * max(0.0, clock.slice_end - time.perf_counter())
         for _sweep in range(probe_sweeps):
             st = separate_rounds(base_lb, base_ub, cut_rounds if cuts is not None else 0)
             nodes += 1
@@ -457,6 +523,10 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
             vals = np.asarray(h.getSolution().col_value, dtype=np.float64)
             fixed = 0
             for _, _, d in relus:
+                if time.perf_counter() >= clock.slice_end and clock.slice_end < deadline:
+                    yield ProofResult("open", nodes, worst, "time limit")
+                    # resumed: the probing's share of the new slice
+                    probe_end = time.perf_counter() + probe_share * max(0.0, clock.slice_end - time.perf_counter())
                 if time.perf_counter() >= probe_end or nodes >= max_nodes:
                     break
                 if base_lb[d] == base_ub[d]:
@@ -491,8 +561,11 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
         nonlocal nodes, worst, lost, count
         heap: list = [(-math.inf, 0, ())]
         while heap:
-            if time.perf_counter() >= deadline:
-                return ProofResult("open", nodes, worst, "time limit", -heap[0][0])
+            if time.perf_counter() >= clock.slice_end:
+                if clock.slice_end >= deadline:
+                    return ProofResult("open", nodes, worst, "time limit", -heap[0][0])
+                yield ProofResult("open", nodes, worst, "time limit", -heap[0][0])
+                continue
             if nodes >= max_nodes:
                 return ProofResult("open", nodes, worst, "node limit", -heap[0][0])
             if nodes >= stop or time.perf_counter() >= until:
@@ -510,7 +583,7 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
             while True:
                 st = solve(lb, ub, cutoff=rounds <= 0)
                 nodes += 1
-                if rounds <= 0 or st != hs.HighsModelStatus.kOptimal or time.perf_counter() >= deadline:
+                if rounds <= 0 or st != hs.HighsModelStatus.kOptimal or time.perf_counter() >= clock.slice_end:
                     break
                 rounds -= 1
                 new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=base_lb, ub=base_ub)
@@ -569,13 +642,15 @@ def prove(model: MilpModel, obj: Objective, deadline: float, on_candidate=None,
     base_lb, base_ub = model.lb.copy(), model.ub.copy()
     if probe and relus:
         # a short plain search first (most cells need no more; at most binaries + 16 LPs and a
-        # tenth of the time), then the probing, then the search again below the restricted root
-        bab_end = min(deadline, time.perf_counter() + 0.1 * max(0.0, deadline - time.perf_counter()))
-        res = bab(nodes + len(relus) + 16, bab_end)
+        # tenth of the time; only the root's cut rounds where there are more than
+        # PLAIN_SEARCH_MAX_BINARIES binaries: there it closed nothing and cost 3 s of 15 on
+        # MNIST 256x4), then the probing, then the search again below the restricted root
+        bab_end = time.perf_counter() + 0.1 * max(0.0, clock.slice_end - time.perf_counter())
+        res = yield from bab(nodes + (len(relus) + 16 if len(relus) <= PLAIN_SEARCH_MAX_BINARIES else 1), bab_end)
         if res is not None:
             return res
         lost = ""
-        res = probe_root()
+        res = yield from probe_root()
         if res is not None:
             return res
-    return bab(math.inf)
+    return (yield from bab(math.inf))

@@ -9,7 +9,7 @@ Behind the backends' ``check(...) -> Unsat | Sat | Unknown`` interface:
    (:func:`hybridq.milp.search.find`); its solution is mapped back to concrete weights
    (:func:`hybridq.smt.encode.pullback`, DESIGN.md §2) and re-checked exactly -- only then it is a
    :class:`Sat`;
-3. otherwise the certified branch and bound (:func:`hybridq.milp.search.prove`) proves that no
+3. otherwise the certified branch and bound (:class:`hybridq.milp.search.Proof`) proves that no
    point violates, node by node with Neumaier-Shcherbina bounds from HiGHS's duals.
 
 ``Unsat`` therefore never rests on a float solver's "infeasible" or "optimum below delta": it
@@ -165,7 +165,7 @@ class MilpBackend(Backend):
         """
         from hybridq.milp.certify import LpData
         from hybridq.milp.model import ModelUnsupported, assignment, build_model
-        from hybridq.milp.search import find, neighbourhood, prove, root_bound
+        from hybridq.milp.search import Proof, find, neighbourhood, root_bound
 
         t0 = time.perf_counter()
         deadline = t0 + max(float(timeout), 0.0)
@@ -284,22 +284,39 @@ class MilpBackend(Backend):
                 if on_candidate(v):
                     stats["found_by"] = "milp"
                     return done(Sat(hit[0], hit[1]))
-        # 2. certified branch and bound: every objective proved, or a violation at an integral node
+        # 2. certified branch and bound: every objective proved, or a violation at an integral node.
+        #    All must be proved, so the objectives share the time by what they turn out to need: in
+        #    turn, each gets an equal share of the time left (the last one all of it); one that is
+        #    still open at the end of its share is paused (hybridq.milp.search.Proof) and resumed
+        #    with the time the others left.
         from hybridq.milp.cuts import ReluCuts
 
         cuts = ReluCuts(model) if CUT_ROUNDS else None
-        for i, obj in enumerate(objs):
-            now = time.perf_counter()
-            if now >= deadline:
-                return done(Unknown("MILP stage timed out", "timeout"))
-            res = prove(model, obj, now + (deadline - now) / (len(objs) - i), on_candidate, data,
-                        cuts=cuts, cut_rounds=CUT_ROUNDS, probe=PROBE)
-            stats["nodes"] += res.nodes
-            if res.status == "candidate":
-                stats["found_by"] = "branch and bound"
-                return done(Sat(hit[0], hit[1]))
-            if res.status != "proved":
-                kind = "timeout" if res.reason == "time limit" else "unknown"
-                return done(Unknown(f"MILP stage: {obj.label}: {res.reason}", kind))
-            stats["bounds"].append(float(Fraction(res.bound) + obj.const) if np.isfinite(res.bound) else -np.inf)
-        return done(Unsat())
+        pending = [(obj, Proof(model, obj, deadline, on_candidate, data, cuts=cuts, cut_rounds=CUT_ROUNDS,
+                               probe=PROBE)) for obj in objs]
+        proofs = [p for _, p in pending]
+
+        def finish(out):
+            stats["nodes"] += sum(p.last.nodes for p in proofs)
+            return done(out)
+
+        while pending:
+            paused = []
+            for i, (obj, proof) in enumerate(pending):
+                now = time.perf_counter()
+                if now >= deadline:
+                    return finish(Unknown("MILP stage timed out", "timeout"))
+                res = proof.run(now + (deadline - now) / (len(pending) - i))
+                if res.status == "candidate":
+                    stats["found_by"] = "branch and bound"
+                    return finish(Sat(hit[0], hit[1]))
+                if res.status == "proved":
+                    stats["bounds"].append(float(Fraction(res.bound) + obj.const) if np.isfinite(res.bound)
+                                           else -np.inf)
+                elif proof.result is None:
+                    paused.append((obj, proof))
+                else:
+                    kind = "timeout" if res.reason == "time limit" else "unknown"
+                    return finish(Unknown(f"MILP stage: {obj.label}: {res.reason}", kind))
+            pending = paused
+        return finish(Unsat())
