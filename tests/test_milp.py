@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -267,6 +268,26 @@ def test_unsupported_activations_and_encodings_are_unknown_not_errors():
     out = get_backend("milp").check(net2, perturbation("abs:0.01", net2), Cell.root(np.zeros(2), np.ones(2), 1),
                                     Deviation(0.1), 5.0, encoding="pure")
     assert isinstance(out, Unknown) and out.kind == "unsupported"
+
+
+def test_a_program_highs_refuses_is_unknown_not_a_crash():
+    """Inputs of magnitude 1e14 and weights of 100: the big-M of the unstable ReLUs (1e16) is
+    beyond HiGHS's coefficient limit (1e15), so HiGHS loads nothing.  It was an IndexError in the
+    root probing (an empty LP solution), also through ``verify``; now an Unknown that says why."""
+    W1 = np.array([[100.0], [-100.0]])
+    net = Network((Layer(W1, np.array([1.0, 1.0]), "relu"), Layer(np.ones((1, 2)), np.zeros(1), "identity")))
+    pert = perturbation("rel:0.01", net)
+    cell = Cell.root(np.array([-1e14]), np.array([1e14]), 3)
+    out = get_backend("milp").check(net, pert, cell, Deviation(1e3), 10.0)
+    assert isinstance(out, Unknown) and out.kind == "unsupported", out
+    assert "HiGHS refused the program" in out.reason and "1e+16" in out.reason
+    q = enc.Query.build(net, pert, cell, Deviation(1e3))
+    from hybridq.smt.milp import _fill_bounds
+
+    _fill_bounds(q, cell)
+    model = build_model(q)
+    with pytest.raises(ModelUnsupported, match="HiGHS refused"):
+        search.prove(model, model.objectives[0], time.perf_counter() + 5.0, probe=True)
 
 
 def test_output_constraint_disjuncts():

@@ -46,7 +46,7 @@ import numpy as np
 
 from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
-from hybridq.milp.model import MilpModel, Objective
+from hybridq.milp.model import MilpModel, ModelUnsupported, Objective
 
 __all__ = ["find", "neighbourhood", "prove", "Proof", "root_bound", "ProofResult", "highs_available", "warm_start"]
 
@@ -119,6 +119,15 @@ def warm_start(h, values) -> None:
 
 
 def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
+    """Load the program into ``h`` with objective ``cost`` (binaries integral when ``integer``).
+
+    Raises
+    ------
+    ModelUnsupported
+        HiGHS refuses the program: a coefficient beyond its ``large_matrix_value`` (1e15), e.g.
+        the big-M of a neuron whose bounds exceed it (inputs of magnitude 1e11 with weights of
+        100).  Loaded anyway, the empty program's solution has no values.
+    """
     hs = _highspy()
     lp = hs.HighsLp()
     lp.num_col_ = model.n
@@ -141,7 +150,10 @@ def _pass(h, model: MilpModel, cost: np.ndarray, integer: bool) -> None:
         for j in model.binaries:
             integ[int(j)] = hs.HighsVarType.kInteger
         lp.integrality_ = integ
-    h.passModel(lp)
+    if h.passModel(lp) == hs.HighsStatus.kError:
+        big = float(np.max(np.abs(model.A.data))) if model.A.nnz else 0.0
+        raise ModelUnsupported(f"HiGHS refused the program (largest coefficient {big:.3g}; its limit is "
+                               f"{h.getOptionValue('large_matrix_value')[-1]:.3g})")
 
 
 def find(model: MilpModel, obj: Objective, timeout: float, margin: float = 0.0,
@@ -441,8 +453,11 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
                       np.concatenate([model.row_hi, np.array([ct.rhs for ct in cut_rows])]))
 
     def add_cuts(new) -> None:
-        for cut in new:
-            h.addRow(-hs.kHighsInf, cut.rhs, cut.cols.size, cut.cols.astype(np.int32), cut.vals)
+        # a cut HiGHS refuses (a coefficient beyond its limit) is left out of the certificate's
+        # rows too: the duals must match the rows one for one
+        new = [cut for cut in new
+               if h.addRow(-hs.kHighsInf, cut.rhs, cut.cols.size, cut.cols.astype(np.int32), cut.vals)
+               != hs.HighsStatus.kError]
         cut_rows.extend(new)
         set_data()
 
@@ -517,6 +532,8 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
             b = pruned(base_lb, base_ub, st)
             if b is not None:
                 return ProofResult("proved", nodes, max(worst, b))
+            if st not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
+                return None  # no LP point to probe around (time limit, an uncertified infeasible root, ...)
             # in the order of the units (earlier layers first), the half away from the sweep's root
             # LP point first; a half that holds that point is not tried (it held when the root
             # was not pruned; later fixings may have moved the root, so this only skips work)

@@ -227,7 +227,10 @@ class MilpBackend(Backend):
         #    most-violated first
         objs, proved_bounds = [], []
         for obj in model.objectives:
-            ub = root_bound(model, obj, data, deadline - time.perf_counter())
+            try:  # the first time HiGHS sees the program (the later calls load the same one)
+                ub = root_bound(model, obj, data, deadline - time.perf_counter())
+            except ModelUnsupported as err:
+                return done(Unknown(str(err), "unsupported"))
             if np.isfinite(ub) and not obj.violated_by(Fraction(ub) + obj.const):
                 proved_bounds.append(float(Fraction(ub) + obj.const))
             elif ub == -np.inf:
