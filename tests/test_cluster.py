@@ -378,3 +378,45 @@ def test_local_cluster_run_ends_within_its_timeout(tmp_path, capsys, monkeypatch
     (elapsed, budget), = seen
     assert budget <= 3.0 - elapsed - cli.OUTPUT_RESERVE - cli.CLUSTER_CLOSE_MIN + 1e-3, (elapsed, budget)
     assert wall <= 3.0 + 2.0, wall
+
+
+@pytest.mark.parametrize("where", ["inside LocalCluster", "after LocalCluster"])
+def test_a_ctrl_c_raised_during_the_local_clusters_start_is_recorded_and_closes_it(monkeypatch, where):
+    """SIGINT is blocked in the main thread while the local cluster starts, but a Ctrl-C delivered to
+    another thread (numpy's OpenBLAS pool exists before the mask is set) makes Python raise
+    KeyboardInterrupt in the main thread anyway, inside Dask's start.  That path did not record the
+    interrupted start, so the CLI left by os._exit and the resource tracker printed "There appear to
+    be 12 leaked semaphore objects" after "hybridq: interrupted" (the ctrl-c case of the
+    subprocess test above, run alone).  Now it is recorded (the CLI then exits through the
+    interpreter), a cluster already built is closed, and the signal mask and SIGTERM handler are
+    restored."""
+    import distributed.gc
+
+    from hybridq.bab import cluster as hc
+
+    closed = []
+
+    class FakeCluster:
+        def __init__(self, *args, **kwargs):
+            if where == "inside LocalCluster":
+                raise KeyboardInterrupt
+
+        def close(self):
+            closed.append(True)
+
+    def interrupted_gc_setup(force=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hc, "_INTERRUPTED_START", [])
+    monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
+    if where == "after LocalCluster":
+        monkeypatch.setattr(distributed.gc, "disable_gc_diagnosis", interrupted_gc_setup)
+    term_before = signal.getsignal(signal.SIGTERM)
+    mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert not hc.start_interrupted()
+    with pytest.raises(KeyboardInterrupt):
+        hc.local_cluster(2)
+    assert hc.start_interrupted()
+    assert closed == ([] if where == "inside LocalCluster" else [True])
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask_before
+    assert signal.getsignal(signal.SIGTERM) is term_before

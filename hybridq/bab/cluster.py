@@ -114,27 +114,40 @@ def local_cluster(n: int):
         old_term = signal.getsignal(signal.SIGTERM)
         if callable(old_term):
             signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
+    cluster = None
     try:
-        with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
-            cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, env=env, preload=[__name__])
-        # the scheduler, in this process, installs Dask's gc diagnosis (warnings about long
-        # collections); a Ctrl-C landing inside its gc callback is swallowed by Python ("Exception
-        # ignored"), and the run went on to its timeout: turned off
-        from distributed.gc import disable_gc_diagnosis
+        try:
+            with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
+                cluster = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None, env=env, preload=[__name__])
+            # the scheduler, in this process, installs Dask's gc diagnosis (warnings about long
+            # collections); a Ctrl-C landing inside its gc callback is swallowed by Python ("Exception
+            # ignored"), and the run went on to its timeout: turned off
+            from distributed.gc import disable_gc_diagnosis
 
-        disable_gc_diagnosis(force=True)
-        if block and signal.SIGINT in signal.sigpending():
-            signal.sigtimedwait({signal.SIGINT}, 0)  # taken here and raised below: delivered on
-            terms.append(signal.SIGINT)  # unblocking, it could land in a gc callback of Dask's and be lost
-        if terms:
+            disable_gc_diagnosis(force=True)
+            if block and signal.SIGINT in signal.sigpending():
+                signal.sigtimedwait({signal.SIGINT}, 0)  # taken here and raised below: delivered on
+                terms.append(signal.SIGINT)  # unblocking, it could land in a gc callback of Dask's and be lost
+            if terms:
+                cluster.close()
+                _INTERRUPTED_START.append(True)
+        finally:
+            if block:
+                if callable(old_term):
+                    signal.signal(signal.SIGTERM, old_term)
+                signal.pthread_sigmask(signal.SIG_SETMASK, old)  # (a Ctrl-C since the check above: raised now)
+    except KeyboardInterrupt:
+        # a Ctrl-C that reached a thread with SIGINT unblocked (a native thread started before the
+        # mask was set, e.g. OpenBLAS's pool: Python raises it in the main thread whatever the main
+        # thread's mask; it interrupted Dask's start inside LocalCluster), or one delivered on
+        # unblocking above: recorded, so that the CLI exits through the interpreter and the
+        # started workers' semaphores are released (os._exit left them to the resource tracker,
+        # which warned "leaked semaphore objects" on stderr after the "interrupted" line)
+        _INTERRUPTED_START.append(True)
+        if cluster is not None and not terms:
             cluster.close()
-            _INTERRUPTED_START.append(True)
-    finally:
-        if block:
-            if callable(old_term):
-                signal.signal(signal.SIGTERM, old_term)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)  # (a Ctrl-C since the check above: raised now)
+        raise
     if terms:
         if signal.SIGTERM in terms:
             old_term(signal.SIGTERM, None)  # the handler's own action (the CLI's raises KeyboardInterrupt)
