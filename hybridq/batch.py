@@ -37,14 +37,12 @@ background by the first run that lasts long enough (short instances never wait f
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 import logging
 import math
 import re
 import time
 import tomllib
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -341,35 +339,19 @@ def read_vnncomp_counterexample(path: str | Path) -> tuple[np.ndarray, np.ndarra
 
 # =========================================================================== running
 class _Loader:
-    """Networks and perturbations loaded once per (file, spec) for the whole batch."""
+    """Networks and perturbations loaded once per (file, spec) for the whole batch (``.gz`` files are
+    read by :mod:`hybridq.io`, as ``hybridq verify`` reads them)."""
 
-    def __init__(self, tmpdir: Path | None = None):
+    def __init__(self):
         self.nets: dict = {}
         self.perts: dict = {}
-        self.tmpdir = tmpdir
-
-    def _plain(self, path: Path) -> Path:
-        """``.gz`` files (VNN-COMP ships some) are decompressed next to the results."""
-        if path.suffix.lower() != ".gz":
-            return path
-        if not path.is_file():
-            raise ConfigError(f"{path}: no such file")
-        out = (self.tmpdir or path.parent) / path.name[:-3]
-        if not out.is_file():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                data = gzip.decompress(path.read_bytes())
-            except (OSError, EOFError, zlib.error) as e:  # BadGzipFile, truncated stream, corrupt data
-                raise ConfigError(f"{path}: not a readable .gz file: {e}") from None
-            out.write_bytes(data)
-        return out
 
     def network(self, path: Path):
         from hybridq.io import load_network
 
         key = str(path)
         if key not in self.nets:
-            self.nets[key] = load_network(self._plain(path))
+            self.nets[key] = load_network(path)
         return self.nets[key]
 
     def perturbation(self, path: Path, spec: str):
@@ -383,7 +365,7 @@ class _Loader:
     def vnnlib(self, path: Path, n_in: int, n_out: int):
         from hybridq.io import load_vnnlib
 
-        return load_vnnlib(self._plain(path), n_in, n_out)
+        return load_vnnlib(path, n_in, n_out)
 
 
 def _exact(v, what: str):
@@ -671,7 +653,7 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
     defaults = dict(defaults or {})
     results = Path(results)
     cex_dir = Path(cex_dir) if cex_dir is not None else results.with_name(results.stem + "_counterexamples")
-    loader = _Loader(tmpdir=cex_dir.parent / (results.stem + "_unpacked"))
+    loader = _Loader()
     instances = list(instances)
     _check_cex_targets(instances, cex_dir, results)
     f, writer, done = _open_results(results)  # locked until closed

@@ -268,3 +268,50 @@ def test_an_output_that_fails_after_the_run_is_an_error(capsys, tiny, tmp_path, 
     assert code == 3 and out.startswith("robust")
     assert "could not write --json" in one_error_line(err) and "No space left" in err
     assert sorted(f.name for f in tmp_path.iterdir()) == [Path(tiny).name]  # the probe left nothing
+
+
+# ------------------------------------------------------------------ the QA session's inconsistencies
+TINY_VNNLIB = """(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(assert (>= X_0 0))
+(assert (<= X_0 1))
+(assert (>= X_1 0))
+(assert (<= X_1 1))
+(assert (>= Y_0 2))
+"""
+
+
+def test_gzipped_network_and_vnnlib_are_read_by_verify_and_run_alike(capsys, tiny, tmp_path):
+    """``hybridq run`` read NAME.npz.gz / NAME.vnnlib.gz (by decompressing them into a folder beside the
+    results), ``hybridq verify`` refused both ("unknown network file suffix '.gz'", "cannot read the
+    VNNLIB file: 'utf-8' codec can't decode byte 0x8b"); now both read them through hybridq.io, with
+    the same verdicts, the same one-line error for a .gz that is not gzip data, and no files written."""
+    import csv
+    import gzip
+
+    prop = tmp_path / "prop.vnnlib"
+    prop.write_text(TINY_VNNLIB)
+    for p in (tiny, prop):
+        p.with_name(p.name + ".gz").write_bytes(gzip.compress(p.read_bytes()))
+    (tmp_path / "text.vnnlib.gz").write_text(TINY_VNNLIB)
+    # y = relu(x0 - x1) + 0.5 x0 <= 1.5 on [0, 1]^2, and abs:0.01 moves it by less than 0.1: Y_0 >= 2 is unreachable
+    for net, vnn in [("tiny.npz", "prop.vnnlib"), ("tiny.npz.gz", "prop.vnnlib.gz"), ("tiny.npz", "prop.vnnlib.gz"),
+                     ("tiny.npz.gz", "prop.vnnlib")]:
+        code, out, err = run(capsys, "verify", tmp_path / net, "--vnnlib", tmp_path / vnn, "--perturb", "abs:0.01",
+                             "--jobs", "1", "--no-progress")
+        assert (code, out.split(":")[0], err) == (0, "robust", ""), (net, vnn, out, err)
+    code, out, err = run(capsys, "verify", tmp_path / "tiny.npz.gz", "--vnnlib", tmp_path / "text.vnnlib.gz",
+                         "--perturb", "abs:0.01", "--jobs", "1")
+    bad = f"{tmp_path / 'text.vnnlib.gz'}: not a readable .gz file: Not a gzipped file (b'(d')"
+    assert code == 3 and one_error_line(err) == f"hybridq: error: {bad}"
+    files = sorted(p.name for p in tmp_path.iterdir())
+    lst = tmp_path / "l.csv"
+    lst.write_text("id,network,vnnlib,perturb\nplain,tiny.npz,prop.vnnlib,abs:0.01\ngz,tiny.npz.gz,prop.vnnlib.gz,abs:0.01\n"
+                   "bad,tiny.npz.gz,text.vnnlib.gz,abs:0.01\n")
+    code, out, err = run(capsys, "run", lst, "-o", tmp_path / "r.csv", "--jobs", "1")
+    assert code == 0, (out, err)
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = [(r["id"], r["result"], r["message"]) for r in csv.DictReader(f)]
+    assert rows == [("plain", "unsat", ""), ("gz", "unsat", ""), ("bad", "error", bad)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files + ["l.csv", "r.csv"])  # nothing unpacked

@@ -366,3 +366,43 @@ def test_loading_never_modifies_the_file(tmp_path):
         before = (f.read_bytes(), os.stat(f).st_mtime_ns)
         assert load_network(f).widths == (3, 2)
         assert (f.read_bytes(), os.stat(f).st_mtime_ns) == before
+
+
+def test_gzipped_files_load_as_the_plain_ones(networks_dir, tmp_path):
+    """NAME.nnet.gz / .onnx.gz / .npz.gz / .vnnlib.gz (VNN-COMP ships .vnnlib.gz) are read through
+    one path (hybridq.io.compressed): the same network, bit for bit, the same ACAS Xu decision sense
+    (argmin, recognized by the .nnet clamp and by the ONNX file name), the same VNNLIB boxes; a .gz
+    that is not gzip data is one ModelFormatError naming the file; nothing is written beside them."""
+    import gzip
+
+    from hybridq.io.compressed import format_suffix
+
+    assert [format_suffix(n) for n in ("a.onnx", "a.ONNX.GZ", "a.vnnlib.gz", "a.gz", "a")] == [".onnx", ".onnx", ".vnnlib", "", ""]
+    acas = networks_dir / "acasxu"
+    sources = [acas / "nnet" / "ACASXU_run2a_1_1_batch_2000.nnet", acas / "onnx" / "ACASXU_run2a_1_1_batch_2000.onnx"]
+    plain_npz = tmp_path / "plain.npz"
+    load_network(sources[0]).save(plain_npz)
+    for src in sources + [plain_npz]:
+        gz = tmp_path / (src.name + ".gz")
+        gz.write_bytes(gzip.compress(src.read_bytes()))
+        a, b = load_network(src), load_network(gz)
+        assert_same_network(a, b)
+        assert a.decision_sense == b.decision_sense == "min", src
+    vnn = acas / "vnnlib" / "prop_3.vnnlib"
+    gz = tmp_path / "prop_3.vnnlib.gz"
+    gz.write_bytes(gzip.compress(vnn.read_bytes()))
+    (ba, ca), = load_vnnlib(vnn, 5, 5)
+    (bb, cb), = load_vnnlib(gz, 5, 5)
+    assert list(ba.lower) == list(bb.lower) and list(ba.upper) == list(bb.upper) and ca.exact == cb.exact
+    assert len(ca.exact) == 1 and len(ca.exact[0][1]) == 4 and ba.lower[0] == pytest.approx(-0.303531156)  # prop_3: Y_0 <= Y_j, j = 1..4
+    before = sorted(p.name for p in tmp_path.iterdir())
+    (tmp_path / "text.vnnlib.gz").write_bytes(vnn.read_bytes())
+    with pytest.raises(ModelFormatError, match=re.escape(f"{tmp_path / 'text.vnnlib.gz'}: not a readable .gz file: ")):
+        load_vnnlib(tmp_path / "text.vnnlib.gz", 5, 5)
+    (tmp_path / "cut.onnx.gz").write_bytes(gzip.compress(sources[1].read_bytes())[:100])
+    with pytest.raises(ModelFormatError, match=re.escape(f"{tmp_path / 'cut.onnx.gz'}: not a readable .gz file: ")):
+        load_network(tmp_path / "cut.onnx.gz")
+    with pytest.raises(ModelFormatError, match=re.escape("unknown network file suffix '.txt'; supported: .nnet, .onnx, .npz "
+                                                         "(each also gzip-compressed, e.g. .onnx.gz)")):
+        load_network(gz.with_name("net.txt.gz"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(before + ["text.vnnlib.gz", "cut.onnx.gz"])

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.errors import ModelFormatError
+from hybridq.io.compressed import format_suffix
 from hybridq.io.vnnlib import decision_label, load_vnnlib
 from hybridq.network import Network
 
@@ -28,7 +29,8 @@ def load_network(path: str | Path) -> Network:
     Parameters
     ----------
     path : str or Path
-        A ``.nnet`` (ACAS Xu text format), ``.onnx`` or ``.npz`` (:meth:`Network.save`) file.
+        A ``.nnet`` (ACAS Xu text format), ``.onnx`` or ``.npz`` (:meth:`Network.save`) file, or one
+        of them gzip-compressed (``NAME.onnx.gz``, ...; :mod:`hybridq.io.compressed`).
 
     Returns
     -------
@@ -40,18 +42,20 @@ def load_network(path: str | Path) -> Network:
     Raises
     ------
     ModelFormatError
-        Unknown suffix, missing file, or a malformed file (see :func:`hybridq.io.nnet.load_nnet`,
-        :func:`hybridq.io.onnx.load_onnx`, :func:`hybridq.io.npz.load_npz`).
+        Unknown suffix, missing file, a ``.gz`` file that is not gzip data, or a malformed file
+        (see :func:`hybridq.io.nnet.load_nnet`, :func:`hybridq.io.onnx.load_onnx`,
+        :func:`hybridq.io.npz.load_npz`).
     UnsupportedLayerError
         An op or activation hybridq does not support.
     """
     import importlib
 
     path = Path(path)
-    suffix = path.suffix.lower()
+    suffix = format_suffix(path)
     if suffix not in LOADERS:
         raise ModelFormatError(
-            f"{path}: unknown network file suffix {path.suffix!r}; supported: {', '.join(LOADERS)}"
+            f"{path}: unknown network file suffix {suffix or path.suffix!r}; supported: {', '.join(LOADERS)}"
+            " (each also gzip-compressed, e.g. .onnx.gz)"
         )
     if not path.is_file():
         raise ModelFormatError(f"{path}: no such file")

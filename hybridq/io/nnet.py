@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.errors import ModelFormatError
+from hybridq.io.compressed import read_bytes
 from hybridq.network import Layer, Network
 
 __all__ = ["load_nnet"]
@@ -54,7 +55,7 @@ def load_nnet(path: str | Path) -> Network:
     Parameters
     ----------
     path : str or Path
-        The ``.nnet`` file.
+        The ``.nnet`` file (``.nnet.gz``: gzip-compressed, :mod:`hybridq.io.compressed`).
 
     Returns
     -------
@@ -72,7 +73,7 @@ def load_nnet(path: str | Path) -> Network:
     """
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path)
     except OSError as e:
         raise ModelFormatError(f"{path}: cannot read the file: {e.strerror or e}") from None
     try:

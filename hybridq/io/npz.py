@@ -17,12 +17,14 @@ Saving and loading round-trips every value exactly (float64 is stored bit for bi
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from hybridq.errors import ModelFormatError
+from hybridq.io.compressed import read_bytes
 from hybridq.network import Network
 
 __all__ = ["save_npz", "load_npz"]
@@ -68,7 +70,7 @@ def load_npz(path: str | Path) -> Network:
     Parameters
     ----------
     path : str or Path
-        The ``.npz`` file.
+        The ``.npz`` file (``.npz.gz``: gzip-compressed, :mod:`hybridq.io.compressed`).
 
     Returns
     -------
@@ -88,7 +90,7 @@ def load_npz(path: str | Path) -> Network:
         raise ModelFormatError(f"{path}: no such file")
     arrays: dict[str, np.ndarray] = {}
     try:
-        with open(path, "rb") as fh:
+        with io.BytesIO(read_bytes(path)) as fh:
             z = np.load(fh, allow_pickle=False)
             if not isinstance(z, np.lib.npyio.NpzFile):
                 raise ModelFormatError(f"{path}: a single .npy array, not an .npz archive of network arrays")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.errors import HybridqError, ModelFormatError, UnsupportedLayerError
+from hybridq.io.compressed import read_bytes
 from hybridq.network import Layer, Network
 
 __all__ = ["load_onnx", "SUPPORTED_OPS", "read_model", "build_network"]
@@ -446,7 +447,8 @@ def load_onnx(path: str | Path) -> Network:
     Parameters
     ----------
     path : str or Path
-        The ``.onnx`` file (raw protobuf; external tensor data next to it is read too).
+        The ``.onnx`` file (raw protobuf; external tensor data next to it is read too; ``.onnx.gz``:
+        gzip-compressed, :mod:`hybridq.io.compressed`).
 
     Returns
     -------
@@ -477,7 +479,7 @@ def read_model(path: Path):
     import onnx.numpy_helper
 
     try:
-        raw = path.read_bytes()
+        raw = read_bytes(path)
     except OSError as e:
         raise ModelFormatError(f"{path}: cannot read the file: {e.strerror or e}") from None
     try:

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from hybridq.errors import ModelFormatError
+from hybridq.io.compressed import read_bytes
 from hybridq.exact import float_down, float_nearest, float_up
 from hybridq.inputs import InputBox
 from hybridq.properties import OutputConstraint
@@ -282,7 +283,7 @@ def load_vnnlib(path: str | Path, n_in: int | None = None,
     Parameters
     ----------
     path : str or Path
-        The ``.vnnlib`` file.
+        The ``.vnnlib`` file (``.vnnlib.gz``: gzip-compressed, :mod:`hybridq.io.compressed`).
     n_in, n_out : int, optional
         The network's input and output sizes; the declared ``X``/``Y`` variables must match them.
 
@@ -302,7 +303,7 @@ def load_vnnlib(path: str | Path, n_in: int | None = None,
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_bytes(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise ModelFormatError(f"{path}: cannot read the VNNLIB file: {e}") from None
     return parse_vnnlib(text, n_in, n_out, source=str(path))
