@@ -818,7 +818,7 @@ def _scores_of(y, output):
 
 
 # ------------------------------------------------------------------------------- spec strings
-ACT_GRAMMAR = """act part := ['layerK=' | 'input='] 'act=' AFORMAT [':' OPT (',' OPT)*]
+ACT_GRAMMAR = """act part := ['layerK=' | 'layerK:' | 'input=' | 'input:'] 'act=' AFORMAT [':' OPT (',' OPT)*]
 AFORMAT  := intB | uintB (B = 2..16, affine) | qM.N (fixed point) | fp16 | bf16 | fp8_e4m3 | fp8_e5m2 | float:e=E,m=M
 OPT      := scale=S | zp=Z | sym | saturate        (no scale: calibrated on the input box)"""
 
@@ -831,13 +831,17 @@ def split_act_spec(spec: str) -> tuple[str | None, list[str]]:
     (str or None, list of str)
         The parameter spec (``None`` when only ``act=`` parts were given) and the act parts.
     """
+    from hybridq.perturbation import split_target
+
     rest, acts = [], []
     for raw in str(spec).split(";"):
         part = raw.strip()
         low = part.lower().replace(" ", "")
-        body = low.split("=", 1)[1] if low.startswith(("layer", "input")) and "=" in low else low
-        body = body.replace(":act=", "act=")
-        if low.startswith("act=") or body.startswith("act=") or ":act=" in low:
+        try:  # the prefix as perturbation() reads it; a bad one is refused there (layers checked later)
+            _, body = split_target(low, None, PerturbationError)
+        except PerturbationError:
+            body = low
+        if body.startswith("act="):
             acts.append(low)
         elif part:
             rest.append(part)
@@ -852,28 +856,24 @@ def parse_act_spec(parts: list[str], n_layers: int) -> list[dict]:
     """Parse ``act=`` parts into point descriptions ``{where, layer, ...}`` (later parts override).
 
     ``act=F`` quantizes the output of every layer ``1..L``; ``layerK=act=F`` (or ``layerK:act=F``)
-    the output of layer ``K``; ``input=act=F`` the network input (after its normalization).
+    the output of layer ``K``; ``input=act=F`` (or ``input:act=F``) the network input (after its
+    normalization).  The prefixes are read by :func:`hybridq.perturbation.split_target`, as in
+    parameter parts.
 
     Raises
     ------
     PerturbationError
         Unknown format or option, a layer out of range (the message lists the valid forms).
     """
+    from hybridq.perturbation import split_target
+
     out: dict = {}
     for part in parts:
-        p = part.replace(" ", "")
-        target = "all"
-        if p.startswith("layer"):
-            head, _, p = p.partition("act=")
-            k = head.rstrip("=:")[len("layer"):]
-            if not k.isdigit() or not 1 <= int(k) <= n_layers:
-                raise _act_error(part, f"layer{k}: the network has layers 1..{n_layers}")
-            target = int(k) - 1
-        elif p.startswith("input"):
-            p = p.partition("act=")[2]
-            target = "input"
-        else:
-            p = p[len("act="):]
+        target, p = split_target(part.replace(" ", "").lower(), n_layers, lambda why: _act_error(part, why))
+        if not p.startswith("act="):
+            raise _act_error(part, "not an act= part")
+        target = "all" if target is None else target
+        p = p[len("act="):]
         segs = p.split(":")
         fmt, opts = (":".join(segs[:2]), ":".join(segs[2:])) if segs[0] == "float" else (segs[0], ":".join(segs[1:]))
         desc: dict = {"saturate": False, "sym": False, "scale": None, "zp": None}

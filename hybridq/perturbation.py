@@ -199,20 +199,63 @@ def _outside(t: np.ndarray, c: np.ndarray, r: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------- spec strings
 # Spec grammar: see perturbation()'s docstring; the number formats are in hybridq.formats.
 
-__all__ += ["perturbation", "quantize", "format_family", "SPEC_GRAMMAR"]
+__all__ += ["perturbation", "quantize", "format_family", "split_target", "SPEC_GRAMMAR", "TARGET_FORMS"]
 
 #: The spec grammar, quoted in every spec error message.
 SPEC_GRAMMAR = """spec   := part (';' part)*
-part   := ['layerK='] model ['@weights' | '@biases' | '@all']      (K = 1..L, as in W_K)
+part   := ['layerK=' | 'layerK:'] model ['@weights' | '@biases' | '@all']      (K = 1..L, as in W_K)
 model  := 'abs:EPS' | 'rel:EPS' | FORMAT | 'point:FORMAT'          (EPS: a number >= 0)
 FORMAT := """ + "\n        | ".join(VALID_FORMATS)
 
-_LAYER = re.compile(r"layer(\d+)=(.*)")
+#: A part's target prefix: ``layerK=`` / ``layerK:`` (layer K, 1-based), ``input=`` / ``input:`` (act= parts).
+_TARGET = re.compile(r"(?:layer(\d+)|(input))[=:](.*)")
+#: The accepted target prefixes, as error messages name them.
+TARGET_FORMS = "layerK=... or layerK:... (K = 1..L, counted from 1 as in W_K), input=act=... or input:act=..."
 _TARGETS = {"weights": ("W",), "w": ("W",), "biases": ("b",), "b": ("b",), "all": ("W", "b")}
 
 
 def _spec_error(spec: str, why: str) -> PerturbationError:
     return PerturbationError(f"invalid perturbation spec {spec!r}: {why}\nvalid forms:\n{SPEC_GRAMMAR}")
+
+
+def split_target(part: str, n_layers: int | None, fail) -> tuple:
+    """A spec part's target and the rest: the one reading of ``layerK=`` / ``layerK:`` / ``input=`` /
+    ``input:`` for parameter parts (:func:`perturbation`) and ``act=`` parts
+    (:func:`hybridq.actquant.parse_act_spec`).
+
+    Parameters
+    ----------
+    part : str
+        One part, lower case, spaces removed (``layer2:fp16``, ``input=act=int8``, ``abs:1e-3``).
+    n_layers : int or None
+        ``L``: ``K`` must be in ``1..L`` (layer ``K`` is ``W_K``, ``b_K`` and that layer's output);
+        ``None``: not checked.
+    fail : callable(str) -> Exception
+        Makes the exception raised, from the reason (the caller adds its spec and its grammar).
+
+    Returns
+    -------
+    (target, rest)
+        ``target``: ``None`` (no prefix: every layer), the 0-based layer index, or ``"input"``.
+
+    Raises
+    ------
+    Exception
+        ``fail(why)``: a part that starts with ``layer`` or ``input`` but is not one of
+        :data:`TARGET_FORMS`, or ``K`` out of range; ``why`` names the accepted forms.
+    """
+    if not part.startswith(("layer", "input")):
+        return None, part
+    m = _TARGET.fullmatch(part)
+    if m is None:
+        head = re.split(r"[=:]", part, maxsplit=1)[0]
+        raise fail(f"{head!r} is not a target; use {TARGET_FORMS}")
+    if m[2]:
+        return "input", m[3]
+    k = int(m[1])
+    if n_layers is not None and not 1 <= k <= n_layers:
+        raise fail(f"layer{k}: the network has layers 1..{n_layers} (layerK= or layerK:, counted from 1)")
+    return k - 1, m[3]
 
 
 def _eps(text: str, spec: str) -> tuple[float, Fraction]:
@@ -246,12 +289,11 @@ def _parse_spec(spec: str, n_layers: int) -> list:
         part = raw.strip().lower().replace(" ", "")
         if not part:
             raise _spec_error(spec, "empty part between ';'")
-        layers = tuple(range(n_layers))
-        if m := _LAYER.fullmatch(part):
-            k = int(m[1])
-            if not 1 <= k <= n_layers:
-                raise _spec_error(spec, f"layer{k}: the network has layers 1..{n_layers}")
-            layers, part = (k - 1,), m[2]
+        target, part = split_target(part, n_layers, lambda why: _spec_error(spec, why))
+        if target == "input":
+            raise _spec_error(spec, f"in part {raw.strip()!r}: the input has no parameters; input= or input: "
+                                    "takes act= parts only (input=act=int8)")
+        layers = tuple(range(n_layers)) if target is None else (target,)
         tensors = ("W", "b")
         if "@" in part:
             part, tgt = part.rsplit("@", 1)
@@ -313,7 +355,7 @@ def perturbation(spec: str, network) -> Perturbation:
     Grammar (the same strings as the CLI's ``--perturb`` and TOML configs)::
 
         spec   := part (';' part)*
-        part   := ['layerK='] model ['@weights' | '@biases' | '@all']
+        part   := ['layerK=' | 'layerK:'] model ['@weights' | '@biases' | '@all']
         model  := 'abs:EPS' | 'rel:EPS' | FORMAT | 'point:FORMAT'
 
     ``FORMAT`` is a number format of :mod:`hybridq.formats` (``fp32``, ``fp16``, ``bf16``,
@@ -321,7 +363,8 @@ def perturbation(spec: str, network) -> Perturbation:
     Parts apply left to right; each sets the centre and radius of the tensors it selects
     (all layers, or layer ``K`` counted from 1 as in ``W_K``; weights, biases or both) and
     overrides earlier parts there.  Tensors that no part selects keep their nominal value with
-    radius 0.  Examples: ``abs:1e-3``, ``rel:1e-2@biases``, ``abs:1e-3;layer2=abs:1e-2``,
+    radius 0.  ``layerK:`` is the same as ``layerK=`` (as in ``layer2:act=int8``, see
+    :func:`split_target`).  Examples: ``abs:1e-3``, ``rel:1e-2@biases``, ``abs:1e-3;layer2=abs:1e-2``,
     ``int8:per_channel,asym@weights;fp16@biases``, ``point:fp16``.
 
     Radii:

@@ -84,14 +84,23 @@ def test_round_half_even_and_exact_quantizer():
 def test_spec_parsing_and_errors():
     assert split_act_spec("int8@weights; act=uint8 ;layer2=act=fp16") == ("int8@weights", ["act=uint8", "layer2=act=fp16"])
     assert split_act_spec("act=int8") == (None, ["act=int8"])
+    # the prefixes are read as parameter parts read them: 'layerK:' / 'input:' like 'layerK=' / 'input='
+    assert split_act_spec("input:act=int8;layer1:fp16;layer2 : act=uint8") == ("layer1:fp16", ["input:act=int8", "layer2:act=uint8"])
+    assert split_act_spec("inputs=act=int8") == ("inputs=act=int8", [])  # refused by perturbation(), naming the forms
     net = _net(1, ("relu", "relu", "identity"))
     box = InputBox(-np.ones(3), np.ones(3))
     m = act_model(net, "layer2:act=int8:scale=0.5,zp=-3,saturate;input=act=q1.4", box)
     assert [(p.where, p.layer, p.scale, p.zero_point, p.saturate) for p in m.points] == [
         ("input", -1, 1 / 16, 0, False), ("post", 1, 0.5, -3, True)]
+    m2 = act_model(net, "layer2=act=int8:scale=0.5,zp=-3,saturate;input:act=q1.4", box)
+    assert [(p.where, p.layer, p.scale, p.zero_point, p.saturate) for p in m2.points] == [
+        ("input", -1, 1 / 16, 0, False), ("post", 1, 0.5, -3, True)]
     for bad, why in [("act=int99", "2 <= B <= 16"), ("act=float:p=5", "not an activation format"),
                      ("layer9=act=int8", "layers 1..3"), ("act=int8:foo", "unknown option"),
-                     ("act=int8:zp=3", "zp=Z needs scale=S"), ("act=int8:scale=x", "needs a number")]:
+                     ("act=int8:zp=3", "zp=Z needs scale=S"), ("act=int8:scale=x", "needs a number"),
+                     ("layer0:act=int8", r"layer0: the network has layers 1\.\.3 \(layerK= or layerK:, counted from 1\)"),
+                     ("inputs=act=int8", r"'inputs' is not a target; use layerK=\.\.\. or layerK:\.\.\."),
+                     ("layer2act=int8", "'layer2act' is not a target")]:
         with pytest.raises(PerturbationError, match=why):
             act_model(net, bad, box)
     # a given scale too small for the values reached: an error naming layer and neuron, unless saturate

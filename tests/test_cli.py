@@ -315,3 +315,22 @@ def test_gzipped_network_and_vnnlib_are_read_by_verify_and_run_alike(capsys, tin
         rows = [(r["id"], r["result"], r["message"]) for r in csv.DictReader(f)]
     assert rows == [("plain", "unsat", ""), ("gz", "unsat", ""), ("bad", "error", bad)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files + ["l.csv", "r.csv"])  # nothing unpacked
+
+
+@pytest.mark.parametrize("spec", ["layer1:abs:0.01", "layer1=abs:0.01", "abs:0;layer2:abs:0.01@biases", "LAYER2 : abs:0.01"])
+def test_layer_parts_take_the_colon_form_like_act_parts(capsys, tiny, spec):
+    """``layer2:act=int8`` was accepted and ``layer1:fp16`` refused ("unknown number format
+    'layer1:fp16'"): parameter parts now take ``layerK:`` as well as ``layerK=`` (both 1-based)."""
+    code, out, err = run(capsys, "verify", tiny, "--perturb", spec, "--point", "1,0", "--delta", "1", "--jobs", "1",
+                         "--no-progress")
+    assert (code, out.split(":")[0], err) == (0, "robust", ""), (spec, out, err)
+
+
+@pytest.mark.parametrize("spec, head", [("layerx=fp16", "'layerx'"), ("layer2fp16", "'layer2fp16'"),
+                                        ("inputs=act=int8", "'inputs'"), ("layer1act=int8", "'layer1act'")])
+def test_a_bad_layer_or_input_prefix_is_one_line_naming_the_accepted_forms(capsys, tiny, spec, head):
+    code, out, err = run(capsys, "verify", tiny, "--perturb", spec, "--point", "1,0", "--delta", "1")
+    assert code == 3 and out == ""
+    assert one_error_line(err) == (f"hybridq: error: invalid perturbation spec {spec!r}: {head} is not a target; use "
+                                   "layerK=... or layerK:... (K = 1..L, counted from 1 as in W_K), input=act=... or "
+                                   "input:act=...")

@@ -96,6 +96,11 @@ def test_overflow_and_saturation_name_layer_tensor_index_value(net):
     ("point:abs:1", "in part 'point:abs:1'"),
     ("int8:sym,minmax", "minmax needs asym"),
     ("rel:1e308", "overflows float64 on layer 1 W"),
+    ("layer3:abs:1", "layer3: the network has layers 1..2 (layerK= or layerK:, counted from 1)"),
+    ("layerx=abs:1", "'layerx' is not a target; use layerK=... or layerK:... (K = 1..L, counted from 1 as in W_K), "
+                     "input=act=... or input:act=..."),
+    ("layer2abs:1", "'layer2abs' is not a target"),
+    ("input=fp16", "the input has no parameters; input= or input: takes act= parts only"),
 ])
 def test_bad_specs_one_clear_message(net, bad, why):
     with pytest.raises(PerturbationError) as ei:
@@ -104,6 +109,20 @@ def test_bad_specs_one_clear_message(net, bad, why):
     assert why in msg
     for form in ("abs:EPS", "rel:EPS", "point:FORMAT", "fp8_e4m3", "qM.N", "intB", "float:p=P", "layerK="):
         assert form in msg  # the message lists the valid forms
+
+
+def test_layer_colon_is_layer_equals(net):
+    """``layerK:`` selects like ``layerK=`` (as ``layer2:act=int8`` does for act= parts): the same
+    centre, radius and exact rules; the spec string is kept as written."""
+    for eq, colon in [("layer2=abs:1e-2", "layer2:abs:1e-2"), ("abs:1e-3;layer1=fp16@weights", "abs:1e-3;layer1:fp16@weights"),
+                      ("layer2=point:int8", "Layer2 : point:int8"), ("layer1=rel:0.1;layer2=q2.3@biases", "layer1:rel:0.1;layer2:q2.3@biases")]:
+        a, b = perturbation(eq, net), perturbation(colon, net)
+        for (cWa, cba), (cWb, cbb), (rWa, rba), (rWb, rbb) in zip(a.center, b.center, a.radius, b.radius):
+            assert cWa.tobytes() == cWb.tobytes() and cba.tobytes() == cbb.tobytes()
+            assert rWa.tobytes() == rWb.tobytes() and rba.tobytes() == rbb.tobytes()
+        assert a.exact == b.exact and b.spec == colon
+    p = perturbation("layer2:abs:1e-2", net)
+    assert np.all(p.radius[0][0] == 0) and np.all(p.radius[1][0] == 1e-2) and np.all(p.radius[1][1] == 1e-2)
 
 
 def test_perturbation_passthrough(net):
