@@ -544,6 +544,13 @@ def _left(cfg):
     return make_config(cfg, timeout=max(left, 0.01))
 
 
+def _stamp_command_time(stats) -> None:
+    """``stats.time["command"]``: seconds from the command's start (:data:`T_START`: the process
+    start, or the client's under ``hybridq serve``) to now, the summary line: what the user waited,
+    start-up and loading included; the summary prints it first (:func:`hybridq.result.seconds_text`)."""
+    stats.time["command"] = time.monotonic() - T_START
+
+
 def _timeout_note(res, cfg) -> None:
     """Name the command's budget (not the part of it left to the search) in a timeout message."""
     if res.stats.timed_out and cfg.timeout is not None:
@@ -640,6 +647,7 @@ def verify(
     res.problem = _describe(network, net, o["perturb"], [b for b, _ in problems], results[0].property, o["vnnlib"],
                             against)
     res.settings = _settings(cfg, res.stats.jobs if cluster is not None else None)
+    _stamp_command_time(res.stats)
     typer.echo(res.summary())
     writers = []
     cex_path = o["counterexample"]
@@ -795,6 +803,7 @@ def quantify(
     res.problem = _describe(network, net, o["perturb"] if what == "deviation" else f"family:{family_}", [b], prop,
                             o["vnnlib"], against)
     res.settings = _settings(cfg, res.stats.jobs if cluster is not None else None)
+    _stamp_command_time(res.stats)
     typer.echo(res.summary())
     writers = []
     if o["json"]:
@@ -844,9 +853,11 @@ def run(
     run_toml = {k: v for k, v in run_toml.items() if k != "timeout"}
     cfg = _run_config(run_toml, backend, jobs, None, seed)
     counts: dict = {}
+    spent = [0.0]  # the instances' own seconds (each from its loading to its row)
 
     def show(row):
         counts[row.result] = counts.get(row.result, 0) + 1
+        spent[0] += row.time_s
         extra = f"  {row.message}" if row.result in ("error", "unknown") and row.message else ""
         typer.echo(f"{row.id}  {row.result}  {row.time_s:.2f} s{extra}")
 
@@ -857,8 +868,11 @@ def run(
         why = str(e.args[0]) if e.args and e.args[0] else "interrupted"
         typer.echo(f"hybridq: {why}; rerun the same command to resume", err=True)
         raise typer.Exit(2)
+    # the first number is what the user waited (from the command's start: start-up and the kernels
+    # included); the instances' times, each from its loading to its row, leave those out
     typer.echo("done: " + (", ".join(f"{counts[w]} {w}" for w in ("unsat", "sat", "timeout", "unknown", "error")
-                                     if w in counts) or "nothing to run (all instances already in the results)"))
+                                     if w in counts) or "nothing to run (all instances already in the results)")
+               + f", {time.monotonic() - T_START:.2f} s" + (f" (instances {spent[0]:.2f} s)" if counts else ""))
 
 
 @app.command(cls=_Command)

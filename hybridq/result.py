@@ -206,6 +206,14 @@ class LeafCell:
     bound: float
 
 
+def seconds_text(time: dict) -> str:
+    """The seconds of a summary line: ``"1.52 s (search 0.03 s)"`` when ``time`` has the CLI's
+    ``command`` (seconds since the command started) besides ``total`` (the search), else the
+    library call's ``"0.03 s"``."""
+    total = f"{time.get('total', 0.0):.2f} s"
+    return total if "command" not in time else f"{time['command']:.2f} s (search {total})"
+
+
 @dataclass
 class Stats:
     """Counters and timings of one branch-and-bound run (times in seconds).
@@ -223,6 +231,12 @@ class Stats:
     input boxes left open at the end (it underflows to 0 for boxes of many dimensions: use
     ``undecided_fraction``, their share of the input box computed from per-dimension width
     ratios in log space, and ``log10_total_volume``).
+
+    ``time`` holds seconds per stage (``bounds``, ``attack``, ``smt``, ``split``) and ``total``, the
+    wall time of the library call (the search: after the process start-up, the network loading
+    and the kernel loading).  The CLI adds ``command``: from the command's start (the process
+    start, or the client's start under ``hybridq serve``) to the summary line, which then prints
+    it first, as the time the user waited, and ``total`` as ``search`` (:func:`seconds_text`).
     """
 
     cells: int = 0
@@ -353,7 +367,7 @@ class Result:
         pend = f", {s.pending} pending" if s.pending else ""
         parts.append(
             f"{s.cells} cells examined ({s.proved_bounds} proved by bounds, {s.proved_smt} by SMT, {s.refuted} refuted, "
-            f"{s.split} split, {s.open} open){pend}, {s.time.get('total', 0.0):.2f} s"
+            f"{s.split} split, {s.open} open){pend}, {seconds_text(s.time)}"
         )
         if type(self.property).__name__ == "Deviation" and np.isfinite(self.deviation_bound) and self.verdict == "robust":
             parts[-1] += f"; certified max deviation <= {fmt_bound(self.deviation_bound, 'up')}"
@@ -439,18 +453,18 @@ class Quantity:
         return float(self.upper / self.lower) if self.lower > 0 else float("inf")
 
     def summary(self) -> str:
-        t = self.stats.time.get("total", 0.0)
+        t = seconds_text(self.stats.time)
         if self.what == "deviation":
             return (f"max deviation in [{fmt_bound(self.lower, 'down')}, {fmt_bound(self.upper, 'up')}] "
                     f"(witnessed, proved; ratio "
-                    f"{self.ratio:.3g}), {self.stats.cells} cells examined, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
+                    f"{self.ratio:.3g}), {self.stats.cells} cells examined, {t}" + (f" [{self.message}]" if self.message else ""))
         at = "refuted (counterexample) at" if self.not_proved_verdict == "not_robust" else "not proved at"
         if self.what == "epsilon":
             return (f"largest epsilon proved robust {fmt_bound(self.lower, 'down')}; {at} "
                     f"{fmt_bound(self.upper, 'up')}, "
-                    f"{len(self.steps)} steps, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
+                    f"{len(self.steps)} steps, {t}" + (f" [{self.message}]" if self.message else ""))
         return (f"fewest bits proved robust {_fmt_bits(self.upper)}; {at} {_fmt_bits(self.lower)}, "
-                f"{len(self.steps)} steps, {t:.2f} s" + (f" [{self.message}]" if self.message else ""))
+                f"{len(self.steps)} steps, {t}" + (f" [{self.message}]" if self.message else ""))
 
     def to_dict(self) -> dict:
         """The ``result`` section of the JSON document (see :mod:`hybridq.report`)."""

@@ -334,3 +334,50 @@ def test_a_bad_layer_or_input_prefix_is_one_line_naming_the_accepted_forms(capsy
     assert one_error_line(err) == (f"hybridq: error: invalid perturbation spec {spec!r}: {head} is not a target; use "
                                    "layerK=... or layerK:... (K = 1..L, counted from 1 as in W_K), input=act=... or "
                                    "input:act=...")
+
+
+def test_summary_seconds_count_from_the_commands_start(capsys, tiny, tmp_path):
+    """The summary printed the search's seconds only (0.01 s after a command that took 1.5 s of
+    start-up and loading): it now prints the time since the command started first, the search's in
+    parentheses, also in the JSON summary (stats.time.command, schema-valid); ``run``'s last line the
+    batch's total and the instances' sum.  A command that started 5 s ago (``invoke``'s ``start``, as
+    for the process start or a ``hybridq serve`` client's start) reports at least 5 s."""
+    import re
+    import time
+
+    from hybridq import Deviation, perturbation, verify
+    from hybridq.cli import invoke
+    from hybridq.io import load_network
+
+    js = tmp_path / "r.json"
+    code = invoke(["verify", str(tiny), "--perturb", "abs:1e-2", "--point", "1,0", "--delta", "1", "--jobs", "1",
+                   "--json", str(js), "--no-progress"], start=time.monotonic() - 5.0)
+    out = capsys.readouterr().out
+    m = re.fullmatch(r"robust: .*, (\d+\.\d\d) s \(search (\d+\.\d\d) s\); certified max deviation <= \S+\n", out)
+    assert code == 0 and m, out
+    total, search = float(m[1]), float(m[2])
+    assert 5.0 <= total < 60 and search < total - 4.9
+    doc = json.loads(js.read_text())
+    assert doc["result"]["summary"] == out.strip()
+    assert doc["result"]["stats"]["time"]["command"] == pytest.approx(total, abs=0.006)
+    assert f"{doc['result']['stats']['time']['total']:.2f}" == m[2]
+    jsonschema = pytest.importorskip("jsonschema")
+    from hybridq.report import SCHEMA_PATH
+
+    jsonschema.Draft202012Validator(json.loads(SCHEMA_PATH.read_text())).validate(doc)
+    code = invoke(["quantify", str(tiny), "--perturb", "abs:1e-2", "--point", "1,0", "--jobs", "1", "--no-progress"],
+                  start=time.monotonic() - 5.0)
+    out = capsys.readouterr().out
+    m = re.fullmatch(r"max deviation in .* cells examined, (\d+\.\d\d) s \(search (\d+\.\d\d) s\)\n", out)
+    assert code == 0 and m and float(m[1]) >= 5.0 > float(m[2]) + 4.9, out
+    # the library's summary: the call's own seconds, nothing about a command
+    r = verify(load_network(tiny), perturbation("abs:1e-2", load_network(tiny)), np.array([1.0, 0.0]), Deviation(1.0),
+               jobs=1)
+    assert "command" not in r.stats.time and re.search(r", \d+\.\d\d s; certified", r.summary()), r.summary()
+    lst = tmp_path / "l.csv"
+    lst.write_text(f"id,network,point,delta,perturb\na,{tiny.name},1;0,1,abs:0.01\nb,{tiny.name},0;1,1,abs:0.01\n")
+    code = invoke(["run", str(lst), "-o", str(tmp_path / "res.csv"), "--jobs", "1"], start=time.monotonic() - 5.0)
+    lines = capsys.readouterr().out.splitlines()
+    each = [float(re.fullmatch(r"[ab]  unsat  (\d+\.\d\d) s", l)[1]) for l in lines[:2]]
+    m = re.fullmatch(r"done: 2 unsat, (\d+\.\d\d) s \(instances (\d+\.\d\d) s\)", lines[2])
+    assert code == 0 and m and float(m[1]) >= 5.0 and abs(float(m[2]) - sum(each)) <= 0.011, lines
