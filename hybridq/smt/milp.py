@@ -13,8 +13,9 @@ Behind the backends' ``check(...) -> Unsat | Sat | Unknown`` interface:
    point violates, node by node with Neumaier-Shcherbina bounds from HiGHS's duals.
 
 ``Unsat`` therefore never rests on a float solver's "infeasible" or "optimum below delta": it
-rests on dual vectors whose bound is evaluated with a rigorous error term over data that are the
-exact (or outward-rounded) numbers of the problem.
+rests on dual vectors whose bound is evaluated with a rigorous error term over a program whose
+feasible set contains the exact one (exact or outward-rounded data, rounded coefficient sums with
+their error in the right-hand side).
 """
 
 from __future__ import annotations
