@@ -474,25 +474,36 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
         h.run()
         return h.getModelStatus()
 
-    def pruned(lb, ub, st) -> float | None:
-        """The certified bound of the LP just solved if it shows no violation (``-inf`` for a
-        certified infeasible one), else None."""
+    def node_bound(lb, ub, st) -> float | None:
+        """The certified upper bound of the objective (without ``obj.const``) over the points of
+        the LP just solved with column bounds ``[lb, ub]``: ``-inf`` where a Farkas ray proves it
+        empty; None where HiGHS's answer certifies nothing (an infeasible LP without a ray that
+        checks, another status)."""
         if st == hs.HighsModelStatus.kInfeasible:
-            got = h.getDualRay()
+            got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
             if got[-2] and data.infeasible(lb, ub, np.asarray(got[-1], dtype=np.float64)):
                 return -math.inf
             return None
-        if st == hs.HighsModelStatus.kOptimal:
-            if -h.getInfo().objective_function_value > float(thr) + 1e-9 * (1.0 + abs(float(thr))):
-                return None  # the float bound violates: no certificate can prune
-        elif st != hs.HighsModelStatus.kObjectiveBound:
+        if st not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
             return None
         y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
         lower = data.lower_bound(c, lb, ub, y)
-        bound = -lower
-        if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
-            return bound
-        return None
+        if not math.isfinite(lower):  # the duals' sign convention: try the other one
+            lower = max(data.lower_bound(c, lb, ub, -y), lower)
+        return -lower
+
+    def holds(bound: float | None) -> bool:
+        """Whether a certified bound shows that no point violates."""
+        return bound is not None and (bound == -math.inf or (
+            math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const)))
+
+    def pruned(lb, ub, st) -> float | None:
+        """The certified bound of the LP just solved if it shows no violation, else None."""
+        if st == hs.HighsModelStatus.kOptimal and \
+                -h.getInfo().objective_function_value > float(thr) + 1e-9 * (1.0 + abs(float(thr))):
+            return None  # the float bound violates: no certificate can prune
+        b = node_bound(lb, ub, st)
+        return b if holds(b) else None
 
     def fix_phase(lb, ub, d, val):
         # binary d := val in the column bounds, in place: 0 makes the relu's output 0 and its
@@ -510,16 +521,23 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
         fix_phase(lb, ub, d, val)
         return lb, ub
 
-    def separate_rounds(lb, ub, rounds):
-        st = solve(lb, ub)
-        while rounds > 0 and st == hs.HighsModelStatus.kOptimal and time.perf_counter() < clock.slice_end:
+    def separate_rounds(lb, ub, rounds, within=None, cutoff=False):
+        """Solve the LP at ``[lb, ub]`` with up to ``rounds`` rounds of cut separation, the cuts
+        valid in the box ``within`` (default ``[lb, ub]``; cuts stay for the rest of the search,
+        so below the root they are separated against the restricted root's box); ``cutoff``: the
+        solve after the last round may stop at the threshold.  Returns (status, LPs solved)."""
+        within = (lb, ub) if within is None else within
+        lps = 0
+        while True:
+            st = solve(lb, ub, cutoff=cutoff and rounds <= 0)
+            lps += 1
+            if rounds <= 0 or st != hs.HighsModelStatus.kOptimal or time.perf_counter() >= clock.slice_end:
+                return st, lps
             rounds -= 1
-            new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=lb, ub=ub)
+            new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=within[0], ub=within[1])
             if not new:
-                break
+                return st, lps
             add_cuts(new)
-            st = solve(lb, ub)
-        return st
 
     def probe_root() -> ProofResult | None:
         """Cut rounds, then probing (each binary's two children; a child whose certified bound
@@ -527,8 +545,8 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
         nonlocal base_lb, base_ub, nodes, worst
         probe_end = time.perf_counter() + probe_share * max(0.0, clock.slice_end - time.perf_counter())
         for _sweep in range(probe_sweeps):
-            st = separate_rounds(base_lb, base_ub, cut_rounds if cuts is not None else 0)
-            nodes += 1
+            st, lps = separate_rounds(base_lb, base_ub, cut_rounds if cuts is not None else 0)
+            nodes += lps
             b = pruned(base_lb, base_ub, st)
             if b is not None:
                 return ProofResult("proved", nodes, max(worst, b))
@@ -597,33 +615,14 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
             if np.any(lb > ub):  # fixings contradict the bounds: the node is empty
                 continue
             rounds = cut_rounds if cuts is not None and len(fix) <= cut_depth else 0
-            while True:
-                st = solve(lb, ub, cutoff=rounds <= 0)
-                nodes += 1
-                if rounds <= 0 or st != hs.HighsModelStatus.kOptimal or time.perf_counter() >= clock.slice_end:
-                    break
-                rounds -= 1
-                new = cuts.separate(np.asarray(h.getSolution().col_value, dtype=np.float64), lb=base_lb, ub=base_ub)
-                if not new:
-                    break
-                add_cuts(new)
-            if st == hs.HighsModelStatus.kInfeasible:
-                got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
-                has, ray = got[-2], got[-1]
-                if has and data.infeasible(lb, ub, np.asarray(ray, dtype=np.float64)):
-                    continue
-                why = "an infeasible node without a certifying Farkas ray"
-            elif st in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
-                sol = h.getSolution()
-                y = np.asarray(sol.row_dual, dtype=np.float64)
-                lower = data.lower_bound(c, lb, ub, y)
-                if not math.isfinite(lower):
-                    lower = max(data.lower_bound(c, lb, ub, -y), lower)
-                bound = -lower  # certified: objective - const <= bound on this node
-                if math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const):
-                    worst = max(worst, bound)
-                    continue
-                vals = np.asarray(sol.col_value, dtype=np.float64)
+            st, lps = separate_rounds(lb, ub, rounds, within=(base_lb, base_ub), cutoff=True)
+            nodes += lps
+            bound = node_bound(lb, ub, st)  # certified: objective - const <= bound on this node
+            if holds(bound):
+                worst = max(worst, bound)
+                continue
+            if bound is not None:
+                vals = np.asarray(h.getSolution().col_value, dtype=np.float64)
                 fixed = {d for d, _ in fix}
                 free = [(v, r, d) for v, r, d in relus if d not in fixed and base_lb[d] < base_ub[d]]
                 frac = [(vals[r] - max(vals[v], 0.0), d) for v, r, d in free
@@ -641,8 +640,8 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
                     heapq.heappush(heap, (-prio, count, fix + ((fr, val),)))
                     count += 1
                 continue
-            else:
-                why = f"HiGHS status {h.modelStatusToString(st)}"
+            why = ("an infeasible node without a certifying Farkas ray" if st == hs.HighsModelStatus.kInfeasible
+                   else f"HiGHS status {h.modelStatusToString(st)}")
             # an uncertified node: split it further if possible
             fixed = {d for d, _ in fix}
             free = [d for _, _, d in relus if d not in fixed and base_lb[d] < base_ub[d]]
