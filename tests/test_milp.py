@@ -591,3 +591,52 @@ def test_box_cells_get_the_milp_call_only_near_the_threshold():
     assert st.box_call_due(box, -0.9 * BOX_EXACT_GAP * gap, gap * (1 - 0.9 * BOX_EXACT_GAP), float("inf"))
     assert not st.box_call_due(box, -1.1 * BOX_EXACT_GAP * gap, gap * (1 - 1.1 * BOX_EXACT_GAP), float("inf"))
 
+
+
+def test_objectives_share_the_proof_time_by_need(monkeypatch):
+    """The certified search's objectives take turns (hybridq.smt.milp): one that needs more than
+    its equal share is paused and resumed with the time the others left.  Stand-in proofs that
+    spend a set number of seconds (sleeping) replace hybridq.milp.search.Proof: the first needs
+    60 % of the time left for them, the second 10 %; the earlier policy (half each, the first failing at
+    its half) gave Unknown."""
+    from hybridq.smt.milp import MilpBackend
+
+    rng = np.random.default_rng(7)
+    dims = (3, 16, 16, 1)
+    net = Network(tuple(Layer(rng.normal(size=(dims[i + 1], dims[i])) / np.sqrt(dims[i]),
+                              rng.normal(size=dims[i + 1]) * 0.3, "relu" if i < len(dims) - 2 else "identity")
+                        for i in range(len(dims) - 1)))
+    pert = perturbation("abs:0.05", net)
+    x0 = rng.uniform(-1, 1, 3)
+    cell = Cell.root(x0, x0, sum(l.n_out for l in net.layers))
+    budget = 2.0
+    slices, made = [], []
+
+    class Timed:
+        def __init__(self, model, obj, deadline, *args, **kw):
+            self.need = (0.6 if not made else 0.1) * (deadline - time.perf_counter())
+            self.label = obj.label
+            self.used, self.result = 0.0, None
+            self.last = search.ProofResult("open", 0, -math.inf, "not started")
+            made.append(self)
+
+        def run(self, until):
+            now = time.perf_counter()
+            work = max(0.0, min(self.need - self.used, until - now))
+            time.sleep(work)
+            self.used += work
+            slices.append((self.label, round(until - now, 2)))
+            if self.used >= self.need - 1e-9:
+                self.result = self.last = search.ProofResult("proved", 1, -math.inf)
+            else:
+                self.last = search.ProofResult("open", 1, -math.inf, "time limit")
+            return self.last
+
+    monkeypatch.setattr(search, "Proof", Timed)
+    # a tiny delta: no root bound proves either objective, both reach the certified search
+    out = MilpBackend(find_share=0.0).check(net, pert, cell, Deviation(1e-9), budget)
+    assert len(made) == 2, slices
+    assert isinstance(out, Unsat), (out, slices)
+    first, second = made[0].label, made[1].label
+    assert [s[0] for s in slices] == [first, second, first], slices
+    assert slices[0][1] < made[0].need  # its first share was not enough: paused, then resumed
