@@ -228,3 +228,28 @@ def test_auto_caps_the_time_dreal_calls_without_an_answer_take(fake_dreal):
     assert all(isinstance(o, Unknown) for o in outs)
     with pytest.raises(ValueError, match="dreal_share"):
         get_backend("auto", dreal_share=2.0)
+
+
+def test_stop_request_ends_a_dreal_call_at_once_and_kills_its_worker(fake_dreal):
+    """A stop request (Ctrl-C / SIGTERM in a run, :mod:`hybridq.interrupt`) ends the wait for the
+    worker: Unknown within a fraction of a second (the stand-in hangs for 60 s), the worker that
+    holds the query is killed, and the next call (request withdrawn) starts a fresh one."""
+    import threading
+    import time
+
+    from hybridq import interrupt
+    from hybridq.smt import dreal as mod
+
+    net, pert, cell = net_and_box()
+    assert isinstance(get_backend("dreal", delta=1e-3).check(net, pert, cell, Deviation(5.0), 30), Unsat)  # started
+    busy = mod._WORKER.proc
+    threading.Timer(0.3, interrupt.request).start()
+    t0 = time.perf_counter()
+    try:
+        out = get_backend("dreal", delta=0.125).check(net, pert, cell, Deviation(5.0), 30)
+        took = time.perf_counter() - t0
+    finally:
+        interrupt.clear()
+    assert isinstance(out, Unknown) and "interrupted" in out.reason and took < 2.0
+    assert mod._WORKER.proc is None and busy.wait(10) is not None
+    assert isinstance(get_backend("dreal", delta=1e-3).check(net, pert, cell, Deviation(5.0), 30), Unsat)

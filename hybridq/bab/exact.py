@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from hybridq import interrupt
 from hybridq.attack import confirm
 from hybridq.cell import Cell
 from hybridq.config import RunConfig
@@ -207,6 +208,8 @@ class ExactStage:
         else:  # shallow cells get short budgets (a split is often cheaper); deeper ones more
             tlim = min(top, first * 2.0 ** cell.depth, seconds_left)
         charge = tlim
+        if interrupt.requested():  # the run is stopping: no call (it would end at once, unanswered)
+            return False
         if deadline is not None:
             left = deadline - time.time()
             if left <= 0.05:  # out of time: no call (building a large query alone can take seconds)

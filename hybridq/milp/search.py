@@ -44,6 +44,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from hybridq import interrupt
 from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, ModelUnsupported, Objective
@@ -72,10 +73,21 @@ def highs_available() -> bool:
         return False
 
 
+def _on_interrupt_check(event) -> None:
+    """HiGHS's interrupt callback (MIP, simplex and IPM loops): stop the run when a stop was
+    requested (:mod:`hybridq.interrupt`).  HiGHS calls it in the thread of ``run()``, so a signal
+    that arrived during the run has its Python handler run when this is entered.  The flag is
+    written either way: HiGHS keeps it from one ``run()`` to the next."""
+    event.interrupt(interrupt.requested())
+
+
 def _new_highs():
-    """A silent ``highspy.Highs``.  HiGHS prints a banner on stdout when the first instance of a
-    process is made; it would corrupt ``--json`` output, so that one construction runs with file
-    descriptor 1 pointed at ``/dev/null``."""
+    """A silent ``highspy.Highs``; made while the signal handlers request a stop
+    (:func:`hybridq.interrupt.handled`), its runs stop at a stop request
+    (:func:`_on_interrupt_check`; the run's status is then ``kInterrupt``, which no caller takes
+    for an answer).  HiGHS prints a banner on stdout when the first instance of a process is made;
+    it would corrupt ``--json`` output, so that one construction runs with file descriptor 1
+    pointed at ``/dev/null``."""
     global _banner_done
     hs = _highspy()
     if _banner_done:
@@ -94,6 +106,9 @@ def _new_highs():
         _banner_done = True
     h.setOptionValue("output_flag", False)
     h.setOptionValue("random_seed", 0)
+    if interrupt.handled():
+        for hook in (h.cbMipInterrupt, h.cbSimplexInterrupt, h.cbIpmInterrupt):
+            hook.subscribe(_on_interrupt_check)
     return h
 
 
@@ -105,7 +120,16 @@ def _time_limit(h, seconds: float) -> None:
     an object that solves one LP after another (:func:`prove`'s nodes) must move the limit on
     with its clock, or every LP solved after the object's run time has passed the time left stops
     at once with "Time limit reached" (highspy 1.16: about the second half of a proof's window,
-    whose nodes were then split without a bound)."""
+    whose nodes were then split without a bound).
+
+    Raises
+    ------
+    hybridq.interrupt.Interrupted
+        A stop was requested: the run is not started (every ``run()`` here is preceded by this
+        call, so a search or proof ends at its next ``run()``; the callers turn it into ``Unknown``).
+    """
+    if interrupt.requested():
+        raise interrupt.Interrupted("HiGHS: stop requested")
     h.setOptionValue("time_limit", float(h.getRunTime()) + max(1e-3, float(seconds)))
 
 

@@ -173,10 +173,11 @@ class Backend:
             return None, SolverAnswer("unknown", reason=str(err)), "unsupported"
         if e.trivially_false:
             return e, SolverAnswer("unsat"), ""
+        formula = e.formula(ar)  # (seconds on a large query: counted before the solver's limit is set)
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             return e, SolverAnswer("unknown", reason="timeout before solving", timeout=True), "timeout"
-        ans = self.solve(ar, e.formula(ar), remaining)
+        ans = self.solve(ar, formula, remaining)
         return e, ans, ("timeout" if ans.timeout else "unknown")
 
     def _decide(self, q: "enc.Query", deadline: float) -> Outcome:

@@ -241,6 +241,8 @@ class DrealBackend(Backend):
         stats = {"backend": self.name, "encoding": encoding}
         if kind == "timeout":
             return Unknown(f"dReal exceeded the {timeout} s timeout", "timeout", time.perf_counter() - t0, stats)
+        if kind == "stopped":
+            return Unknown("dReal interrupted (stop requested)", "unknown", time.perf_counter() - t0, stats)
         return Unknown(val, "unknown", time.perf_counter() - t0, stats)
 
 
@@ -296,15 +298,24 @@ class _Worker:
         self._reap()
 
     def _recv(self, t_end: float):
-        """The worker's next message, or ``("timeout", None)`` at ``t_end``, or ``("died", message)``."""
+        """The worker's next message, or ``("timeout", None)`` at ``t_end``, ``("stopped", None)``
+        at a stop request (:mod:`hybridq.interrupt`, looked at every ``interrupt.POLL`` seconds),
+        or ``("died", message)``."""
+        from hybridq import interrupt
+
         fd = self.proc.stdout.fileno()
         buf, need = self._partial, 8
         if len(buf) >= 8:
             need = 8 + struct.unpack("<Q", buf[:8])[0]
         while len(buf) < need:
+            if interrupt.requested():
+                self._partial = buf
+                return "stopped", None
             left = t_end - time.perf_counter()
-            ready, _, _ = select.select([fd], [], [], max(left, 0.0))
+            ready, _, _ = select.select([fd], [], [], min(max(left, 0.0), interrupt.POLL))
             if not ready:
+                if left > interrupt.POLL:
+                    continue
                 self._partial = buf
                 return "timeout", None
             chunk = os.read(fd, need - len(buf))
@@ -321,36 +332,46 @@ class _Worker:
         return pickle.loads(buf[8:need])
 
     def ask(self, args, timeout: float, restart: bool = True):
-        """``("ok", outcome)``, ``("timeout", None)`` or ``("error", message)`` within ``timeout``
-        seconds, the wait for a worker that is still starting included (a worker that is not ready
-        in time is left starting for the next call, not killed)."""
-        from hybridq.smt.dreal_worker import _write
-
+        """``("ok", outcome)``, ``("timeout", None)``, ``("stopped", None)`` (a stop request,
+        :mod:`hybridq.interrupt`) or ``("error", message)`` within ``timeout`` seconds, the wait
+        for a worker that is still starting included (a worker that is not ready in time is left
+        starting for the next call, not killed; one that has a query is killed when its answer is
+        not waited for: past the limit, at a stop request, or a ``KeyboardInterrupt``)."""
         t_end = time.perf_counter() + timeout
         if self.proc is None or self.proc.poll() is not None:
             self.stop()
             self._start()
         if not self.ready:
             kind, val = self._recv(t_end)
-            if kind == "timeout":
-                return "timeout", None
+            if kind in ("timeout", "stopped"):
+                return kind, None
             if kind != "ready":  # died, or could not import dReal: report it as it is
                 self.stop()
                 return "error", val
             self.ready = True
+        try:
+            return self._query(args, t_end, restart)
+        except KeyboardInterrupt:  # the query is not waited for: the worker must not go on with it
+            self.stop(wait=False)
+            raise
+
+    def _query(self, args, t_end: float, restart: bool):
+        from hybridq.smt.dreal_worker import _write
+
         try:
             _write(self.proc.stdin, args)
         except (BrokenPipeError, OSError) as err:
             self.stop()
             return "error", f"the dReal worker process could not be reached ({err})"
         kind, val = self._recv(t_end)
-        if kind == "timeout":
-            # past the limit: kill the worker without waiting for it; ``restart``: start the next one
-            # now, so that the next query does not spend its own time on the interpreter start
+        if kind in ("timeout", "stopped"):
+            # not waited for: kill the worker without waiting for it; past the limit with
+            # ``restart``: start the next one now, so that the next query does not spend its own
+            # time on the interpreter start
             self.stop(wait=False)
-            if restart:
+            if restart and kind == "timeout":
                 self._start()
-            return "timeout", None
+            return kind, None
         if kind == "died":
             self.stop()
             return "error", val

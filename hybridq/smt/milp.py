@@ -141,8 +141,23 @@ class MilpBackend(Backend):
 
     def check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
               box=None, start=None, prove_it: bool = True, best: bool = False, find_share: float | None = None):
+        """See :meth:`hybridq.smt.base.Backend.check` and :meth:`_check` (the extra parameters);
+        a call that a stop request (:mod:`hybridq.interrupt`) ends is ``Unknown``."""
+        from hybridq.interrupt import Interrupted
+
+        t0 = time.perf_counter()
+        try:
+            return self._check(network, perturbation, cell, prop, timeout, neuron_bounds, encoding, ibp, box, start,
+                               prove_it, best, find_share)
+        except Interrupted:
+            return Unknown("MILP stage interrupted (stop requested)", "unknown", time.perf_counter() - t0,
+                           {"backend": self.name, "encoding": "milp", "interrupted": True})
+
+    def _check(self, network, perturbation, cell, prop, timeout, neuron_bounds=None, encoding="reduced", ibp=None,
+               box=None, start=None, prove_it: bool = True, best: bool = False, find_share: float | None = None):
         """See :meth:`hybridq.smt.base.Backend.check`; ``encoding`` must be ``reduced`` (the pure
-        encoding is bilinear, not a MILP).
+        encoding is bilinear, not a MILP).  Raises :class:`hybridq.interrupt.Interrupted` at a
+        stop request.
 
         Extra parameters
         ----------------
