@@ -147,6 +147,24 @@ def test_z3_check_in_flight_stops_at_a_request():
     assert isinstance(out, Unknown) and "interrupted" in out.reason and time.perf_counter() - t0 < 2.0
 
 
+def test_z3_check_ends_at_its_budget_without_z3s_own_timeout(monkeypatch):
+    """z3's timeout alone can be late (its nlsat preprocessing does not look at it); the wait
+    interrupts the check at the end of its budget too, and that is a timeout."""
+    import z3
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_smt_crosscheck import pick_property, random_case
+
+    set_ = z3.Solver.set
+    monkeypatch.setattr(z3.Solver, "set", lambda self, *a, **k: None if a and a[0] == "timeout" else set_(self, *a, **k))
+    rng, net, pert, box = random_case(37)
+    prop = pick_property(rng, net, pert, box)
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
+    t0 = time.perf_counter()
+    out = get_backend("z3").check(net, pert, cell, prop, 0.3)
+    assert isinstance(out, Unknown) and out.kind == "timeout" and time.perf_counter() - t0 < 3.0
+
+
 # ------------------------------------------------------------------ the CLI, a signal during a solver call
 #: The command, with a line on stderr when the exact stage's first solver call starts (HiGHS's
 #: MILP search, z3's check), so that the signal is sent while it runs.

@@ -204,6 +204,8 @@ class Z3Backend(Backend):
             return SolverAnswer("unsat")
         if r == z3.unknown:
             why = s.reason_unknown()
+            if why == "interrupted":  # Context.interrupt at the end of the budget (a stop request returned above)
+                why = "timeout"
             to = why in ("timeout", "canceled") or "timeout" in why or "resource limit" in why
             return SolverAnswer("unknown", reason=f"z3: {why}", timeout=to)
         model = s.model()
