@@ -601,14 +601,10 @@ def test_objectives_share_the_proof_time_by_need(monkeypatch):
     its half) gave Unknown."""
     from hybridq.smt.milp import MilpBackend
 
-    rng = np.random.default_rng(7)
-    dims = (3, 16, 16, 1)
-    net = Network(tuple(Layer(rng.normal(size=(dims[i + 1], dims[i])) / np.sqrt(dims[i]),
-                              rng.normal(size=dims[i + 1]) * 0.3, "relu" if i < len(dims) - 2 else "identity")
-                        for i in range(len(dims) - 1)))
-    pert = perturbation("abs:0.05", net)
-    x0 = rng.uniform(-1, 1, 3)
-    cell = Cell.root(x0, x0, sum(l.n_out for l in net.layers))
+    from test_milp_cuts import _deep_case
+
+    _, net, pert, box = _deep_case(0)  # a point input
+    cell = Cell.root(box.lower, box.upper, sum(l.n_out for l in net.layers))
     budget = 2.0
     slices, made = [], []
 
