@@ -290,6 +290,34 @@ def test_a_program_highs_refuses_is_unknown_not_a_crash():
         search.prove(model, model.objectives[0], time.perf_counter() + 5.0, probe=True)
 
 
+def test_root_bounds_stop_at_the_deadline(monkeypatch):
+    """Each objective's root LP loads the program anew (tens of ms on MNIST 256x4, 20 objectives:
+    the stage overran a 2 s limit by 0.3 s, ``verify`` a 3 s one by 0.6 s); past the deadline no
+    further root LP starts."""
+    rng = np.random.default_rng(0)
+    W1, W2 = rng.normal(size=(6, 3)), rng.normal(size=(10, 6))
+    net = Network((Layer(W1, rng.normal(size=6), "relu"), Layer(W2, rng.normal(size=10), "identity")))
+    pert = perturbation("rel:0.01", net)
+    cell = Cell.root(np.full(3, -0.5), np.full(3, 0.5), 16)
+    mb = get_backend("milp")
+    mb.check(net, pert, cell, Deviation(1e-9), 20.0)  # imports and the bound pass warm
+    calls = []
+    root_bound = search.root_bound
+
+    def slow(*args, **kw):
+        calls.append(time.perf_counter())
+        time.sleep(0.05)
+        return root_bound(*args, **kw)
+
+    monkeypatch.setattr(search, "root_bound", slow)
+    t0 = time.perf_counter()
+    out = mb.check(net, pert, cell, Deviation(1e-9), 0.3)
+    took = time.perf_counter() - t0
+    assert isinstance(out, Unknown) and out.kind == "timeout", out
+    assert 2 <= len(calls) <= 8 and all(t < t0 + 0.3 for t in calls), (len(calls), took)  # of 20 objectives
+    assert took < 0.3 + 0.3, took
+
+
 def test_output_constraint_disjuncts():
     net = Network((Layer(np.array([[1.0, 0.0], [0.0, 1.0]]), np.zeros(2), "identity"),))
     pert = perturbation("abs:0.01", net)
