@@ -439,8 +439,9 @@ class Proof:
         self.slice_end = min(float(until), self.deadline)
         try:
             self.last = next(self._steps)
-        except StopIteration as stop:
-            self.result = self.last = stop.value
+        except StopIteration as stop:  # value None: an exception ended the search earlier
+            self.result = self.last = stop.value or ProofResult("open", self.last.nodes, -math.inf,
+                                                                "ended by an error")
         return self.last
 
 
