@@ -291,9 +291,8 @@ def test_a_program_highs_refuses_is_unknown_not_a_crash():
 
 
 def test_root_bounds_stop_at_the_deadline(monkeypatch):
-    """Each objective's root LP loads the program anew (tens of ms on MNIST 256x4, 20 objectives:
-    the stage overran a 2 s limit by 0.3 s, ``verify`` a 3 s one by 0.6 s); past the deadline no
-    further root LP starts."""
+    """The objectives' root LPs (tens of ms each on MNIST 256x4, 20 objectives: the stage overran a
+    2 s limit by 0.3 s, ``verify`` a 3 s one by 0.6 s): past the deadline no further root LP starts."""
     rng = np.random.default_rng(0)
     W1, W2 = rng.normal(size=(6, 3)), rng.normal(size=(10, 6))
     net = Network((Layer(W1, rng.normal(size=6), "relu"), Layer(W2, rng.normal(size=10), "identity")))
@@ -302,14 +301,14 @@ def test_root_bounds_stop_at_the_deadline(monkeypatch):
     mb = get_backend("milp")
     mb.check(net, pert, cell, Deviation(1e-9), 20.0)  # imports and the bound pass warm
     calls = []
-    root_bound = search.root_bound
+    bound = search.RootBounds.bound
 
     def slow(*args, **kw):
         calls.append(time.perf_counter())
         time.sleep(0.05)
-        return root_bound(*args, **kw)
+        return bound(*args, **kw)
 
-    monkeypatch.setattr(search, "root_bound", slow)
+    monkeypatch.setattr(search.RootBounds, "bound", slow)
     t0 = time.perf_counter()
     out = mb.check(net, pert, cell, Deviation(1e-9), 0.3)
     took = time.perf_counter() - t0

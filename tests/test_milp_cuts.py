@@ -145,7 +145,7 @@ def test_every_row_of_the_program_holds_at_every_exactly_evaluated_point(case):
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_rounded_coefficient_sums_carry_their_whole_error_into_the_right_hand_side(seed):
+def test_rounded_coefficient_sums_carry_their_whole_error_into_the_right_hand_side(seed, monkeypatch):
     """``S = fl(P + Q)`` with ``err``: at the corner of the column box where the rounding hurts
     most, ``S v - (P + Q) v <= err`` exactly (hybridq.milp.model._rounded_sum)."""
     import scipy.sparse as sp
@@ -161,16 +161,21 @@ def test_rounded_coefficient_sums_carry_their_whole_error_into_the_right_hand_si
     P = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-8, 3, size=(m, n))
     Q = rng.normal(size=(m, n)) * 10.0 ** rng.integers(-8, 3, size=(m, n))
     P[rng.random((m, n)) < 0.3] = 0.0
-    S, err = _rounded_sum(sp.csr_matrix(P), sp.csr_matrix(Q), b)
-    S = S.toarray()
+    from hybridq.milp import model as mm
+
     inexact = 0
-    for i in range(m):
-        gap = F(0)
-        for j in range(n):
-            d = F(float(S[i, j])) - F(float(P[i, j])) - F(float(Q[i, j]))
-            inexact += d != 0
-            gap += d * F(b.ub[j] if d > 0 else b.lb[j])  # the worst corner
-        assert gap <= F(float(err[i])), (i, float(gap), err[i])
+    for block in (None, 2 * n):  # one dense block; blocks of two rows (large layers)
+        if block is not None:
+            monkeypatch.setattr(mm, "_BLOCK_ENTRIES", block)
+        S, err = _rounded_sum(sp.csr_matrix(P), sp.csr_matrix(Q), b)
+        S = S.toarray()
+        for i in range(m):
+            gap = F(0)
+            for j in range(n):
+                d = F(float(S[i, j])) - F(float(P[i, j])) - F(float(Q[i, j]))
+                inexact += d != 0
+                gap += d * F(b.ub[j] if d > 0 else b.lb[j])  # the worst corner
+            assert gap <= F(float(err[i])), (block, i, float(gap), err[i])
     assert inexact > 0  # the case exercises rounding
 
 

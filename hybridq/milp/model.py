@@ -406,6 +406,10 @@ def _add_up(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return s
 
 
+#: Entries of the dense row blocks of :func:`_rounded_sum` (32 MB each).
+_BLOCK_ENTRIES = 4_000_000
+
+
 def _rounded_sum(P: sp.spmatrix, Q: sp.spmatrix, b: _Builder) -> tuple[sp.csr_matrix, np.ndarray]:
     """``S = fl(P + Q)`` entrywise and, per row ``i``, a float ``err_i >= sum_j |(P + Q - S)_ij|
     max(|lb_j|, |ub_j|)`` over the columns' bounds: so ``S v <= rhs + err`` holds wherever
@@ -418,17 +422,23 @@ def _rounded_sum(P: sp.spmatrix, Q: sp.spmatrix, b: _Builder) -> tuple[sp.csr_ma
     used = np.union1d(P.indices, Q.indices).astype(np.int64)
     if used.size == 0:
         return sp.csr_matrix((m, n)), np.zeros(m)
-    p, q = P[:, used].toarray(), Q[:, used].toarray()
-    s = p + q
-    bb = s - p
-    e = (p - (s - bb)) + (q - bb)  # p + q = s + e exactly
-    S = sp.csr_matrix(s)
-    S.eliminate_zeros()
-    S = sp.csr_matrix((S.data, used[S.indices], S.indptr), shape=(m, n))
+    Pu, Qu = P[:, used], Q[:, used]
     mag = np.maximum(np.abs(np.asarray(b.lb)[used]), np.abs(np.asarray(b.ub)[used]))
     k = used.size + 1
-    with np.errstate(over="ignore"):  # a sum of k - 1 non-negative products: relative error gamma_k
-        err = np.abs(e) @ mag
+    blocks, err = [], np.empty(m)
+    step = max(1, _BLOCK_ENTRIES // used.size)  # dense row blocks
+    for r0 in range(0, m, step):
+        p, q = Pu[r0:r0 + step].toarray(), Qu[r0:r0 + step].toarray()
+        s = p + q
+        bb = s - p
+        e = (p - (s - bb)) + (q - bb)  # p + q = s + e exactly
+        blocks.append(sp.csr_matrix(s))
+        with np.errstate(over="ignore"):  # a sum of k - 1 non-negative products: relative error gamma_k
+            err[r0:r0 + step] = np.abs(e) @ mag
+    S = sp.csr_matrix(sp.vstack(blocks))
+    S.eliminate_zeros()
+    S = sp.csr_matrix((S.data, used[S.indices], S.indptr), shape=(m, n))
+    with np.errstate(over="ignore"):
         err = np.nextafter(err * (1.0 + 2.0 * k * 2.0 ** -53 / (1.0 - k * 2.0 ** -53)) + k * 2.0 ** -1074, np.inf)
     if not np.all(np.isfinite(err)):
         raise ModelUnsupported("a coefficient's rounding error overflowed float64")
@@ -489,7 +499,7 @@ def _layers(b: _Builder, q, h: list[_Val], perturbed: bool) -> tuple[list[_Val],
             for t in np.flatnonzero(const).tolist():
                 zc = zs[int(keep[t])]
                 b.lb[zc] = max(b.lb[zc], -float(hi_dn[t]))
-                b.ub[zc] = max(b.lb[zc], min(b.ub[zc], float(hi_up[t])))  # an empty cell stays empty
+                b.ub[zc] = max(b.lb[zc], min(b.ub[zc], float(hi_up[t])))  # empty: z fixed at lb (a superset)
             rows = np.flatnonzero(~const)
             inf = np.full(rows.size, -np.inf)
             i_up = len(b.row_lo)

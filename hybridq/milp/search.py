@@ -49,7 +49,7 @@ from hybridq.errors import BackendUnavailableError
 from hybridq.milp.certify import LpData
 from hybridq.milp.model import MilpModel, ModelUnsupported, Objective
 
-__all__ = ["find", "neighbourhood", "prove", "Proof", "root_bound", "ProofResult", "highs_available", "warm_start"]
+__all__ = ["find", "neighbourhood", "prove", "Proof", "root_bound", "RootBounds", "ProofResult", "highs_available", "warm_start"]
 
 logger = logging.getLogger(__name__)
 
@@ -299,26 +299,56 @@ def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline:
     return best_val, best
 
 
+class RootBounds:
+    """Certified upper bounds of objectives (without ``obj.const``) from the LP relaxation at the
+    root, one HiGHS instance for all of them (the program is loaded once; each objective only
+    changes the costs and starts from the last basis): cheap, used to order and drop objectives.
+
+    Parameters
+    ----------
+    model : MilpModel
+    data : LpData, optional
+        The prepared rows.
+
+    Raises
+    ------
+    ModelUnsupported
+        HiGHS refuses the program (see :func:`_pass`), at the first :meth:`bound`.
+    """
+
+    def __init__(self, model: MilpModel, data: LpData | None = None) -> None:
+        self.model = model
+        self.data = data or LpData(model.A, model.row_lo, model.row_hi)
+        self._h = None
+
+    def bound(self, obj: Objective, timeout: float = math.inf) -> float:
+        """The certified bound of ``obj`` (``inf`` when HiGHS gives no usable duals within
+        ``timeout`` seconds, ``-inf`` when a Farkas ray proves the program empty)."""
+        hs = _highspy()
+        model, data = self.model, self.data
+        c = -obj.vector(model.n)
+        if self._h is None:
+            self._h = _new_highs()
+            _pass(self._h, model, c, integer=False)
+        else:
+            self._h.changeColsCost(model.n, np.arange(model.n, dtype=np.int32), c)
+        h = self._h
+        if math.isfinite(timeout):
+            _time_limit(h, timeout)
+        h.run()
+        st = h.getModelStatus()
+        if st == hs.HighsModelStatus.kOptimal:
+            return -data.lower_bound(c, model.lb, model.ub, np.asarray(h.getSolution().row_dual, dtype=np.float64))
+        if st == hs.HighsModelStatus.kInfeasible:
+            got = h.getDualRay()
+            if got[-2] and data.infeasible(model.lb, model.ub, np.asarray(got[-1], dtype=np.float64)):
+                return -math.inf
+        return math.inf
+
+
 def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None, timeout: float = math.inf) -> float:
-    """Certified upper bound of ``obj`` (without ``obj.const``) from the LP relaxation at the root
-    (``inf`` when HiGHS gives no usable duals within ``timeout`` seconds); cheap, used to order
-    and drop objectives."""
-    hs = _highspy()
-    data = data or LpData(model.A, model.row_lo, model.row_hi)
-    c = -obj.vector(model.n)
-    h = _new_highs()
-    _pass(h, model, c, integer=False)
-    if math.isfinite(timeout):
-        _time_limit(h, timeout)
-    h.run()
-    st = h.getModelStatus()
-    if st == hs.HighsModelStatus.kOptimal:
-        return -data.lower_bound(c, model.lb, model.ub, np.asarray(h.getSolution().row_dual, dtype=np.float64))
-    if st == hs.HighsModelStatus.kInfeasible:
-        got = h.getDualRay()
-        if got[-2] and data.infeasible(model.lb, model.ub, np.asarray(got[-1], dtype=np.float64)):
-            return -math.inf
-    return math.inf
+    """:meth:`RootBounds.bound` of one objective."""
+    return RootBounds(model, data).bound(obj, timeout)
 
 
 @dataclass
