@@ -358,3 +358,31 @@ def test_attack_allowance_shares_out_the_attacks():
         outs = eng.process(items, 0.0, 0.0, None, attack_allow=allow)
         assert [o.attacked for o in outs] == want
         assert all(o.status == "split" for o in outs)  # the wide box is neither proved nor refuted
+
+
+def test_phase_split_ranks_huge_unstable_neurons_without_nan():
+    """A relu neuron with pre-activation bounds +-1e308 (``quantify --perturb abs:1e300`` on
+    ``bench/paper/relu.npz``): ``a b / (a + b)`` overflowed to ``inf / inf``, a NaN score, which
+    printed numpy's 'invalid value encountered in divide' RuntimeWarning before the error line and
+    made ``phase_split`` report no splittable neuron.  Now the widest neuron is split, silently."""
+    import warnings
+
+    from hybridq.bab.splitting import phase_split
+    from hybridq.cell import Cell
+
+    net = _net(1, [2, 3, 1])
+    plo = [np.array([-1.0, -1e308, -2.0]), np.array([-5.0])]
+    phi = [np.array([1.0, 1e308, 0.5]), np.array([5.0])]
+    gh = [np.ones(3), np.ones(1)]
+    cell = Cell(np.zeros(2), np.ones(2), np.concatenate(plo), np.concatenate(phi))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kids = phase_split(net, [0, 3, 4], cell, plo, phi, gh)
+    assert len(kids) == 2
+    assert kids[0].pre_hi[1] == 0.0 and kids[1].pre_lo[1] == 0.0  # neuron 1, the widest, at its kink
+    assert kids[0].pre_lo[1] == -1e308 and kids[1].pre_hi[1] == 1e308
+    # finite ordinary bounds still rank by -lo hi / (hi - lo): 1 * 1 / 2 = 0.5 beats 2 * 0.5 / 2.5 = 0.4
+    plo[0][1], phi[0][1] = -0.1, 0.1
+    cell = Cell(np.zeros(2), np.ones(2), np.concatenate(plo), np.concatenate(phi))
+    kids = phase_split(net, [0, 3, 4], cell, plo, phi, gh)
+    assert kids[0].pre_hi[0] == 0.0 and kids[1].pre_lo[0] == 0.0

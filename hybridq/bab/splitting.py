@@ -114,12 +114,17 @@ def phase_split(network, offsets, cell: Cell, plo, phi, gh) -> list[Cell]:
             continue
         if l.activation in ("relu", "leaky_relu", "hardtanh"):
             a, b = t - lo, hi - t
-            with np.errstate(over="ignore"):  # huge boxes: an infinite area still ranks first
+            # huge boxes: an infinite area still ranks first (a b and a + b both overflowing made
+            # inf / inf = NaN, numpy's RuntimeWarning on stderr and no neuron ranked at all)
+            with np.errstate(over="ignore", invalid="ignore"):
                 area = a * b / np.maximum(a + b, 1e-300)
+            area = np.where(np.isnan(area) & ok, np.inf, area)
         else:
             with np.errstate(over="ignore"):  # huge radii: an infinite area still ranks first
                 area = (hi - lo) ** 2
-        score = np.where(ok, gh[k] * area + 1e-300 * ok, 0.0)
+        with np.errstate(invalid="ignore"):  # a zero gradient times an infinite area: NaN, ranked 0
+            gain = gh[k] * area
+        score = np.where(ok, np.where(np.isnan(gain), 0.0, gain) + 1e-300 * ok, 0.0)
         j = int(np.argmax(score))
         if score[j] > best:
             best, choice = float(score[j]), (k, j, float(t[j]))
