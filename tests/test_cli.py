@@ -369,7 +369,9 @@ def test_summary_seconds_count_from_the_commands_start(capsys, tiny, tmp_path):
                   start=time.monotonic() - 5.0)
     out = capsys.readouterr().out
     m = re.fullmatch(r"max deviation in .* cells examined, (\d+\.\d\d) s \(search (\d+\.\d\d) s\)\n", out)
-    assert code == 0 and m and float(m[1]) >= 5.0 > float(m[2]) + 4.9, out
+    # the search's seconds leave the 5 s out (it read 'search < 0.1 s', which a first run that
+    # compiles a kernel, or a busy machine, fails: 5.24 s (search 0.24 s) on a fresh clone)
+    assert code == 0 and m and float(m[1]) >= 5.0 and float(m[2]) < float(m[1]) - 4.9, out
     # the library's summary: the call's own seconds, nothing about a command
     r = verify(load_network(tiny), perturbation("abs:1e-2", load_network(tiny)), np.array([1.0, 0.0]), Deviation(1.0),
                jobs=1)
