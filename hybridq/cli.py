@@ -258,6 +258,14 @@ def _problem(network, perturb, point, box, ball, center, vnnlib, delta, decision
         _fail("--label applies to --decision only (--same-decision compares the classes input by input)")
     if kappa is not None and not (decision or same_decision):
         _fail("--kappa applies to --decision and --same-decision only")
+    if ball is not None and box is not None:
+        _fail("--ball is a radius around --point or the --vnnlib box's centre: with --box, drop --ball")
+    if label is not None and not decision:
+        _fail("--label applies to --decision only (the protected class)")
+    # a deviation is asked by --delta, or by quantify's --what deviation (need_property False)
+    if (space is not None or outputs is not None) and delta is None and (decision or need_property):
+        _fail("--space and --outputs apply to --delta only" + (" (--decision compares the classes)" if decision else
+              " (the VNNLIB file's output constraint is checked as written)"))
     if isinstance(decision, str):  # TOML: decision = "min" / "max"
         if decision not in ("max", "min"):
             _fail(f"decision must be true, false, 'max' or 'min', got {decision!r}")
@@ -755,6 +763,17 @@ def quantify(
         _fail("--what deviation needs --perturb SPEC or --against QUANT.onnx")
     if against is not None and what != "deviation":
         _fail("--against works with --what deviation (or use 'verify --against')")
+    if what == "deviation":  # the maximum itself: no threshold, no class
+        for opt, key in (("--delta", "delta"), ("--decision", "decision"), ("--label", "label")):
+            if o[key] is not None and o[key] is not False:
+                _fail(f"{opt} does not apply to --what deviation (it computes the maximum deviation); "
+                      "it belongs to --what epsilon or --what bits, or to 'verify'")
+    elif o["perturb"] is not None:
+        from hybridq.actquant import split_act_spec
+
+        if not split_act_spec(o["perturb"])[1]:
+            _fail(f"--what {what} varies the parameter box itself (--family): drop --perturb "
+                  "(only act= parts, the activation quantizers, are used with --what bits)")
     tol_ = _tol(o["tol"])
     cfg = _run_config(run, backend, jobs, timeout, seed, "quantify")
     need = what != "deviation"

@@ -251,3 +251,42 @@ def test_fractional_output_index_and_nonpositive_tol_are_refused(capsys, tiny):
     for tol in ("0", "inf", "-0.5"):
         code, out, err = _run(capsys, "quantify", tiny, *base, f"--tol={tol}")
         assert code == 3 and "--tol must be a finite number > 0" in _one_error(err) and out == "", (tol, err)
+
+
+@pytest.mark.parametrize("args, words", [
+    # --ball with --box: the box was checked, the ball dropped without a word
+    (("verify", "--box=0:1,0:1", "--ball", "0.1", "--delta", "1"), "--ball"),
+    (("quantify", "--box=0:1,0:1", "--ball", "0.1"), "--ball"),
+    # --label with a deviation (or the VNNLIB) property: no class is protected
+    (("verify", "--point", "1,0", "--delta", "1", "--label", "0"), "--label"),
+    # --space / --outputs with --decision: the classes are compared, no deviation space
+    (("verify", "--point", "1,0", "--decision", "--space", "score"), "--space"),
+    (("verify", "--point", "1,0", "--decision", "--outputs", "0"), "--outputs"),
+    # quantify --what deviation computes the maximum: --delta / --decision / --label had no effect
+    (("quantify", "--point", "1,0", "--delta", "0.1"), "--delta"),
+    (("quantify", "--point", "1,0", "--decision"), "--decision"),
+    (("quantify", "--point", "1,0", "--label", "0"), "--label"),
+    # quantify --what epsilon|bits varies its family: a --perturb without act= parts was not used
+    (("quantify", "--point", "1,0", "--delta", "0.1", "--what", "epsilon", "--family", "rel"), "--perturb"),
+    (("quantify", "--point", "1,0", "--delta", "0.1", "--what", "bits", "--family", "fixed"), "--perturb"),
+])
+def test_options_the_question_does_not_use_are_refused(capsys, tiny, args, words):
+    """A new user's mistakes that hybridq answered as if the option were not there (a verdict,
+    exit 0 or 1, for a question other than the one typed): each is now one error line, exit 3."""
+    cmd, *rest = args
+    code, out, err = _run(capsys, cmd, tiny, "--perturb", "abs:1e-2", *rest, "--jobs", "1", "--no-progress")
+    assert code == 3 and out == "", (out, err)
+    assert words in _one_error(err)
+
+
+def test_options_the_question_uses_still_run(capsys, tiny):
+    """The legitimate neighbours of the refused combinations keep working."""
+    for args in (("verify", "--point", "1,0", "--ball", "0.1", "--delta", "1"),
+                 ("verify", "--point", "1,0", "--decision", "--label", "0"),
+                 ("verify", "--point", "1,0", "--delta", "1", "--space", "score", "--outputs", "0"),
+                 ("quantify", "--point", "1,0", "--space", "score", "--outputs", "0"),
+                 ("quantify", "--point", "1,0", "--decision", "--label", "0", "--what", "epsilon")):
+        cmd, *rest = args
+        code, out, err = _run(capsys, cmd, tiny, *(("--perturb", "abs:1e-2") if "epsilon" not in rest else ()), *rest,
+                              "--jobs", "1", "--no-progress", "--timeout", "30")
+        assert code in (0, 1) and "error" not in err, (args, out, err)
