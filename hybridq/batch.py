@@ -167,10 +167,12 @@ def load_instances(path: str | Path) -> list[Instance]:
     Raises
     ------
     ConfigError
-        Missing or unreadable file, unknown suffix, syntax error, unknown key, a row without a
-        network, a timeout that is not a positive number.
+        Missing or unreadable file (or a folder), unknown suffix, syntax error, unknown key, a row
+        without a network, a timeout that is not a positive number, a list without instances.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p} is a folder; give the instance list file (.csv, .json or .toml)")
     if not p.is_file():
         raise ConfigError(f"instance list not found: {p}")
     suffix = p.suffix.lower()
@@ -214,6 +216,8 @@ def load_instances(path: str | Path) -> list[Instance]:
         seen[iid] = 1
         opts = {k: v for k, v in row.items() if k not in ("id", "network", "vnnlib", "timeout") and not _blank(v)}
         out.append(Instance(iid, net, vnn, timeout, opts))
+    if not out:  # an empty file, a header alone, [] or no [[instance]] table: nothing a batch could run
+        raise ConfigError(f"{p}: the instance list has no instances")
     return out
 
 

@@ -342,3 +342,23 @@ def test_corrupt_gz_network_is_an_error_row_naming_the_file(tmp_path, nets):
     assert [r.result for r in rows] == ["error", "error", "unsat"]
     for r, n in zip(rows[:2], ("cut", "txt")):
         assert r.message.startswith(f"{tmp_path / (n + '.npz.gz')}: not a readable .gz file"), r.message
+
+
+def test_empty_instance_list_or_a_folder_is_a_bad_list(tmp_path, capsys):
+    """An empty list (an empty file, a CSV header alone, ``[]``, a TOML file without
+    ``[[instance]]``) printed 'done: nothing to run (all instances already in the results)', exit 0,
+    as if a batch had finished; a folder was 'instance list not found'.  Both are a bad list now:
+    one error line, exit 3, and no results file is created."""
+    for name, text in (("e.csv", ""), ("h.csv", "id,network,vnnlib\n"), ("e.json", "[]"),
+                       ("d.json", '{"defaults": {"perturb": "fp16"}, "instances": []}'), ("e.toml", 'perturb = "fp16"\n')):
+        lst = tmp_path / name
+        lst.write_text(text)
+        with pytest.raises(ConfigError, match="no instances|a list of instances"):
+            load_instances(lst)
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(lst), "--perturb", "fp16", "-o", str(tmp_path / "r.csv")])
+        err = capsys.readouterr().err
+        assert e.value.code == 3 and err.count("\n") == 1 and err.startswith("hybridq: error: ") and "instances" in err, err
+        assert not (tmp_path / "r.csv").exists()
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_instances(tmp_path)
