@@ -125,6 +125,27 @@ def _vector(text, what: str):
     return np.array([float(v) for v in _exact_vector(text, what)], dtype=np.float64)
 
 
+def _load_npy(p: Path, what: str):
+    """The float64 array ``(any shape)`` of the ``.npy`` file ``p``; a file that is not numpy's
+    binary format (no magic string: numpy's own message then speaks of pickled data and of
+    loading it unsafely), an object array or values that are not numbers are one error line."""
+    import numpy as np
+
+    why = None
+    try:
+        with open(p, "rb") as f:
+            magic = f.read(6)
+        if magic == b"\x93NUMPY":
+            return np.asarray(np.load(p, allow_pickle=False), dtype=np.float64)
+    except (OSError, ValueError, TypeError) as e:
+        why = e
+    if why is None:
+        _fail(f"{what} {p} is not a .npy file (numpy's binary format, as np.save writes it)")
+    if "allow_pickle" in str(why) or "Object arrays" in str(why):
+        _fail(f"{what} {p} holds Python objects; save an array of numbers (np.save(path, np.asarray(x, float)))")
+    _fail(f"{what} {p} is unreadable: {str(why).strip().splitlines()[0] if str(why).strip() else type(why).__name__}")
+
+
 def _exact_vector(text, what: str):
     """Numbers as the user wrote them: an object array of Fractions parsed from the decimal text
     (comma-separated values, a TOML list, or a .txt/.csv file of numbers separated by commas or
@@ -140,13 +161,13 @@ def _exact_vector(text, what: str):
         if p.suffix.lower() in (".npy", ".txt", ".csv"):
             if not p.is_file():
                 _fail(f"{what} file not found: {p}")
-            try:
-                if p.suffix.lower() == ".npy":
-                    vals = np.asarray(np.load(p), dtype=np.float64).reshape(-1).tolist()
-                else:
+            if p.suffix.lower() == ".npy":
+                vals = _load_npy(p, f"{what} file").reshape(-1).tolist()
+            else:
+                try:
                     vals = p.read_text(encoding="utf-8-sig").replace(",", " ").replace(";", " ").split()
-            except (OSError, ValueError, UnicodeDecodeError) as e:
-                _fail(f"{what} file {p} is unreadable: {e}")
+                except (OSError, ValueError) as e:  # UnicodeDecodeError is a ValueError
+                    _fail(f"{what} file {p} is unreadable: {e}")
         else:
             try:
                 vals = split_numbers(text, what)
@@ -206,10 +227,7 @@ def _box(text):
         if p.suffix.lower() == ".npy":
             if not p.is_file():
                 _fail(f"box file not found: {p}")
-            try:
-                arr = np.asarray(np.load(p), dtype=np.float64)
-            except (OSError, ValueError, TypeError) as e:
-                _fail(f"box file {p} is unreadable: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+            arr = _load_npy(p, "box file")
             if arr.ndim != 2 or 2 not in arr.shape:
                 _fail(f"box file {p} must hold an array of shape (2, n_in), got {arr.shape}")
             arr = arr if arr.shape[0] == 2 else arr.T

@@ -241,6 +241,8 @@ def load_toml(path: str | Path) -> tuple[dict, dict]:
         Missing or unreadable file, TOML syntax error, unknown key, wrong value type.
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {p} is a folder; give the TOML file")
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:

@@ -211,7 +211,7 @@ def test_unreadable_box_npy_names_the_file(capsys, tiny, tmp_path):
     bad = tmp_path / "b.npy"
     bad.write_text("not an array")
     code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:0.1", "--box", bad, "--delta", "1", "--jobs", "1")
-    assert code == 3 and f"box file {bad} is unreadable" in _one_error(err), err
+    assert code == 3 and f"box file {bad} is not a .npy file" in _one_error(err), err
 
 
 def test_outputs_never_overwrite_an_input(capsys, tiny, tmp_path):
@@ -290,3 +290,22 @@ def test_options_the_question_uses_still_run(capsys, tiny):
         code, out, err = _run(capsys, cmd, tiny, *(("--perturb", "abs:1e-2") if "epsilon" not in rest else ()), *rest,
                               "--jobs", "1", "--no-progress", "--timeout", "30")
         assert code in (0, 1) and "error" not in err, (args, out, err)
+
+
+def test_npy_input_that_is_not_npy_or_holds_objects_says_so(capsys, tiny, tmp_path):
+    """A text file named .npy was 'unreadable: This file contains pickled (object) data. If you
+    trust the file you can load it unsafely ...' (numpy's message for a file without its magic
+    string), which suggests a pickle and how to load it unsafely; an object array's message named
+    allow_pickle.  A folder given as --config was 'config file not found'."""
+    txt = tmp_path / "t.npy"
+    txt.write_text("0.5,0.25\n")
+    obj = tmp_path / "o.npy"
+    np.save(obj, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for opt, path, words in (("--point", txt, "not a .npy file"), ("--box", txt, "not a .npy file"),
+                             ("--point", obj, "Python objects"), ("--box", obj, "Python objects")):
+        code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", opt, path, "--delta", "1")
+        line = _one_error(err)
+        assert code == 3 and words in line and "pickle" not in line and line.count(path.name) == 1, line
+        assert "unreadable" not in line, line
+    code, out, err = _run(capsys, "verify", tiny, "--config", tmp_path)
+    assert code == 3 and "is a folder" in _one_error(err)
