@@ -254,3 +254,27 @@ def test_signal_during_a_solver_call_ends_the_run_at_once(tmp_path, backend, sig
     # 0.07-0.5 s at load 3-4 on 2 cores; the bound leaves room for a loaded machine, where HiGHS's
     # root steps and z3's preprocessing (which do not look at the request) take a few times longer
     assert took < 5.0, f"the run ended {took:.2f} s after the signal"
+
+
+def test_root_bounds_without_a_timeout_start_no_lp_after_a_request():
+    """Every HiGHS ``run()`` of hybridq.milp.search is preceded by ``_time_limit``, which raises
+    Interrupted at a stop request; ``RootBounds.bound`` with its default (no) timeout skipped it
+    and solved the LP anyway (also leaving the instance's previous time limit in force)."""
+    from hybridq.milp.model import build_model
+    from hybridq.smt import encode as enc
+    from hybridq.smt.milp import _fill_bounds
+
+    net, pert, cell = _relu_case()
+    q = enc.Query.build(net, pert, cell, Deviation(10.0))
+    _fill_bounds(q, cell)
+    model = build_model(q)
+    roots = search.RootBounds(model)
+    first = roots.bound(model.objectives[0], 30.0)
+    assert np.isfinite(first)
+    interrupt.request()
+    with pytest.raises(interrupt.Interrupted):
+        roots.bound(model.objectives[1])
+    with pytest.raises(interrupt.Interrupted):
+        search.root_bound(model, model.objectives[0])
+    interrupt.clear()
+    assert roots.bound(model.objectives[0]) == first  # no request: the same certified bound

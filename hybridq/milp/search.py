@@ -299,6 +299,30 @@ def neighbourhood(model: MilpModel, obj: Objective, start: np.ndarray, deadline:
     return best_val, best
 
 
+def _certified_bound(h, data: LpData, cost: np.ndarray, lb: np.ndarray, ub: np.ndarray, st) -> float | None:
+    """The certified upper bound of ``-cost . v`` over the points of the LP that ``h`` just solved
+    (``minimize cost . v`` over ``data``'s rows and the column box ``[lb, ub]``, each ``(n,)``
+    float64), from HiGHS's answer ``st`` (a ``HighsModelStatus``): ``-inf`` where a Farkas ray
+    proves the LP empty, ``-lower`` with ``lower`` the Neumaier-Shcherbina bound of any dual
+    vector (:meth:`hybridq.milp.certify.LpData.lower_bound`) where HiGHS stopped optimal or at the
+    objective bound, None where the answer certifies nothing (an infeasible LP without a ray that
+    checks, any other status).  The one reading of HiGHS's answers for :class:`RootBounds` and
+    :class:`Proof`."""
+    hs = _highspy()
+    if st == hs.HighsModelStatus.kInfeasible:
+        got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
+        if got[-2] and data.infeasible(lb, ub, np.asarray(got[-1], dtype=np.float64)):
+            return -math.inf
+        return None
+    if st not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
+        return None
+    y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
+    lower = data.lower_bound(cost, lb, ub, y)
+    if not math.isfinite(lower):  # the duals' sign convention: try the other one
+        lower = max(data.lower_bound(cost, lb, ub, -y), lower)
+    return -lower
+
+
 class RootBounds:
     """Certified upper bounds of objectives (without ``obj.const``) from the LP relaxation at the
     root, one HiGHS instance for all of them (the program is loaded once; each objective only
@@ -323,9 +347,16 @@ class RootBounds:
 
     def bound(self, obj: Objective, timeout: float = math.inf) -> float:
         """The certified bound of ``obj`` (``inf`` when HiGHS gives no usable duals within
-        ``timeout`` seconds, ``-inf`` when a Farkas ray proves the program empty)."""
-        hs = _highspy()
-        model, data = self.model, self.data
+        ``timeout`` seconds, ``-inf`` when a Farkas ray proves the program empty).
+
+        Raises
+        ------
+        hybridq.interrupt.Interrupted
+            A stop was requested (the LP is not started; :func:`_time_limit`).
+        ModelUnsupported
+            HiGHS refuses the program (first call).
+        """
+        model = self.model
         c = -obj.vector(model.n)
         if self._h is None:
             self._h = _new_highs()
@@ -333,17 +364,10 @@ class RootBounds:
         else:
             self._h.changeColsCost(model.n, np.arange(model.n, dtype=np.int32), c)
         h = self._h
-        if math.isfinite(timeout):
-            _time_limit(h, timeout)
+        _time_limit(h, timeout)  # (also with no timeout: the stop request, and the last call's limit lifted)
         h.run()
-        st = h.getModelStatus()
-        if st == hs.HighsModelStatus.kOptimal:
-            return -data.lower_bound(c, model.lb, model.ub, np.asarray(h.getSolution().row_dual, dtype=np.float64))
-        if st == hs.HighsModelStatus.kInfeasible:
-            got = h.getDualRay()
-            if got[-2] and data.infeasible(model.lb, model.ub, np.asarray(got[-1], dtype=np.float64)):
-                return -math.inf
-        return math.inf
+        b = _certified_bound(h, self.data, c, model.lb, model.ub, h.getModelStatus())
+        return math.inf if b is None else b
 
 
 def root_bound(model: MilpModel, obj: Objective, data: LpData | None = None, timeout: float = math.inf) -> float:
@@ -534,18 +558,7 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
         the LP just solved with column bounds ``[lb, ub]``: ``-inf`` where a Farkas ray proves it
         empty; None where HiGHS's answer certifies nothing (an infeasible LP without a ray that
         checks, another status)."""
-        if st == hs.HighsModelStatus.kInfeasible:
-            got = h.getDualRay()  # (status, has_ray, ray) in highspy 1.16; (has_ray, ray) before
-            if got[-2] and data.infeasible(lb, ub, np.asarray(got[-1], dtype=np.float64)):
-                return -math.inf
-            return None
-        if st not in (hs.HighsModelStatus.kOptimal, hs.HighsModelStatus.kObjectiveBound):
-            return None
-        y = np.asarray(h.getSolution().row_dual, dtype=np.float64)
-        lower = data.lower_bound(c, lb, ub, y)
-        if not math.isfinite(lower):  # the duals' sign convention: try the other one
-            lower = max(data.lower_bound(c, lb, ub, -y), lower)
-        return -lower
+        return _certified_bound(h, data, c, lb, ub, st)
 
     def holds(bound: float | None) -> bool:
         """Whether a certified bound shows that no point violates."""
