@@ -682,8 +682,12 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
             if inst.id in done:
                 continue
             row, _ = run_instance(inst, defaults, config, loader, cex_dir, workers, executor)
-            writer.writerow(row.row())
-            f.flush()
+            try:
+                writer.writerow(row.row())
+                f.flush()
+            except OSError as e:  # disk full mid-batch: the rows before stay; a rerun resumes here
+                raise ConfigError(f"{results}: cannot write the results file ({e.strerror or e}); the instances "
+                                  "before this one are recorded: rerun the same command to resume") from None
             done.add(inst.id)
             rows.append(row)
             if on_result is not None:
@@ -692,7 +696,7 @@ def run_batch(instances: Iterable[Instance], results: str | Path, config=None, d
         interrupted = True
         raise
     finally:
-        f.close()
+        _close_quietly(f)
         if workers is not None:
             workers.close(interrupted)
     return rows
@@ -741,16 +745,28 @@ def _open_results(path: Path):
     Raises
     ------
     ConfigError
-        Another process holds the file, or it is not a results file (no ``id`` / ``result`` column).
+        Another process holds the file, it is not a results file (no ``id`` / ``result`` column),
+        or it cannot be written (a full disk: the message names the file).
     """
+    try:
+        return _open_results_file(path)
+    except OSError as e:  # a full disk or device (-o /dev/full): say which file
+        raise ConfigError(f"{path}: cannot write the results file: {e.strerror or e}") from None
+
+
+def _open_results_file(path: Path):
     import fcntl
     import io
 
     if path.exists() and not path.is_file():  # a pipe or terminal (-o /dev/stdout): nothing to resume or lock
         f = path.open("a", newline="", encoding="utf-8")
-        writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
-        writer.writeheader()
-        f.flush()
+        try:
+            writer = csv.DictWriter(f, fieldnames=list(RESULT_COLUMNS))
+            writer.writeheader()
+            f.flush()
+        except BaseException:
+            _close_quietly(f)
+            raise
         return f, writer, set()
     f = path.open("a+", newline="", encoding="utf-8")
     try:
@@ -780,5 +796,17 @@ def _open_results(path: Path):
         f.flush()
         return f, writer, done
     except BaseException:
-        f.close()
+        _close_quietly(f)
         raise
+
+
+def _close_quietly(f) -> None:
+    """Close ``f``; a flush of buffered text that fails again (the disk is still full) is dropped:
+    the error that made us close it is the one to report."""
+    try:
+        f.close()
+    except OSError:
+        try:
+            f.buffer.raw.close()
+        except (OSError, AttributeError):
+            pass

@@ -362,3 +362,36 @@ def test_empty_instance_list_or_a_folder_is_a_bad_list(tmp_path, capsys):
         assert not (tmp_path / "r.csv").exists()
     with pytest.raises(ConfigError, match="is a folder"):
         load_instances(tmp_path)
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_results_that_cannot_be_written_name_the_file(tmp_path, nets, capsys, monkeypatch):
+    """'-o /dev/full' printed 'hybridq: error: [Errno 28] No space left on device' (which file?);
+    a results file that fills the disk mid-batch the same.  Both now name the results file; the rows
+    written before stay, and a rerun resumes after them."""
+    lst = tmp_path / "abc.csv"
+    _abc(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(lst), "-o", "/dev/full", "--jobs", "1", "--backend", "none"])
+    err = capsys.readouterr().err
+    assert e.value.code == 3 and err.count("\n") == 1 and "/dev/full" in err and "No space left" in err, err
+    import csv as csv_
+
+    real, calls = csv_.DictWriter.writerow, []
+
+    def full_after_one(self, row):
+        calls.append(row)
+        if len(calls) > 2:  # the header, then instance a
+            raise OSError(28, "No space left on device")
+        return real(self, row)
+
+    monkeypatch.setattr(csv_.DictWriter, "writerow", full_after_one)
+    out = tmp_path / "res.csv"
+    with pytest.raises(SystemExit) as e:
+        main(["run", str(lst), "-o", str(out), "--jobs", "1", "--backend", "none"])
+    err = capsys.readouterr().err
+    assert e.value.code == 3 and err.count("\n") == 1 and str(out) in err and "No space left" in err, err
+    monkeypatch.setattr(csv_.DictWriter, "writerow", real)
+    with out.open(newline="") as f:
+        assert [r["id"] for r in csv_.DictReader(f)] == ["a"]
+    assert [r.id for r in run_batch(load_instances(lst), out, _cfg())] == ["b", "c"]
