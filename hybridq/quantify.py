@@ -199,8 +199,8 @@ def _largest_epsilon(network, inputs, prop, family, eps_range, tol, max_steps, c
     proved, refuted, msg = 0.0, math.inf, ""
     if test(hi):
         proved = hi
-    elif stats.interrupted:
-        msg = "interrupted"
+    elif stats.interrupted:  # the step at hi ran, and was not proved (stopped, or refuted first)
+        refuted, msg = hi, "interrupted"
     elif not test(lo):
         refuted = lo
         msg = "interrupted" if stats.interrupted else ""

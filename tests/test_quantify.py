@@ -118,3 +118,23 @@ def test_cli_deviation_past_float64_one_error_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert ei.value.code == 3
     assert err.count("\n") == 1 and err.startswith("hybridq: error: the deviation overflows float64"), err
+
+
+def test_epsilon_bisection_interrupted_in_its_first_step_names_that_step():
+    """Ctrl-C during the first step (epsilon = the range's top, 1) printed 'largest epsilon proved
+    robust 0; not proved at inf' with upper None in the JSON, although the step at 1 had been run
+    (here it had even found a counterexample); a timeout there said 'not proved at 1'.  The
+    interrupted step now bounds the bracket like any other: upper 1, with that step's verdict."""
+    rng = np.random.default_rng(0)
+    w = [4, 40, 40, 2]
+    net = Network(tuple(Layer(rng.normal(size=(w[i + 1], w[i])) / np.sqrt(w[i]), rng.normal(size=w[i + 1]) * 0.1,
+                              "relu" if i < len(w) - 2 else "identity") for i in range(len(w) - 1)))
+
+    def ctrl_c(*args, **kwargs):  # the scheduler's progress report: a Ctrl-C at the first one
+        raise KeyboardInterrupt
+
+    q = quantify(net, None, np.zeros(4), Deviation(0.2), "epsilon", family="rel", jobs=1, progress=ctrl_c)
+    assert q.message == "interrupted" and len(q.steps) == 1 and q.steps[0]["epsilon"] == 1.0
+    assert q.lower == 0.0 and q.upper == 1.0, q.summary()
+    assert " at 1, 1 steps" in q.summary() and "inf" not in q.summary(), q.summary()
+    assert q.not_proved_verdict == q.steps[0]["verdict"] != ""
