@@ -87,13 +87,16 @@ def socket_path(create: bool = False) -> str | None:
     Raises
     ------
     ServerPathError
-        The folder exists but is not a directory owned by this user that others cannot write to.
+        The folder exists but is not a directory owned by this user that others cannot write to;
+        with ``create``, the folder of ``$HYBRIDQ_SERVER`` does not exist.
     """
     env = os.environ.get("HYBRIDQ_SERVER")
     if env is not None:
         if env.strip().lower() in ("", "off", "0", "no", "none"):
             return None
         path = os.path.abspath(env)
+        if create and not os.path.isdir(os.path.dirname(path)):  # the server's log and socket go there
+            raise ServerPathError(f"HYBRIDQ_SERVER={env}: the folder {os.path.dirname(path)} does not exist")
         _check_dir(os.path.dirname(path), create=False)
         return path
     base = os.environ.get("XDG_RUNTIME_DIR")

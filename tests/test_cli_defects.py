@@ -309,3 +309,18 @@ def test_npy_input_that_is_not_npy_or_holds_objects_says_so(capsys, tiny, tmp_pa
         assert "unreadable" not in line, line
     code, out, err = _run(capsys, "verify", tiny, "--config", tmp_path)
     assert code == 3 and "is a folder" in _one_error(err)
+
+
+def test_serve_with_a_socket_in_a_missing_folder_names_the_folder(capsys, tmp_path, monkeypatch):
+    """HYBRIDQ_SERVER=/no/such/dir/s.sock: 'hybridq serve' printed "[Errno 2] No such file or
+    directory: '/no/such/dir/s.sock.log'"; it names the missing folder and the variable now (exit 3,
+    nothing started).  A client with that setting still runs commands in its own process."""
+    sock = tmp_path / "missing" / "s.sock"
+    monkeypatch.setenv("HYBRIDQ_SERVER", str(sock))
+    code, out, err = _run(capsys, "serve")
+    line = _one_error(err)
+    assert code == 3 and "HYBRIDQ_SERVER" in line and str(sock.parent) in line and "does not exist" in line, line
+    assert not sock.parent.exists()
+    from hybridq.client import socket_path
+
+    assert socket_path(create=False) == str(sock)
