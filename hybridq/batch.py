@@ -707,10 +707,20 @@ def _check_cex_targets(instances: list, cex_dir: Path, results: Path) -> None:
     ``ID.counterexample``) would replace one of the batch's inputs (a network or VNNLIB file of the
     list, e.g. ``--counterexamples .`` in the networks' folder) or the results file.
 
+    Also refuse a folder that cannot be made: a file at its path, or at the path of a folder above
+    it (every ``sat`` instance would lose its files, noted only in its row).
+
     Raises
     ------
     ConfigError
-        Naming the instance, the file and the input it would overwrite."""
+        Naming the instance, the file and the input it would overwrite, or the file in the way."""
+    up = Path(cex_dir)
+    while not up.exists() and up.parent != up:  # the nearest part of the path that exists
+        up = up.parent
+    if up.exists() and not up.is_dir():
+        raise ConfigError(f"the counterexample folder {cex_dir}: {up} is a file, not a folder; give another "
+                          "--counterexamples folder")
+
     def key(p):
         try:
             st = Path(p).stat()

@@ -895,7 +895,9 @@ def run(
     def show(row):
         counts[row.result] = counts.get(row.result, 0) + 1
         spent[0] += row.time_s
-        extra = f"  {row.message}" if row.result in ("error", "unknown") and row.message else ""
+        # a sat row without its files (a full disk) says why, as error and unknown rows do
+        lost = row.result == "sat" and not row.counterexample
+        extra = f"  {row.message}" if (row.result in ("error", "unknown") or lost) and row.message else ""
         typer.echo(f"{row.id}  {row.result}  {row.time_s:.2f} s{extra}")
 
     try:

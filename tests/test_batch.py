@@ -395,3 +395,25 @@ def test_results_that_cannot_be_written_name_the_file(tmp_path, nets, capsys, mo
     with out.open(newline="") as f:
         assert [r["id"] for r in csv_.DictReader(f)] == ["a"]
     assert [r.id for r in run_batch(load_instances(lst), out, _cfg())] == ["b", "c"]
+
+
+def test_counterexample_folder_that_is_a_file_is_refused_before_the_run(tmp_path, nets, capsys):
+    """'<results>_counterexamples' (or --counterexamples) naming an existing file: every 'sat'
+    instance lost its counterexample files, noted only in the results row's message, with exit 0
+    and nothing on the terminal.  It is refused before the run now (one line, exit 3), and the file
+    is left as it was."""
+    lst = tmp_path / "sat.csv"
+    lst.write_text("id,network,point,perturb,delta\na,tiny.npz,1;0,abs:0.5,0.01\n")
+    blocker = tmp_path / "r_counterexamples"
+    blocker.write_text("precious\n")
+    with pytest.raises(ConfigError, match="r_counterexamples"):
+        run_batch(load_instances(lst), tmp_path / "r.csv", _cfg())
+    for extra in ([], ["--counterexamples", str(blocker / "sub")]):
+        with pytest.raises(SystemExit) as e:
+            main(["run", str(lst), "-o", str(tmp_path / "r.csv"), "--jobs", "1", "--backend", "none", *extra])
+        err = capsys.readouterr().err
+        assert e.value.code == 3 and err.count("\n") == 1 and str(blocker) in err and "not a folder" in err, err
+    assert blocker.read_text() == "precious\n"
+    assert not (tmp_path / "r.csv").exists() or "a," not in (tmp_path / "r.csv").read_text()
+    rows = run_batch(load_instances(lst), tmp_path / "r.csv", _cfg(), cex_dir=tmp_path / "cx")
+    assert [r.result for r in rows] == ["sat"] and (tmp_path / "cx" / "a.npz").is_file()
