@@ -663,3 +663,21 @@ def test_objectives_share_the_proof_time_by_need(monkeypatch):
     first, second = made[0].label, made[1].label
     assert [s[0] for s in slices] == [first, second, first], slices
     assert slices[0][1] < made[0].need  # its first share was not enough: paused, then resumed
+
+
+def test_objective_held_below_reads_a_certified_bound():
+    """One reading of a certified upper bound (const left out) for the root bounds and the proof:
+    -inf (empty program) holds, inf / NaN (no bound) do not, a finite one by the exact comparison
+    with the threshold (strict: equal holds; not strict: equal violates)."""
+    import dataclasses
+
+    strict = Objective({0: 1.0}, Fraction(1, 10), Fraction(1, 2), True, "t")
+    loose = Objective({0: 1.0}, Fraction(1, 10), Fraction(1, 2), False, "t")
+    at = float(Fraction(1, 2) - Fraction(1, 10))  # 0.4 rounded: not exactly 0.4
+    for o in (strict, loose):
+        assert o.held_below(-math.inf) and not o.held_below(math.inf) and not o.held_below(math.nan)
+        assert o.held_below(0.3) and not o.held_below(0.5)
+    # 0.4 (float) + 1/10 vs 1/2, exactly: the float 0.4 lies above 2/5
+    assert (Fraction(at) + Fraction(1, 10) > Fraction(1, 2)) and not strict.held_below(at) and not loose.held_below(at)
+    exact = Objective({0: 1.0}, Fraction(0), Fraction(1, 2), True, "t")
+    assert exact.held_below(0.5) and not dataclasses.replace(exact, strict=False).held_below(0.5)

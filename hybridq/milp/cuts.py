@@ -4,8 +4,8 @@ Each unstable ReLU ``r = max(z, 0)`` of :mod:`hybridq.milp.model` has one binary
 big-M rows ``r <= u d``, ``r <= z - l (1 - d)``, whose LP relaxation (the triangle) ignores what
 ``z`` depends on.  In the per-neuron-noise encoding ``z`` is not a function of the previous layer
 ``x``, but it is bounded above by one: the model's row ``z - w . x <= b`` (``w`` the rounded
-``C + R``, ``b`` a right-hand side that covers the rounding; the layer equation where ``z`` has
-no noise) is
+coefficients of ``C h' + R |h'|`` -- ``C + R`` after a ReLU layer, where ``|h'| = h'`` --, ``b`` a
+right-hand side that covers the rounding; the layer equation where ``z`` has no noise) is
 
     z <= b + w . x,
 

@@ -97,7 +97,13 @@ class Objective:
         return c
 
     def violated_by(self, value: Fraction) -> bool:
+        """Whether ``value`` (the objective's exact value, ``const`` included) violates the property."""
         return value > self.threshold if self.strict else value >= self.threshold
+
+    def held_below(self, bound: float) -> bool:
+        """Whether a certified upper bound of ``coef . v`` (``const`` left out; ``-inf`` for a
+        program proved empty, ``inf`` or NaN for no bound) shows that no point violates."""
+        return bound == -math.inf or (math.isfinite(bound) and not self.violated_by(Fraction(bound) + self.const))
 
 
 @dataclass
@@ -122,9 +128,10 @@ class MilpModel:
     z_cols : list of list of int
         Per layer, the columns of the perturbed pre-activations ``z'_k``.
     z_rows : dict of int -> int
-        Perturbed pre-activation column ``z`` -> the row ``z - w . x <= b`` that bounds it above by
-        an affine function of the previous layer's columns (``w = C + R`` rounded, see the module
-        docstring; the layer equation where ``z`` has no noise): :mod:`hybridq.milp.cuts`.
+        Pre-activation column ``z`` -> the row ``z - w . x <= b`` that bounds it above by an affine
+        function of the previous layer's columns (``w`` the rounded coefficients of ``C h' + R |h'|``,
+        ``C + R`` where ``|h'| = h'``, see the module docstring; the layer equation where ``z`` has
+        no noise): :mod:`hybridq.milp.cuts`.
     """
 
     lb: np.ndarray

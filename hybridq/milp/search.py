@@ -40,7 +40,6 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -562,8 +561,7 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
 
     def holds(bound: float | None) -> bool:
         """Whether a certified bound shows that no point violates."""
-        return bound is not None and (bound == -math.inf or (
-            math.isfinite(bound) and not obj.violated_by(Fraction(bound) + obj.const)))
+        return bound is not None and obj.held_below(bound)
 
     def pruned(lb, ub, st) -> float | None:
         """The certified bound of the LP just solved if it shows no violation, else None."""

@@ -250,10 +250,8 @@ class MilpBackend(Backend):
                 ub = roots.bound(obj, deadline - time.perf_counter())
             except ModelUnsupported as err:
                 return done(Unknown(str(err), "unsupported"))
-            if np.isfinite(ub) and not obj.violated_by(Fraction(ub) + obj.const):
-                proved_bounds.append(float(Fraction(ub) + obj.const))
-            elif ub == -np.inf:
-                proved_bounds.append(-np.inf)
+            if obj.held_below(ub):
+                proved_bounds.append(float(Fraction(ub) + obj.const) if np.isfinite(ub) else -np.inf)
             else:
                 objs.append((ub - float(obj.threshold - obj.const), obj, ub + float(obj.const)))
         objs.sort(key=lambda t: -t[0])
