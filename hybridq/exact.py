@@ -80,7 +80,9 @@ def _check_size(d: Decimal, name: str, text) -> None:
     if d.is_finite():
         _, digits, exp = d.as_tuple()
         if len(digits) + abs(exp) > MAX_DIGITS:
-            raise TooManyDigits(f"{name} {text!r} needs more than {MAX_DIGITS} digits as an exact number "
+            t = str(text)
+            shown = repr(t) if len(t) <= 60 else f"'{t[:24]}...{t[-12:]}' ({len(t)} characters)"
+            raise TooManyDigits(f"{name} {shown} needs more than {MAX_DIGITS} digits as an exact number "
                              f"(exponent {d.adjusted():+d}); give it with fewer digits or a smaller exponent")
 
 

@@ -324,3 +324,12 @@ def test_serve_with_a_socket_in_a_missing_folder_names_the_folder(capsys, tmp_pa
     from hybridq.client import socket_path
 
     assert socket_path(create=False) == str(sock)
+
+
+def test_a_number_with_too_many_digits_is_not_echoed_whole(capsys, tiny):
+    """A 5000-digit --point coordinate was refused with the whole number in the error line (5,100
+    characters); the line now shows its start and end and its length."""
+    big = "0." + "1" * 5000
+    code, out, err = _run(capsys, "verify", tiny, "--perturb", "abs:1e-2", "--point", f"{big},0", "--delta", "1")
+    line = _one_error(err)
+    assert code == 3 and len(line) < 300 and "5002 characters" in line and "digits" in line, line
