@@ -380,7 +380,7 @@ def test_local_cluster_run_ends_within_its_timeout(tmp_path, capsys, monkeypatch
     assert wall <= 3.0 + 2.0, wall
 
 
-@pytest.mark.parametrize("where", ["inside LocalCluster", "after LocalCluster"])
+@pytest.mark.parametrize("where", ["inside LocalCluster", "after LocalCluster", "after LocalCluster and a SIGTERM"])
 def test_a_ctrl_c_raised_during_the_local_clusters_start_is_recorded_and_closes_it(monkeypatch, where):
     """SIGINT is blocked in the main thread while the local cluster starts, but a Ctrl-C delivered to
     another thread (numpy's OpenBLAS pool exists before the mask is set) makes Python raise
@@ -400,6 +400,8 @@ def test_a_ctrl_c_raised_during_the_local_clusters_start_is_recorded_and_closes_
         def __init__(self, *args, **kwargs):
             if where == "inside LocalCluster":
                 raise KeyboardInterrupt
+            if where.endswith("SIGTERM"):  # recorded by local_cluster's stand-in handler (raised after)
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
 
         def close(self):
             closed.append(True)
@@ -409,14 +411,21 @@ def test_a_ctrl_c_raised_during_the_local_clusters_start_is_recorded_and_closes_
 
     monkeypatch.setattr(hc, "_INTERRUPTED_START", [])
     monkeypatch.setattr(distributed, "LocalCluster", FakeCluster)
-    if where == "after LocalCluster":
+    if where.startswith("after LocalCluster"):
         monkeypatch.setattr(distributed.gc, "disable_gc_diagnosis", interrupted_gc_setup)
-    term_before = signal.getsignal(signal.SIGTERM)
-    mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    assert not hc.start_interrupted()
-    with pytest.raises(KeyboardInterrupt):
-        hc.local_cluster(2)
-    assert hc.start_interrupted()
-    assert closed == ([] if where == "inside LocalCluster" else [True])
-    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask_before
-    assert signal.getsignal(signal.SIGTERM) is term_before
+    outer = signal.getsignal(signal.SIGTERM)
+    if where.endswith("SIGTERM"):  # a Python handler (the CLI's), which local_cluster replaces while it starts
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        term_before = signal.getsignal(signal.SIGTERM)
+        mask_before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        assert not hc.start_interrupted()
+        with pytest.raises(KeyboardInterrupt):
+            hc.local_cluster(2)
+        assert hc.start_interrupted()
+        # (with a SIGTERM recorded first, the cluster was left running before)
+        assert closed == ([] if where == "inside LocalCluster" else [True])
+        assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == mask_before
+        assert signal.getsignal(signal.SIGTERM) is term_before
+    finally:
+        signal.signal(signal.SIGTERM, outer)

@@ -114,7 +114,7 @@ def local_cluster(n: int):
         old_term = signal.getsignal(signal.SIGTERM)
         if callable(old_term):
             signal.signal(signal.SIGTERM, lambda signum, frame: terms.append(signum))
-    cluster = None
+    cluster, closed = None, False
     try:
         try:
             with dask.config.set({**LEAN_CONFIG, "distributed.nanny.pre-spawn-environ": environ}):
@@ -131,6 +131,7 @@ def local_cluster(n: int):
                 terms.append(signal.SIGINT)  # unblocking, it could land in a gc callback of Dask's and be lost
             if terms:
                 cluster.close()
+                closed = True
                 _INTERRUPTED_START.append(True)
         finally:
             if block:
@@ -145,7 +146,7 @@ def local_cluster(n: int):
         # started workers' semaphores are released (os._exit left them to the resource tracker,
         # which warned "leaked semaphore objects" on stderr after the "interrupted" line)
         _INTERRUPTED_START.append(True)
-        if cluster is not None and not terms:
+        if cluster is not None and not closed:  # (a SIGTERM recorded before it does not close it)
             cluster.close()
         raise
     if terms:
