@@ -91,6 +91,7 @@ class Objective:
     label: str
 
     def vector(self, n: int) -> np.ndarray:
+        """``(n,)`` float64: ``coef`` as a dense cost vector over the program's ``n`` columns."""
         c = np.zeros(n)
         for j, v in self.coef.items():
             c[j] += v

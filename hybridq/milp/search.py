@@ -607,7 +607,9 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
 
     def probe_root() -> ProofResult | None:
         """Cut rounds, then probing (each binary's two children; a child whose certified bound
-        shows no violation fixes the binary to the other value for the rest of the search)."""
+        shows no violation fixes the binary to the other value for the rest of the search).  A
+        generator like ``bab``: returns ``proved`` or None (the search goes on below the restricted
+        root)."""
         nonlocal base_lb, base_ub, nodes, worst
         probe_end = time.perf_counter() + probe_share * max(0.0, clock.slice_end - time.perf_counter())
         for _sweep in range(probe_sweeps):
@@ -657,8 +659,9 @@ def _proof_steps(model: MilpModel, obj: Objective, clock: Proof, on_candidate, d
         return None
 
     def bab(stop: float, until: float = math.inf) -> ProofResult | None:
-        """Best-first branch and bound below the (restricted) root; None after ``stop`` LPs or
-        at time ``until``."""
+        """Best-first branch and bound below the (restricted) root (a generator: yields an
+        ``open`` snapshot at the end of each time slice, see :class:`Proof`); returns the final
+        result, or None after ``stop`` LPs or at time ``until``."""
         nonlocal nodes, worst, lost, count
         heap: list = [(-math.inf, 0, ())]
         while heap:
