@@ -163,13 +163,16 @@ def _net2(seed=3):
                                "relu" if k < len(w) - 2 else "identity") for k in range(len(w) - 1)))
 
 
-@pytest.mark.parametrize("delta, timeout", [(0.8, None), (0.74, 0.3)])  # max deviation in [0.730, 0.779]
+@pytest.mark.parametrize("delta, timeout", [(0.8, None), (0.74, 0.3)])  # max deviation 0.778628...
 def test_counts_add_up_and_match_the_plot(tmp_path, delta, timeout):
     from hybridq.plot import plot_cells
 
     net = _net2()
+    # the timed-out run: delta below the maximum (never proved) and only the root's one-sample attack
+    # (which misses it, deterministically): unknown with cells pending, however fast the machine
+    weak = dict(attack_samples=1, attack_steps=0, attack_restarts=1, attack_screen=0, attack_every=1000)
     res = verify(net, perturbation("abs:0.02", net), InputBox([-1.0, -1.0], [1.0, 1.0]), Deviation(delta),
-                 backend="none", jobs=1, timeout=timeout)
+                 backend="none", jobs=1, timeout=timeout, **(weak if timeout is not None else {}))
     if timeout is not None:
         assert res.verdict == "unknown" and res.stats.pending > 0
     s = res.stats
