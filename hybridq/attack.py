@@ -387,8 +387,21 @@ def _attack(network, perturbation, prop, lower, upper, rng, samples, steps, rest
         _, gW, gb = _grads(network, X, C, info[:4] + (gyp, gyn), nominal)
         Ws = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
         bs = [np.clip(c[None] + r[None] * _sign(g), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
-        # half of the samples also get a random vertex
         h = n // 2
+        if isinstance(prop, Deviation) and h > 0:
+            # |y' - y| grows both ways: where the deviation at the centre is 0 (a box centred on the
+            # nominal parameters) the first-order model cannot tell its two signs apart and took +;
+            # the mirrored vertex c - r sign(g) is the other sign's, and each row keeps the better
+            # (ACAS Xu 1_1 int8 at prop_3's centre: quantify's witness 10.7 -> 15.3 in 15 s)
+            Wm = [np.clip(c[None] - r[None] * _sign(g[:h]), lo, hi) for c, r, g, lo, hi in zip(C, R, gW, lo_W, hi_W)]
+            bm = [np.clip(c[None] - r[None] * _sign(g[:h]), lo, hi) for c, r, g, lo, hi in zip(Cb, Rb, gb, lo_b, hi_b)]
+            mp, _ = _evaluate(network, prop, X[:h], [W[:h] for W in Ws], [b[:h] for b in bs], nominal)
+            mm, _ = _evaluate(network, prop, X[:h], Wm, bm, nominal)
+            flip = mm > mp
+            for k in range(len(Ws)):
+                Ws[k][:h][flip] = Wm[k][flip]
+                bs[k][:h][flip] = bm[k][flip]
+        # half of the samples also get a random vertex
         for k in range(len(Ws)):
             Ws[k][h:] = np.clip(C[k][None] + R[k][None] * rng.choice((-1.0, 1.0), size=(n - h,) + C[k].shape),
                                 lo_W[k], hi_W[k])

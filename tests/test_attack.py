@@ -249,3 +249,18 @@ def test_point_perturbation_searches_inputs_only():
     assert res.params[0][0][0, 0] == 1.0 + e and res.params[0][1][0] == 0.0
     none = attack(net, pert, Deviation(2 * e), np.array([-0.25]), np.array([1.0]), rng, samples=4, steps=4)
     assert none.counterexample is None and none.value <= e
+
+
+def test_a_deviation_that_grows_only_downwards_is_found_from_a_nominal_centred_box():
+    """y = -relu(x w1 + b1) (w2 = -1) at x = 0.05, z = 0.05: raising y' is cut off by the ReLU at
+    0 (|y' - y| <= 0.15 that way), lowering it is not (0.2205 at the vertex w1 = 1.1, b1 = 0.1,
+    w2 = -1.1, b2 = -0.1).  At the box centre y' = y, so the first-order model cannot tell the two
+    signs apart; the attack tries the mirrored vertex too and keeps the better (it took + only)."""
+    net = Network((Layer(np.array([[1.0]]), np.array([0.0]), "relu"),
+                   Layer(np.array([[-1.0]]), np.array([0.0]), "identity")))
+    pert = Perturbation(tuple((l.W, l.b) for l in net.layers),
+                        tuple((np.full_like(l.W, 0.1), np.full_like(l.b, 0.1)) for l in net.layers))
+    x = np.array([0.05])
+    res = attack(net, pert, Deviation(0.0), x, x, np.random.default_rng(0), samples=2, steps=0, restarts=1,
+                 confirm_exact=False)
+    assert res.value == pytest.approx(1.1 * (1.1 * 0.05 + 0.1) + 0.1 - 0.05, rel=1e-12)
