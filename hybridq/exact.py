@@ -17,7 +17,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["TooManyDigits", "parse_exact", "split_numbers", "to_fraction", "float_down", "float_up", "float_nearest", "as_float_if_exact"]
+__all__ = ["TooManyDigits", "parse_exact", "split_numbers", "to_fraction", "float_down", "float_up", "float_nearest",
+           "as_float_if_exact", "gamma"]
 
 
 #: The most decimal digits (significant digits plus the exponent's size) an exact number may need:
@@ -163,6 +164,24 @@ def as_float_if_exact(q: Fraction) -> float | Fraction:
     except OverflowError:
         return q
     return f if np.isfinite(f) and Fraction(f) == q else q
+
+
+def gamma(n: int) -> float:
+    """Higham's ``gamma_n = n u / (1 - n u)``, ``u = 2^-53``: a sum of ``n`` float64 terms (or a
+    product chain of ``n`` roundings), computed in any order, errs by at most ``gamma_n`` times
+    the sum of the magnitudes (N. J. Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2nd ed., §3.1, (3.4)-(3.5)).  The value itself is a float; callers double it (or round it up)
+    to cover its own rounding.
+
+    Raises
+    ------
+    ValueError
+        ``n u >= 0.01`` (``n`` beyond about 10^13), where the bound is not meant to be used.
+    """
+    nu = n * 2.0 ** -53
+    if nu >= 0.01:  # pragma: no cover - n beyond 10^13
+        raise ValueError("sum too long for the a-priori error bound")
+    return nu / (1.0 - nu)
 
 
 def _short(q: Fraction) -> str:

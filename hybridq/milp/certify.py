@@ -29,17 +29,12 @@ import math
 import numpy as np
 import scipy.sparse as sp
 
+from hybridq.exact import gamma
+
 __all__ = ["LpData", "safe_lower_bound", "safe_infeasible"]
 
 _U = 2.0 ** -53
 _ETA = 2.0 ** -1074  # smallest subnormal: underflow error of a product is at most half of it
-
-
-def _gamma(n: int) -> float:
-    nu = n * _U
-    if nu >= 0.01:  # pragma: no cover - n beyond 10^13
-        raise ValueError("sum too long for the a-priori error bound")
-    return nu / (1.0 - nu)
 
 
 def _down(v: float) -> float:
@@ -86,7 +81,7 @@ class LpData:
         if p.size == 0:
             return 0.0
         s = float(np.sum(p))
-        err = 2.0 * _gamma(p.size + 2) * float(np.sum(np.abs(p))) + (p.size + 2) * _ETA
+        err = 2.0 * gamma(p.size + 2) * float(np.sum(np.abs(p))) + (p.size + 2) * _ETA
         return _down(_down(s) - err)
 
     def clean(self, y) -> np.ndarray:
@@ -103,7 +98,7 @@ class LpData:
         """An enclosure ``[r_lo, r_hi]`` of ``r = c - A^T y`` (exact, for the float ``c``, ``y``)."""
         aty = self.At @ y
         r = c - aty
-        err = 2.0 * _gamma(self.k + 3) * (np.abs(c) + self.absAt @ np.abs(y)) + (self.k + 3) * _ETA
+        err = 2.0 * gamma(self.k + 3) * (np.abs(c) + self.absAt @ np.abs(y)) + (self.k + 3) * _ETA
         return np.nextafter(r - err, -np.inf), np.nextafter(r + err, np.inf)
 
     @staticmethod
@@ -121,7 +116,7 @@ class LpData:
             if not np.all(np.isfinite(t)):
                 return -math.inf
             s = float(np.sum(t))
-            err = 2.0 * _gamma(t.size + 2) * float(np.sum(np.abs(t))) + (t.size + 2) * _ETA
+            err = 2.0 * gamma(t.size + 2) * float(np.sum(np.abs(t))) + (t.size + 2) * _ETA
         out = _down(_down(s) - err)
         return out if math.isfinite(out) else -math.inf
 

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hybridq.exact import gamma
 from hybridq.milp.model import MilpModel
 
 __all__ = ["ReluCuts", "Cut"]
 
-_U = 2.0 ** -53
 _ETA = 2.0 ** -1074
 
 
@@ -55,7 +55,7 @@ def _dot_up(a: np.ndarray, b: np.ndarray) -> float:
         return 0.0
     s = float(np.sum(p))
     mag = float(np.sum(np.abs(p)))
-    err = 2.0 * (n * _U / (1.0 - n * _U)) * mag + n * _ETA
+    err = 2.0 * gamma(n) * mag + n * _ETA
     out = float(np.nextafter(np.nextafter(s, math.inf) + err, math.inf))
     return out if math.isfinite(out) else math.inf
 

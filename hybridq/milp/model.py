@@ -43,7 +43,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from hybridq.exact import float_down, float_up
+from hybridq.exact import float_down, float_up, gamma
 from hybridq.properties import Decision, Deviation, OutputConstraint
 
 if TYPE_CHECKING:  # imported in the functions: deciding whether a run uses this stage needs no scipy (start-up)
@@ -360,7 +360,7 @@ def _dot_enclosure(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray)
     Each product rounds with relative error ``u`` plus half a subnormal; the sum of ``n`` terms
     errs by at most ``gamma_n`` times the sum of magnitudes (Higham, ch. 3); the error terms are
     doubled to cover their own rounding and each end is stepped one ulp outward."""
-    u, eta = 2.0 ** -53, 2.0 ** -1074
+    eta = 2.0 ** -1074
     C = np.asarray(C, dtype=np.float64)
     c = np.asarray(c, dtype=np.float64)
     used = (lo != 0.0) | (hi != 0.0)
@@ -368,7 +368,7 @@ def _dot_enclosure(C: np.ndarray, lo: np.ndarray, hi: np.ndarray, c: np.ndarray)
         return c.copy(), c.copy()
     C, lo, hi = C[:, used], lo[used], hi[used]
     n = C.shape[1] + 3
-    gam = n * u / (1 - n * u)
+    gam = gamma(n)
     with np.errstate(over="ignore", invalid="ignore"):
         p1, p2 = C * lo[None, :], C * hi[None, :]
         tmin, tmax = np.minimum(p1, p2), np.maximum(p1, p2)
@@ -447,7 +447,7 @@ def _rounded_sum(P: sp.spmatrix, Q: sp.spmatrix, b: _Builder) -> tuple[sp.csr_ma
     S.eliminate_zeros()
     S = sp.csr_matrix((S.data, used[S.indices], S.indptr), shape=(m, n))
     with np.errstate(over="ignore"):
-        err = np.nextafter(err * (1.0 + 2.0 * k * 2.0 ** -53 / (1.0 - k * 2.0 ** -53)) + k * 2.0 ** -1074, np.inf)
+        err = np.nextafter(err * (1.0 + 2.0 * gamma(k)) + k * 2.0 ** -1074, np.inf)
     if not np.all(np.isfinite(err)):
         raise ModelUnsupported("a coefficient's rounding error overflowed float64")
     return S, err
