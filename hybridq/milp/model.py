@@ -101,6 +101,13 @@ class Objective:
         """Whether ``value`` (the objective's exact value, ``const`` included) violates the property."""
         return value > self.threshold if self.strict else value >= self.threshold
 
+    def bound_value(self, bound: float) -> float:
+        """A certified upper bound of ``coef . v`` (``const`` left out) that :meth:`held_below`
+        accepted (finite, or ``-inf`` for an empty program), as a bound of the objective's value:
+        ``const`` added exactly, then rounded to the nearest float (``stats["bounds"]`` of the
+        milp backend); ``-inf`` stays ``-inf``."""
+        return float(Fraction(bound) + self.const) if math.isfinite(bound) else -math.inf
+
     def held_below(self, bound: float) -> bool:
         """Whether a certified upper bound of ``coef . v`` (``const`` left out; ``-inf`` for a
         program proved empty, ``inf`` or NaN for no bound) shows that no point violates."""

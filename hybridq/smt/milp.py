@@ -251,7 +251,7 @@ class MilpBackend(Backend):
             except ModelUnsupported as err:
                 return done(Unknown(str(err), "unsupported"))
             if obj.held_below(ub):
-                proved_bounds.append(float(Fraction(ub) + obj.const) if np.isfinite(ub) else -np.inf)
+                proved_bounds.append(obj.bound_value(ub))
             else:
                 objs.append((ub - float(obj.threshold - obj.const), obj, ub + float(obj.const)))
         objs.sort(key=lambda t: -t[0])
@@ -331,8 +331,7 @@ class MilpBackend(Backend):
                     stats["found_by"] = "branch and bound"
                     return finish(Sat(hit[0], hit[1]))
                 if res.status == "proved":
-                    stats["bounds"].append(float(Fraction(res.bound) + obj.const) if np.isfinite(res.bound)
-                                           else -np.inf)
+                    stats["bounds"].append(obj.bound_value(res.bound))
                 elif proof.result is None:
                     paused.append((obj, proof))
                 else:
