@@ -260,12 +260,12 @@ def split_target(part: str, n_layers: int | None, fail) -> tuple:
 
 def _eps(text: str, spec: str) -> tuple[float, Fraction]:
     """EPS parsed exactly: ``(float64 rounded up, Fraction)`` (the float box covers the decimal one)."""
-    from hybridq.exact import MAX_DIGITS, parse_exact
+    from hybridq.exact import TooManyDigits, parse_exact
 
     try:
         e = parse_exact(text, "epsilon")
     except ValueError as err:
-        why = str(err) if f"more than {MAX_DIGITS} digits" in str(err) else f"epsilon {text!r} is not a finite number"
+        why = str(err) if isinstance(err, TooManyDigits) else f"epsilon {text!r} is not a finite number"
         raise _spec_error(spec, why) from None
     if e < 0:
         raise _spec_error(spec, f"epsilon {text!r} is negative")

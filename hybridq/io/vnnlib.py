@@ -86,13 +86,13 @@ class _Parser:
                 return {t: Fraction(1)}, Fraction(0)
             if _VAR.match(t):
                 raise self.fail(f"variable {t} is used but not declared", pos)
-            from hybridq.exact import MAX_DIGITS, parse_exact
+            from hybridq.exact import TooManyDigits, parse_exact
 
             try:
                 return {}, parse_exact(t, "constant")
-            except ValueError as err:
-                if f"more than {MAX_DIGITS} digits" in str(err):
-                    raise self.fail(str(err), pos) from None
+            except TooManyDigits as err:
+                raise self.fail(str(err), pos) from None
+            except ValueError:
                 raise self.fail(f"expected a number or a declared variable, got {t!r}", pos) from None
         if not t or not isinstance(t[0], str):
             raise self.fail("expected a term", t.pos)
